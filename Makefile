@@ -1,0 +1,46 @@
+# Two commands: `make demo` (JupyterLab + the extension against a local demo Hub) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8888
+HUB_PORT ?= 8765
+DEMO_DIR ?= .demo
+
+.PHONY: install demo test test-python test-js bench browser-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Without an NVIDIA GPU, pin the CPU build of torch first so pip never resolves a CUDA wheel.
+install: $(BIN)/python
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+		$(BIN)/pip install -q "torch>=2.4"; \
+	else \
+		$(BIN)/pip install -q "torch==2.13.0"; \
+	fi
+	$(BIN)/pip install -q -e ".[test]"
+
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+demo: install
+	HF_ENDPOINT=http://127.0.0.1:$(HUB_PORT) HF_HUB_DISABLE_XET=1 $(BIN)/python -m tests.hubserver $(DEMO_DIR)/hub --port $(HUB_PORT) & \
+	HF_ENDPOINT=http://127.0.0.1:$(HUB_PORT) HF_HUB_DISABLE_XET=1 \
+	MISTUDIO_CACHE_DIR=$(CURDIR)/$(DEMO_DIR)/cache MISTUDIO_DB_URL=sqlite:///$(CURDIR)/$(DEMO_DIR)/catalog.sqlite \
+	$(BIN)/jupyter lab --port $(PORT) --ServerApp.root_dir=notebooks; kill %1
+
+test: install browser-deps
+	$(MAKE) test-js test-python
+
+test-python:
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-js:
+	npm ci --no-audit --no-fund && npm test
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) node_modules

@@ -1,0 +1,6 @@
+"""`python -m mistudio_jupyter` runs the `mistudio` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,199 @@
+"""One command parser for `mistudio …` in a shell and `%mistudio …` in IPython.
+
+Each command is a function `(manager, args) -> result`; the shell prints the result as text or
+JSON, the magic displays it. Errors leave as one line on stderr (or a JSON error object) and a
+non-zero exit status.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable, Sequence, TextIO
+
+from ._version import __version__
+from .core.catalog import DTYPES, QUANTIZATIONS, SORTABLE, STATUSES, ModelRecord
+from .core.errors import MiStudioError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+Command = Callable[[Any, argparse.Namespace], Any]
+COMMANDS: dict[str, Command] = {}
+
+
+class UsageError(Exception):
+    """Bad command-line words; raised instead of argparse's exit so the magic survives it."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        if message:
+            raise UsageError(message.strip())
+        raise _HelpShown()
+
+
+class _HelpShown(Exception):
+    pass
+
+
+def parse_count(text: str) -> int:
+    """'125M', '2.6B', '70b', '1e9' or '124439808' → an integer count."""
+    multipliers = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
+    value = text.strip().lower().replace("_", "").replace(",", "")
+    try:
+        if value and value[-1] in multipliers:
+            return int(float(value[:-1]) * multipliers[value[-1]])
+        return int(float(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count (e.g. 125M, 2.6B)") from None
+
+
+def command(name: str, help: str) -> Callable[[Command], Command]:
+    def register(function: Command) -> Command:
+        function.help = help  # type: ignore[attr-defined]
+        COMMANDS[name] = function
+        return function
+
+    return register
+
+
+def build_parser(prog: str = "mistudio") -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description="Hugging Face model management for interpretability research.")
+    parser.add_argument("--version", action="version", version=f"mistudio-jupyter {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, function in COMMANDS.items():
+        sub = commands.add_parser(name, help=function.help, description=function.help)  # type: ignore[attr-defined]
+        ARGUMENTS.get(name, lambda _: None)(sub)
+        sub.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return parser
+
+
+def _list_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--family", help="e.g. llama, gemma, gpt2, pythia, phi, qwen, mistral")
+    parser.add_argument("--quantization", choices=QUANTIZATIONS)
+    parser.add_argument("--status", choices=STATUSES)
+    parser.add_argument("--min-params", type=parse_count, metavar="N", help="e.g. 1B")
+    parser.add_argument("--max-params", type=parse_count, metavar="N", help="e.g. 10B")
+    parser.add_argument("-q", "--query", dest="q", help="text in the name or repo id")
+    parser.add_argument("--sort", default="-created_at", help=f"one of {', '.join(SORTABLE)}; '-' first for descending")
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--offset", type=int, default=0)
+
+
+ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"list": _list_arguments}
+
+
+@command("list", "List the models in the catalog.")
+def list_models(manager: Any, args: argparse.Namespace) -> list[ModelRecord]:
+    filters = {key: getattr(args, key) for key in ("family", "quantization", "status", "min_params",
+                                                   "max_params", "q", "sort", "limit", "offset")}
+    return manager.list(**filters)
+
+
+def to_jsonable(result: Any) -> Any:
+    if isinstance(result, ModelRecord):
+        return result.to_dict()
+    if isinstance(result, (list, tuple)):
+        return [to_jsonable(item) for item in result]
+    if isinstance(result, dict):
+        return {key: to_jsonable(value) for key, value in result.items()}
+    if hasattr(result, "to_dict"):
+        return result.to_dict()
+    return result
+
+
+def format_text(result: Any) -> str:
+    """A terminal rendering of a command's result."""
+    if isinstance(result, list) and all(isinstance(item, ModelRecord) for item in result):
+        return _records_table(result)
+    if isinstance(result, ModelRecord):
+        return "\n".join(f"{key}: {value}" for key, value in result.to_dict().items() if key != "summary")
+    if isinstance(result, str):
+        return result
+    return json.dumps(to_jsonable(result), indent=2, default=str)
+
+
+def _records_table(records: list[ModelRecord]) -> str:
+    if not records:
+        return "No models in the catalog. Try: mistudio download REPO"
+    rows = [("ID", "REPO", "REVISION", "STATUS", "QUANT", "PARAMS", "SIZE")]
+    for record in records:
+        rows.append((record.id[:8], record.repo_id, record.revision, _status_text(record), record.quantization,
+                     human_count(record.params), human_bytes(record.size_bytes or record.bytes_total)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+
+def _status_text(record: ModelRecord) -> str:
+    if record.status == "downloading" and record.bytes_total:
+        return f"downloading {100 * record.bytes_done / record.bytes_total:.0f}%"
+    return record.status
+
+
+def human_count(value: int | None) -> str:
+    if value is None:
+        return "-"
+    for unit, size in (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3)):
+        if value >= size:
+            return f"{value / size:.3g}{unit}"
+    return str(value)
+
+
+def human_bytes(value: int | float | None) -> str:
+    if value is None:
+        return "-"
+    for unit, size in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if value >= size:
+            return f"{value / size:.3g} {unit}"
+    return f"{int(value)} B"
+
+
+def execute(argv: Sequence[str], manager_factory: Callable[[], Any]) -> tuple[argparse.Namespace, Any]:
+    """Parse `argv` and run its command; raises UsageError or MiStudioError."""
+    args = build_parser().parse_args(list(argv))
+    if args.command is None:
+        raise UsageError("a command is required; see `mistudio --help`")
+    return args, COMMANDS[args.command](manager_factory(), args)
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """The `mistudio` console script."""
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
+    wants_json = "--json" in argv
+    try:
+        args, result = execute(argv, _default_manager)
+    except _HelpShown:
+        return 0
+    except UsageError as error:
+        return _fail(stderr, wants_json, "invalid_argument", str(error), EXIT_USAGE)
+    except MiStudioError as error:
+        return _fail(stderr, wants_json, error.code, error.message, EXIT_ERROR)
+    except KeyboardInterrupt:
+        return _fail(stderr, wants_json, "interrupted", "interrupted", 130)
+    if args.json:
+        print(json.dumps(to_jsonable(result), indent=2, default=str), file=stdout)
+    elif result is not None:
+        print(format_text(result), file=stdout)
+    return 0
+
+
+def _fail(stderr: TextIO, wants_json: bool, code: str, message: str, status: int) -> int:
+    if wants_json:
+        print(json.dumps({"error": {"code": code, "message": message}}), file=stderr)
+    else:
+        print(f"mistudio: error: {message}", file=stderr)
+    return status
+
+
+def _default_manager() -> Any:
+    from .core.service import ModelManager
+
+    return ModelManager()
+
+
+__all__ = ["main", "build_parser", "execute", "COMMANDS", "UsageError"]

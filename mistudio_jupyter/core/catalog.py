@@ -1,0 +1,339 @@
+"""The catalog: one SQL table of models, the coordination point of every process.
+
+SQLAlchemy 2 typed ORM over SQLite (WAL) by default; any SQLAlchemy URL works. The schema is
+owned by the Alembic migrations in `core/migrations`, applied automatically when a Catalog opens.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, TypeDecorator, Float, String, Text, create_engine, event, or_, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from .errors import InvalidArgument, NotFound
+
+STATUSES = ("pending", "downloading", "ready", "cancelled", "failed", "interrupted")
+QUANTIZATIONS = ("none", "bnb-8bit", "bnb-4bit")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+SORTABLE = ("name", "repo_id", "status", "family", "params", "size_bytes", "created_at", "updated_at")
+RESUMABLE = ("pending", "cancelled", "failed", "interrupted")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them without a zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("catalog times must be timezone-aware")
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ModelRecord(Base):
+    """One catalog entry: a repo revision and how it will be loaded."""
+
+    __tablename__ = "models"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    name: Mapped[str] = mapped_column(String(255))
+    repo_id: Mapped[str] = mapped_column(String(255), index=True)
+    revision: Mapped[str] = mapped_column(String(255), default="main")
+    commit: Mapped[str | None] = mapped_column(String(64))
+    file_path: Mapped[str | None] = mapped_column(String(1024))
+    status: Mapped[str] = mapped_column(String(32), default="pending", index=True)
+    architecture: Mapped[dict | None] = mapped_column(JSON)
+    quantization: Mapped[str] = mapped_column(String(32), default="none")
+    dtype: Mapped[str] = mapped_column(String(32), default="auto")
+    family: Mapped[str | None] = mapped_column(String(64))
+    model_type: Mapped[str | None] = mapped_column(String(64))
+    params: Mapped[int | None] = mapped_column(BigInteger)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_total: Mapped[int | None] = mapped_column(BigInteger)
+    speed_bps: Mapped[float | None] = mapped_column(Float)
+    eta_s: Mapped[float | None] = mapped_column(Float)
+    current_file: Mapped[str | None] = mapped_column(String(1024))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    gated: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    measured_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    load_time_s: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record JSON shared by REST, CLI `--json` and widget traits."""
+        total = self.bytes_total or 0
+        progress = 1.0 if self.status == "ready" else (min(self.bytes_done / total, 1.0) if total else 0.0)
+        error = {"code": self.error_code, "message": self.error_message} if self.error_code else None
+        return {
+            "id": self.id,
+            "name": self.name,
+            "repo_id": self.repo_id,
+            "revision": self.revision,
+            "commit": self.commit,
+            "status": self.status,
+            "quantization": self.quantization,
+            "dtype": self.dtype,
+            "family": self.family,
+            "model_type": self.model_type,
+            "params": self.params,
+            "size_bytes": self.size_bytes,
+            "file_path": self.file_path,
+            "bytes_done": self.bytes_done,
+            "bytes_total": self.bytes_total,
+            "progress": progress,
+            "speed_bps": self.speed_bps,
+            "eta_s": self.eta_s,
+            "current_file": self.current_file,
+            "error": error,
+            "gated": self.gated,
+            "summary": (self.architecture or {}).get("summary"),
+            "measured_memory_bytes": self.measured_memory_bytes,
+            "load_time_s": self.load_time_s,
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+        }
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def validate_choice(field: str, value: str, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise InvalidArgument(f"unknown {field} {value!r}; expected one of: {', '.join(allowed)}")
+    return value
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(db_url: str) -> Engine:
+    if db_url.startswith("sqlite"):
+        path = db_url.split(":///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(db_url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(db_url, pool_pre_ping=True)
+
+
+class Catalog:
+    """The models table and its atomic operations."""
+
+    def __init__(self, db_url: str) -> None:
+        from .migrations import upgrade_to_head
+
+        self.db_url = db_url
+        self.engine = make_engine(db_url)
+        upgrade_to_head(self.engine, db_url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _session(self) -> Session:
+        return self._sessions()
+
+    def add(
+        self,
+        repo_id: str,
+        *,
+        revision: str = "main",
+        quantization: str = "none",
+        dtype: str = "auto",
+        name: str | None = None,
+        **fields: Any,
+    ) -> tuple[ModelRecord, bool]:
+        """Add an entry, or return the existing one for the same repo, revision, quantization and dtype."""
+        validate_choice("quantization", quantization, QUANTIZATIONS)
+        validate_choice("dtype", dtype, DTYPES)
+        existing = self.find(repo_id, revision, quantization, dtype)
+        if existing is not None:
+            return existing, False
+        record = ModelRecord(
+            repo_id=repo_id, revision=revision, quantization=quantization, dtype=dtype,
+            name=name or repo_id, **fields,
+        )
+        with self._session() as session, session.begin():
+            session.add(record)
+        return record, True
+
+    def find(self, repo_id: str, revision: str, quantization: str, dtype: str) -> ModelRecord | None:
+        query = select(ModelRecord).where(
+            ModelRecord.repo_id == repo_id,
+            ModelRecord.revision == revision,
+            ModelRecord.quantization == quantization,
+            ModelRecord.dtype == dtype,
+        ).order_by(ModelRecord.created_at)
+        with self._session() as session:
+            return session.scalars(query).first()
+
+    def get(self, model_id: str) -> ModelRecord:
+        with self._session() as session:
+            record = session.get(ModelRecord, model_id)
+        if record is None:
+            raise NotFound(f"no model with id {model_id!r} in the catalog")
+        return record
+
+    def update(self, model_id: str, **fields: Any) -> ModelRecord:
+        unknown = set(fields) - set(ModelRecord.__table__.columns.keys())
+        if unknown:
+            raise InvalidArgument(f"unknown catalog field(s): {', '.join(sorted(unknown))}")
+        if "status" in fields:
+            validate_choice("status", fields["status"], STATUSES)
+        fields["updated_at"] = utcnow()
+        with self._session() as session, session.begin():
+            result = session.execute(update(ModelRecord).where(ModelRecord.id == model_id).values(**fields))
+        if result.rowcount == 0:
+            raise NotFound(f"no model with id {model_id!r} in the catalog")
+        return self.get(model_id)
+
+    def delete(self, model_id: str) -> ModelRecord:
+        with self._session() as session, session.begin():
+            record = session.get(ModelRecord, model_id)
+            if record is None:
+                raise NotFound(f"no model with id {model_id!r} in the catalog")
+            session.delete(record)
+        return record
+
+    def list(
+        self,
+        *,
+        family: str | None = None,
+        quantization: str | None = None,
+        status: str | None = None,
+        min_params: int | None = None,
+        max_params: int | None = None,
+        q: str | None = None,
+        repo_id: str | None = None,
+        sort: str = "-created_at",
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[ModelRecord]:
+        """Entries matching every given filter; `sort` is a field name, `-` first for descending."""
+        query = select(ModelRecord)
+        if family:
+            query = query.where(ModelRecord.family == family)
+        if quantization:
+            query = query.where(ModelRecord.quantization == validate_choice("quantization", quantization, QUANTIZATIONS))
+        if status:
+            query = query.where(ModelRecord.status == validate_choice("status", status, STATUSES))
+        if min_params is not None:
+            query = query.where(ModelRecord.params >= min_params)
+        if max_params is not None:
+            query = query.where(ModelRecord.params <= max_params)
+        if repo_id:
+            query = query.where(ModelRecord.repo_id == repo_id)
+        if q:
+            pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            query = query.where(or_(ModelRecord.name.ilike(pattern, escape="\\"), ModelRecord.repo_id.ilike(pattern, escape="\\")))
+        query = query.order_by(*_sort_columns(sort))
+        if limit is not None:
+            if limit < 0:
+                raise InvalidArgument("limit must not be negative")
+            query = query.limit(limit)
+        if offset < 0:
+            raise InvalidArgument("offset must not be negative")
+        query = query.offset(offset)
+        with self._session() as session:
+            return list(session.scalars(query))
+
+    def claim(self, model_id: str, worker: str, *, stale_after_s: float = 30.0) -> bool:
+        """Atomically make `worker` the downloader of an entry; exactly one of racing claimants wins.
+
+        An entry can be claimed when it is not downloading, or when its download's heartbeat is stale.
+        """
+        now = utcnow()
+        stale_before = now - dt.timedelta(seconds=stale_after_s)
+        statement = (
+            update(ModelRecord)
+            .where(ModelRecord.id == model_id)
+            .where(
+                or_(
+                    ModelRecord.status.in_(RESUMABLE),
+                    (ModelRecord.status == "downloading") & (ModelRecord.heartbeat_at < stale_before),
+                    (ModelRecord.status == "downloading") & (ModelRecord.heartbeat_at.is_(None)) & (ModelRecord.worker.is_(None)),
+                )
+            )
+            .values(status="downloading", worker=worker, heartbeat_at=now, cancel_requested=False,
+                    error_code=None, error_message=None, updated_at=now)
+        )
+        with self._session() as session, session.begin():
+            return session.execute(statement).rowcount == 1
+
+    def heartbeat(self, model_id: str, worker: str, **progress: Any) -> bool:
+        """Record progress from the claiming worker; returns whether a cancel was requested.
+
+        Raises NotFound when the entry is gone or another worker owns it now.
+        """
+        now = utcnow()
+        statement = (
+            update(ModelRecord)
+            .where(ModelRecord.id == model_id, ModelRecord.worker == worker)
+            .values(heartbeat_at=now, updated_at=now, **progress)
+        )
+        with self._session() as session, session.begin():
+            if session.execute(statement).rowcount == 0:
+                raise NotFound(f"model {model_id!r} is no longer claimed by {worker}")
+            return bool(session.scalar(select(ModelRecord.cancel_requested).where(ModelRecord.id == model_id)))
+
+    def request_cancel(self, model_id: str) -> ModelRecord:
+        return self.update(model_id, cancel_requested=True)
+
+    def adopt(self, cache_dir: str | Path) -> list[ModelRecord]:
+        """Add every complete model revision already in the HF cache as a ready entry."""
+        from .adoption import cached_model_revisions
+
+        adopted = []
+        for found in cached_model_revisions(Path(cache_dir)):
+            if self._has_commit(found.repo_id, found.commit):
+                continue
+            record, _ = self.add(found.repo_id, revision=found.revision, status="ready", **found.fields())
+            adopted.append(record)
+        return adopted
+
+    def _has_commit(self, repo_id: str, commit: str) -> bool:
+        query = select(ModelRecord.id).where(ModelRecord.repo_id == repo_id, ModelRecord.commit == commit)
+        with self._session() as session:
+            return session.scalars(query).first() is not None
+
+
+def _sort_columns(sort: str) -> Iterator[Any]:
+    descending = sort.startswith("-")
+    field = sort.lstrip("-+")
+    if field not in SORTABLE:
+        raise InvalidArgument(f"cannot sort by {field!r}; expected one of: {', '.join(SORTABLE)}")
+    column = getattr(ModelRecord, field)
+    yield column.desc() if descending else column.asc()
+    yield ModelRecord.id
+

@@ -1,0 +1,267 @@
+"""The Hugging Face Hub, seen through huggingface_hub: ids, revisions, file plans, headers, errors.
+
+Every Hub error leaves this module as a `core.errors` exception with a stable code; the three
+authentication cases (no token, bad token, token not granted) are told apart.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fnmatch
+import json
+from typing import Any, Iterator
+
+from .errors import (
+    EntryNotFound,
+    GatedLoginRequired,
+    GatedNotApproved,
+    HubUnreachable,
+    InvalidRepoId,
+    InvalidToken,
+    MiStudioError,
+    RepoNotFound,
+    RevisionNotFound,
+    UnsafeRepo,
+)
+from .settings import Settings
+
+CONFIG_FILES = ("config.json", "generation_config.json")
+TOKENIZER_PATTERNS = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt", "merges.txt", "chat_template.jinja",
+    "chat_template.json", "preprocessor_config.json",
+)
+SAFETENSORS_PATTERNS = ("*.safetensors", "model.safetensors.index.json")
+PICKLE_PATTERNS = ("*.bin", "*.bin.index.json", "*.pt", "*.pth", "*.ckpt")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedFile:
+    """One file to fetch: its size, git blob id and, for LFS files, sha256 (which is also its etag)."""
+
+    path: str
+    size: int
+    blob_id: str | None
+    sha256: str | None
+
+    @property
+    def etag(self) -> str | None:
+        return self.sha256 or self.blob_id
+
+
+@dataclasses.dataclass(frozen=True)
+class FilePlan:
+    """What downloading a repo revision means: the files, and what is unsafe about it."""
+
+    repo_id: str
+    revision: str
+    commit: str
+    files: list[PlannedFile]
+    warnings: list[str]
+    gated: bool
+    remote_code: bool
+    pickle_only: bool
+
+    @property
+    def download_bytes(self) -> int:
+        return sum(file.size for file in self.files)
+
+    def ensure_safe(self, *, allow_pickle: bool = False, allow_remote_code: bool = False) -> None:
+        if self.pickle_only and not allow_pickle:
+            raise UnsafeRepo(
+                f"{self.repo_id} has only pickle weights (.bin/.pt), which can run code when loaded; "
+                "pass allow_pickle=True to download them anyway"
+            )
+        if self.remote_code and not allow_remote_code:
+            raise UnsafeRepo(
+                f"{self.repo_id} needs custom code from the repo (config auto_map); mistudio never runs it "
+                "unless you pass allow_remote_code=True"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorInfo:
+    dtype: str
+    shape: tuple[int, ...]
+
+
+def validate_repo_id(repo_id: object) -> str:
+    """Return `repo_id` if it is a valid Hub model id; raise InvalidRepoId with the reason otherwise."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id as hf_validate
+
+    if not isinstance(repo_id, str) or not repo_id.strip():
+        raise InvalidRepoId("a repo id is required, e.g. 'google/gemma-2-2b'")
+    if "://" in repo_id or repo_id.startswith(("/", "\\", "~")) or ".." in repo_id.split("/"):
+        raise InvalidRepoId(f"{repo_id!r} is not a repo id; use the form 'org/name', e.g. 'google/gemma-2-2b'")
+    try:
+        hf_validate(repo_id)
+    except HFValidationError as error:
+        raise InvalidRepoId(f"{repo_id!r} is not a valid repo id: {error}") from None
+    return repo_id
+
+
+def validate_revision(revision: object) -> str:
+    if not isinstance(revision, str) or not revision or len(revision) > 255 or ".." in revision:
+        raise InvalidRepoId(f"{revision!r} is not a valid revision")
+    if any(ch.isspace() or ord(ch) < 32 for ch in revision) or revision.startswith("/"):
+        raise InvalidRepoId(f"{revision!r} is not a valid revision")
+    return revision
+
+
+class HubClient:
+    """Reads what the Hub knows about a repo, without downloading any weights."""
+
+    def __init__(self, settings: Settings) -> None:
+        from huggingface_hub import HfApi
+
+        self.settings = settings
+        self.endpoint = settings.hub_endpoint
+        self.api = HfApi(endpoint=self.endpoint)
+
+    def resolve_token(self, token: str | None = None) -> str | None:
+        """The token to use: the argument, else HF_TOKEN (settings), else the huggingface_hub login."""
+        if token:
+            return token
+        if self.settings.token:
+            return self.settings.token
+        from huggingface_hub import get_token
+
+        return get_token()
+
+    @contextlib.contextmanager
+    def errors(self, repo_id: str, token: str | None = None) -> Iterator[None]:
+        """Map huggingface_hub and network exceptions raised inside the block to domain errors."""
+        try:
+            yield
+        except MiStudioError:
+            raise
+        except Exception as error:  # noqa: BLE001 - every Hub failure must leave as a domain error
+            mapped = map_hub_error(error, repo_id, token, self.endpoint)
+            if mapped is None:
+                raise
+            raise mapped from error
+
+    def model_info(self, repo_id: str, revision: str | None = None, token: str | None = None) -> Any:
+        validate_repo_id(repo_id)
+        if revision is not None:
+            validate_revision(revision)
+        token = self.resolve_token(token)
+        with self.errors(repo_id, token):
+            return self.api.model_info(repo_id, revision=revision, files_metadata=True, token=token or False)
+
+    def resolve_commit(self, repo_id: str, revision: str | None = None, token: str | None = None) -> str:
+        return self.model_info(repo_id, revision, token).sha
+
+    def read_json(self, repo_id: str, commit: str, path: str, token: str | None = None) -> dict[str, Any] | None:
+        """A small JSON file of the repo, read over HTTP without touching the cache; None if absent."""
+        from huggingface_hub import hf_hub_url
+        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+        token = self.resolve_token(token)
+        url = hf_hub_url(repo_id, path, revision=commit, endpoint=self.endpoint)
+        with self.errors(repo_id, token):
+            response = get_session().get(url, headers=build_hf_headers(token=token or False), follow_redirects=True)
+            if response.status_code == 404 and response.headers.get("X-Error-Code") == "EntryNotFound":
+                return None
+            hf_raise_for_status(response)
+            try:
+                return json.loads(response.content)
+            except ValueError:
+                raise EntryNotFound(f"{path} in {repo_id} is not valid JSON") from None
+
+    def file_plan(self, repo_id: str, revision: str | None = None, token: str | None = None) -> FilePlan:
+        """The files a download of this revision fetches, with sizes, hashes and safety flags."""
+        info = self.model_info(repo_id, revision, token)
+        siblings = {sibling.rfilename: sibling for sibling in info.siblings or []}
+        selected, warnings, pickle_only = select_files(list(siblings))
+        config = self.read_json(repo_id, info.sha, "config.json", token) if "config.json" in siblings else None
+        remote_code = bool(config and config.get("auto_map"))
+        if config is None:
+            warnings.append("no config.json: the architecture cannot be read and transformers cannot load it")
+        if remote_code:
+            warnings.append("needs custom code from the repo (auto_map); it is never executed unless allowed")
+        files = [_planned(siblings[path]) for path in selected]
+        return FilePlan(
+            repo_id=repo_id, revision=revision or "main", commit=info.sha, files=files, warnings=warnings,
+            gated=bool(info.gated), remote_code=remote_code, pickle_only=pickle_only,
+        )
+
+    def safetensors_tensors(self, repo_id: str, commit: str, token: str | None = None) -> dict[str, TensorInfo]:
+        """Name → dtype and shape of every tensor, from the safetensors headers (ranged reads only)."""
+        from huggingface_hub.errors import NotASafetensorsRepoError
+
+        token = self.resolve_token(token)
+        with self.errors(repo_id, token):
+            try:
+                metadata = self.api.get_safetensors_metadata(repo_id, revision=commit, token=token or False)
+            except NotASafetensorsRepoError:
+                return {}
+        tensors: dict[str, TensorInfo] = {}
+        for file_metadata in metadata.files_metadata.values():
+            for name, tensor in file_metadata.tensors.items():
+                tensors[name] = TensorInfo(dtype=tensor.dtype, shape=tuple(tensor.shape))
+        return tensors
+
+
+def select_files(paths: list[str]) -> tuple[list[str], list[str], bool]:
+    """Choose config, tokenizer and weight files; safetensors first, pickle only when nothing else.
+
+    Returns (selected paths, warnings, pickle_only).
+    """
+    top_level = [path for path in paths if "/" not in path]
+    wanted = [path for path in top_level if path in CONFIG_FILES or path in TOKENIZER_PATTERNS]
+    safetensors = _matching(top_level, SAFETENSORS_PATTERNS)
+    if safetensors:
+        return sorted(wanted + safetensors), [], False
+    pickled = _matching(top_level, PICKLE_PATTERNS)
+    if pickled:
+        return sorted(wanted + pickled), ["only pickle weights (.bin/.pt): loading them can run arbitrary code"], True
+    return sorted(wanted), ["no weight files found"], False
+
+
+def _matching(paths: list[str], patterns: tuple[str, ...]) -> list[str]:
+    return [path for path in paths if any(fnmatch.fnmatch(path, pattern) for pattern in patterns)]
+
+
+def _planned(sibling: Any) -> PlannedFile:
+    lfs = getattr(sibling, "lfs", None)
+    sha256 = getattr(lfs, "sha256", None) if lfs is not None else None
+    size = getattr(lfs, "size", None) if lfs is not None else None
+    return PlannedFile(path=sibling.rfilename, size=int(size or sibling.size or 0), blob_id=sibling.blob_id, sha256=sha256)
+
+
+def map_hub_error(error: BaseException, repo_id: str, token: str | None, endpoint: str) -> MiStudioError | None:
+    """The domain error for a huggingface_hub or network exception; None for anything else."""
+    import httpx
+    from huggingface_hub import errors as hf
+
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    message = str(error).lower()
+    if isinstance(error, hf.HFValidationError):
+        return InvalidRepoId(f"{repo_id!r} is not a valid repo id: {error}")
+    if status == 401 and ("invalid credentials" in message or "invalid user token" in message):
+        return InvalidToken("the Hugging Face token was rejected by the Hub (invalid or expired); check HF_TOKEN or `hf auth login`")
+    if isinstance(error, hf.GatedRepoError):
+        if status == 403 or token:
+            return GatedNotApproved(
+                f"{repo_id} is gated and this token has not been granted access; request it at {endpoint}/{repo_id}",
+                url=f"{endpoint}/{repo_id}",
+            )
+        return GatedLoginRequired(
+            f"{repo_id} is gated: log in (`hf auth login`), set HF_TOKEN or pass a token, after requesting access at {endpoint}/{repo_id}"
+        )
+    if isinstance(error, hf.RevisionNotFoundError):
+        return RevisionNotFound(f"{repo_id} has no such revision")
+    if isinstance(error, hf.RepositoryNotFoundError):
+        return RepoNotFound(f"{repo_id} was not found on the Hub (or it is private and the token cannot see it)")
+    if isinstance(error, hf.RemoteEntryNotFoundError):
+        return EntryNotFound(f"a file was not found in {repo_id}: {error}")
+    if isinstance(error, (httpx.TransportError, hf.OfflineModeIsEnabled, hf.LocalEntryNotFoundError)):
+        return HubUnreachable(f"cannot reach the Hub at {endpoint}: {type(error).__name__}")
+    if isinstance(error, hf.HfHubHTTPError) and status is not None and status >= 500:
+        return HubUnreachable(f"the Hub at {endpoint} answered {status} for {repo_id}; try again later")
+    if isinstance(error, hf.HfHubHTTPError) and status == 401:
+        return InvalidToken("the Hub refused the credentials (401)")
+    return None

@@ -1,0 +1,49 @@
+"""Schema migrations (Alembic), applied automatically when a Catalog opens."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+HERE = Path(__file__).parent
+
+
+def _alembic_config(connection):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(HERE))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _current_and_head(engine: Engine) -> tuple[str | None, str | None]:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+        head = ScriptDirectory.from_config(_alembic_config(connection)).get_current_head()
+    return current, head
+
+
+def upgrade_to_head(engine: Engine, db_url: str) -> None:
+    """Bring the schema to the newest revision; concurrent openers of one SQLite file take turns."""
+    current, head = _current_and_head(engine)
+    if current == head:
+        return
+    from alembic import command
+
+    with _migration_lock(db_url):
+        with engine.begin() as connection:
+            command.upgrade(_alembic_config(connection), "head")
+
+
+def _migration_lock(db_url: str):  # type: ignore[no-untyped-def]
+    import contextlib
+
+    if db_url.startswith("sqlite:///") and not db_url.endswith(":memory:"):
+        from filelock import FileLock
+
+        return FileLock(db_url.split(":///", 1)[1] + ".migrate.lock", timeout=60)
+    return contextlib.nullcontext()

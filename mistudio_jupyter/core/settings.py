@@ -1,0 +1,81 @@
+"""One Settings value for the whole product, read from keyword arguments, then the environment."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+def _jupyter_data_dir(env: Mapping[str, str]) -> Path:
+    """Jupyter's data dir, computed as jupyter_core does, without importing Jupyter into core."""
+    if env.get("JUPYTER_DATA_DIR"):
+        return Path(env["JUPYTER_DATA_DIR"])
+    home = Path.home()
+    if sys.platform == "darwin":
+        return home / "Library" / "Jupyter"
+    if os.name == "nt":
+        return Path(env.get("APPDATA", home)) / "jupyter"
+    return Path(env.get("XDG_DATA_HOME") or home / ".local" / "share") / "jupyter"
+
+
+def _default_hub_cache(env: Mapping[str, str]) -> Path:
+    """The standard Hugging Face hub cache, with huggingface_hub's precedence of variables."""
+    if env.get("HF_HUB_CACHE"):
+        return Path(env["HF_HUB_CACHE"])
+    if env.get("HF_HOME"):
+        return Path(env["HF_HOME"]) / "hub"
+    xdg = env.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "huggingface" / "hub"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Where models and the catalog live, which Hub to talk to and how downloads run.
+
+    Build it with `Settings.from_env(**overrides)`: explicit arguments win over
+    `MISTUDIO_*` / `HF_*` environment variables, which win over the defaults.
+    The token is never persisted; it is only the fallback for requests that bring none.
+    """
+
+    cache_dir: Path
+    db_url: str
+    hub_endpoint: str = DEFAULT_ENDPOINT
+    token: str | None = dataclasses.field(default=None, repr=False)
+    max_parallel_downloads: int = 2
+    heartbeat_timeout_s: float = 30.0
+    disk_margin_bytes: int = 512 * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        env = os.environ if env is None else env
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            from .errors import InvalidArgument
+
+            raise InvalidArgument(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        cache_dir = overrides.pop("cache_dir", None) or env.get("MISTUDIO_CACHE_DIR") or _default_hub_cache(env)
+        db_url = overrides.pop("db_url", None) or env.get("MISTUDIO_DB_URL")
+        if not db_url:
+            db_url = "sqlite:///" + str(_jupyter_data_dir(env) / "mistudio" / "catalog.sqlite")
+        values: dict[str, Any] = {
+            "hub_endpoint": (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/"),
+            "token": env.get("HF_TOKEN") or None,
+        }
+        if env.get("MISTUDIO_MAX_PARALLEL_DOWNLOADS"):
+            values["max_parallel_downloads"] = int(env["MISTUDIO_MAX_PARALLEL_DOWNLOADS"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(cache_dir=Path(cache_dir).expanduser(), db_url=str(db_url), **values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        from .errors import InvalidArgument
+
+        if self.max_parallel_downloads < 1:
+            raise InvalidArgument("max_parallel_downloads must be at least 1")
+        if not self.hub_endpoint.startswith(("http://", "https://")):
+            raise InvalidArgument(f"hub endpoint must be an http(s) URL, got {self.hub_endpoint!r}")

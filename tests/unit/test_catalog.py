@@ -1,0 +1,191 @@
+"""The catalog against real SQLite files: CRUD, filters, migrations, claims across processes, adoption."""
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import sqlite3
+
+import pytest
+
+from mistudio_jupyter.core.catalog import Catalog, utcnow
+from mistudio_jupyter.core.errors import InvalidArgument, NotFound
+
+
+@pytest.fixture
+def db_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+
+
+@pytest.fixture
+def catalog(db_url):
+    catalog = Catalog(db_url)
+    yield catalog
+    catalog.close()
+
+
+def _populate(catalog: Catalog) -> dict[str, str]:
+    rows = [
+        ("google/gemma-2-2b", "gemma", 2_614_341_888, "bnb-4bit", "ready"),
+        ("meta-llama/Meta-Llama-3-8B", "llama", 8_030_261_248, "none", "downloading"),
+        ("EleutherAI/pythia-70m", "pythia", 70_426_624, "none", "ready"),
+        ("openai-community/gpt2", "gpt2", 124_439_808, "bnb-8bit", "failed"),
+    ]
+    ids = {}
+    for repo_id, family, params, quantization, status in rows:
+        record, created = catalog.add(repo_id, quantization=quantization, family=family, params=params, status=status)
+        assert created
+        ids[repo_id] = record.id
+    return ids
+
+
+def test_migrations_create_the_schema_from_empty(db_url, tmp_path):
+    Catalog(db_url).close()
+    with sqlite3.connect(tmp_path / "catalog.sqlite") as connection:
+        tables = {row[0] for row in connection.execute("select name from sqlite_master where type='table'")}
+        version = connection.execute("select version_num from alembic_version").fetchone()[0]
+        journal = connection.execute("pragma journal_mode").fetchone()[0]
+    assert {"models", "alembic_version"} <= tables
+    assert version == "0001"
+    assert journal == "wal"
+    Catalog(db_url).close()  # reopening an up-to-date catalog is a no-op
+
+
+def test_add_get_update_delete(catalog):
+    record, created = catalog.add("tiny/gpt2", quantization="bnb-4bit", dtype="bfloat16", params=141056)
+    assert created and record.status == "pending" and record.name == "tiny/gpt2"
+    again, created_again = catalog.add("tiny/gpt2", quantization="bnb-4bit", dtype="bfloat16")
+    assert not created_again and again.id == record.id
+    other, created_other = catalog.add("tiny/gpt2", quantization="none")
+    assert created_other and other.id != record.id
+
+    updated = catalog.update(record.id, status="ready", size_bytes=1234, architecture={"summary": {"num_layers": 2}})
+    assert updated.status == "ready" and updated.updated_at >= record.updated_at
+    assert catalog.get(record.id).to_dict()["summary"] == {"num_layers": 2}
+    catalog.delete(record.id)
+    with pytest.raises(NotFound):
+        catalog.get(record.id)
+    with pytest.raises(NotFound):
+        catalog.update(record.id, status="ready")
+
+
+def test_record_json_has_every_documented_field(catalog):
+    record, _ = catalog.add("tiny/llama", bytes_done=50, bytes_total=200, status="downloading")
+    data = record.to_dict()
+    for key in ("id", "name", "repo_id", "revision", "commit", "status", "quantization", "dtype", "family",
+                "model_type", "params", "size_bytes", "file_path", "bytes_done", "bytes_total", "error",
+                "created_at", "updated_at"):
+        assert key in data
+    assert data["progress"] == 0.25
+    assert data["created_at"].endswith("+00:00")
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"family": "gemma"}, {"google/gemma-2-2b"}),
+        ({"quantization": "none"}, {"meta-llama/Meta-Llama-3-8B", "EleutherAI/pythia-70m"}),
+        ({"status": "ready"}, {"google/gemma-2-2b", "EleutherAI/pythia-70m"}),
+        ({"min_params": 1_000_000_000}, {"google/gemma-2-2b", "meta-llama/Meta-Llama-3-8B"}),
+        ({"max_params": 200_000_000}, {"EleutherAI/pythia-70m", "openai-community/gpt2"}),
+        ({"min_params": 100_000_000, "max_params": 3_000_000_000}, {"google/gemma-2-2b", "openai-community/gpt2"}),
+        ({"q": "LLAMA"}, {"meta-llama/Meta-Llama-3-8B"}),
+        ({"q": "%"}, set()),
+        ({"q": "gpt2", "status": "failed"}, {"openai-community/gpt2"}),
+    ],
+)
+def test_every_filter(catalog, filters, expected):
+    _populate(catalog)
+    assert {record.repo_id for record in catalog.list(**filters)} == expected
+
+
+def test_sort_limit_offset(catalog):
+    _populate(catalog)
+    by_params = [record.params for record in catalog.list(sort="params")]
+    assert by_params == sorted(by_params)
+    assert [r.params for r in catalog.list(sort="-params", limit=2)] == sorted(by_params, reverse=True)[:2]
+    assert [r.params for r in catalog.list(sort="params", limit=2, offset=1)] == by_params[1:3]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"sort": "secret"}, {"status": "bogus"}, {"quantization": "int3"}, {"limit": -1}, {"offset": -5}],
+)
+def test_bad_filters_are_refused(catalog, bad):
+    with pytest.raises(InvalidArgument):
+        catalog.list(**bad)
+
+
+def test_bad_choices_on_add_and_update_change_nothing(catalog):
+    with pytest.raises(InvalidArgument):
+        catalog.add("tiny/gpt2", quantization="gptq")
+    with pytest.raises(InvalidArgument):
+        catalog.add("tiny/gpt2", dtype="float8")
+    record, _ = catalog.add("tiny/gpt2")
+    with pytest.raises(InvalidArgument):
+        catalog.update(record.id, status="exploded")
+    with pytest.raises(InvalidArgument):
+        catalog.update(record.id, nonsense=1)
+    assert catalog.get(record.id).status == "pending"
+    assert len(catalog.list()) == 1
+
+
+def test_claim_heartbeat_and_cancel(catalog):
+    record, _ = catalog.add("tiny/gpt2")
+    assert catalog.claim(record.id, "host:1")
+    assert not catalog.claim(record.id, "host:2")
+    assert catalog.heartbeat(record.id, "host:1", bytes_done=10) is False
+    catalog.request_cancel(record.id)
+    assert catalog.heartbeat(record.id, "host:1", bytes_done=20) is True
+    with pytest.raises(NotFound):
+        catalog.heartbeat(record.id, "host:2", bytes_done=30)
+    assert catalog.get(record.id).bytes_done == 20
+
+
+def test_a_stale_claim_can_be_taken_over(catalog):
+    record, _ = catalog.add("tiny/gpt2")
+    assert catalog.claim(record.id, "host:1")
+    catalog.update(record.id, heartbeat_at=utcnow() - dt.timedelta(minutes=5))
+    assert catalog.claim(record.id, "host:2", stale_after_s=30)
+    assert catalog.get(record.id).worker == "host:2"
+
+
+def _claim_in_process(db_url: str, model_id: str, worker: str, start, results) -> None:
+    catalog = Catalog(db_url)
+    start.wait()
+    results.put((worker, catalog.claim(model_id, worker)))
+    catalog.close()
+
+
+def test_two_processes_claiming_the_same_job_one_wins(db_url, catalog):
+    record, _ = catalog.add("tiny/gpt2")
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Event(), context.Queue()
+    workers = [context.Process(target=_claim_in_process, args=(db_url, record.id, f"host:{n}", start, results))
+               for n in range(4)]
+    for worker in workers:
+        worker.start()
+    start.set()
+    outcomes = dict(results.get(timeout=60) for _ in workers)
+    for worker in workers:
+        worker.join(timeout=60)
+    assert sum(outcomes.values()) == 1
+    winner = next(name for name, won in outcomes.items() if won)
+    assert catalog.get(record.id).worker == winner
+
+
+def _open_catalog(db_url: str) -> None:
+    Catalog(db_url).close()
+
+
+def test_concurrent_first_opens_migrate_once(tmp_path):
+    db_url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_open_catalog, args=(db_url,)) for _ in range(3)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=60)
+    assert [process.exitcode for process in processes] == [0, 0, 0]
+    catalog = Catalog(db_url)
+    catalog.add("tiny/gpt2")
+    assert len(catalog.list()) == 1
