@@ -1,0 +1,190 @@
+// Models panel (seed §4.1): filters, model cards, and the download form or an architecture viewer
+// opened in place (the same panel serves the notebook widget and the JupyterLab sidebar).
+import { render as renderArchitecture } from "./architecture_viewer.js";
+import { modelCard } from "./card.js";
+import { render as renderDownload } from "./download_form.js";
+import { el, errorLine, field, focusByKey, keepFocus, optionElements, select, setText, watch } from "./util.js";
+
+const STATUSES = ["pending", "downloading", "ready", "cancelled", "failed", "interrupted"];
+const QUANTIZATIONS = ["none", "bnb-8bit", "bnb-4bit"];
+const EMPTY_FILTERS = { text: "", family: "", quantization: "", status: "", min_params: null, max_params: null };
+const BILLION = 1e9;
+
+/** Records matching the filters (the shape of trait `filters`); params bounds are inclusive. */
+export function filterModels(models, filters = {}) {
+  const f = { ...EMPTY_FILTERS, ...filters };
+  const needle = f.text.trim().toLowerCase();
+  return models.filter(
+    (m) =>
+      (!f.family || m.family === f.family) &&
+      (!f.quantization || m.quantization === f.quantization) &&
+      (!f.status || m.status === f.status) &&
+      (f.min_params == null || (m.params ?? 0) >= f.min_params) &&
+      (f.max_params == null || (m.params ?? Infinity) <= f.max_params) &&
+      (!needle || [m.name, m.repo_id, m.family, m.model_type].some((s) => s?.toLowerCase().includes(needle))),
+  );
+}
+
+const pairs = (values) => [["", "All"], ...values.map((v) => [v, v])];
+const toCount = (value) => (value === "" ? null : Math.round(Number(value) * BILLION));
+const toBillions = (count) => (count == null ? "" : String(count / BILLION));
+
+function filterControls(onInput) {
+  const inputs = {
+    text: el("input", { type: "search", placeholder: "name or repo" }),
+    family: el("select"),
+    min_params: el("input", { type: "number", min: "0", step: "any", inputmode: "decimal" }),
+    max_params: el("input", { type: "number", min: "0", step: "any", inputmode: "decimal" }),
+    quantization: select(pairs(QUANTIZATIONS), ""),
+    status: select(pairs(STATUSES), ""),
+  };
+  for (const input of Object.values(inputs)) input.addEventListener(input.tagName === "SELECT" ? "change" : "input", onInput);
+  const row = el(
+    "div",
+    { class: "mistudio-row mistudio-filters", role: "search", "aria-label": "Filter models" },
+    field("Search", inputs.text),
+    field("Family", inputs.family),
+    field("Min params (B)", inputs.min_params),
+    field("Max params (B)", inputs.max_params),
+    field("Quantization", inputs.quantization),
+    field("Status", inputs.status),
+  );
+  return { inputs, row };
+}
+
+/**
+ * Traits read: `models` (list of CONTRACTS records), `filters` (written and saved on every filter edit),
+ * `error`, plus the traits of the download form and architecture viewer it opens. Messages sent:
+ * `{action: "architecture"|"delete"|"cancel"|"resume", id}` from the cards, and the download form's.
+ */
+export function render({ model, el: root }) {
+  const { inputs, row } = filterControls(saveFilters);
+  const download = el("button", { type: "button", class: "mistudio-button mistudio-button--primary", "aria-expanded": "false", onclick: toggleDownload }, "+ Download");
+  const detail = el("div", { class: "mistudio-detail" });
+  const error = el("div");
+  const count = el("p", { class: "mistudio-muted", "aria-live": "polite" });
+  const list = el("div", { class: "mistudio-cards", role: "list" });
+  let confirming = null;
+  let open = null; // {kind, cleanup, restoreFocus}
+
+  const filters = () => ({ ...EMPTY_FILTERS, ...model.get("filters") });
+
+  function readInputs() {
+    const { text, family, quantization, status } = inputs;
+    return { text: text.value, family: family.value, quantization: quantization.value, status: status.value, min_params: toCount(inputs.min_params.value), max_params: toCount(inputs.max_params.value) };
+  }
+
+  function saveFilters() {
+    model.set("filters", readInputs());
+    model.save_changes();
+  }
+
+  function writeInputs() {
+    const f = filters();
+    const shown = readInputs();
+    for (const key of ["text", "family", "quantization", "status"]) if (shown[key] !== f[key]) inputs[key].value = f[key];
+    for (const key of ["min_params", "max_params"]) if (shown[key] !== f[key]) inputs[key].value = toBillions(f[key]);
+  }
+
+  function updateFamilies() {
+    const families = [...new Set([...(model.get("models") ?? []).map((m) => m.family), filters().family])].filter(Boolean).sort();
+    inputs.family.replaceChildren(...optionElements(pairs(families)));
+    inputs.family.value = filters().family;
+  }
+
+  function setConfirming(id) {
+    const previous = confirming;
+    confirming = id;
+    updateList();
+    focusByKey(list, id ? `${id}:keep` : `${previous}:ask-delete`);
+  }
+
+  function send(msg, record) {
+    model.send(msg);
+    if (msg.action === "delete") setConfirming(null);
+    if (msg.action === "architecture") openArchitecture(record);
+  }
+
+  function updateList() {
+    const models = model.get("models") ?? [];
+    const shown = filterModels(models, filters());
+    setText(count, models.length ? `${shown.length} of ${models.length} models` : "No models yet: use Download to add one.");
+    keepFocus(list, () =>
+      list.replaceChildren(
+        ...shown.map((r) =>
+          el("div", { role: "listitem" }, modelCard(r, { send: (msg) => send(msg, r), confirming: confirming === r.id, setConfirming: (on) => setConfirming(on ? r.id : null) })),
+        ),
+      ),
+    );
+  }
+
+  function updateError() {
+    const value = open ? null : model.get("error");
+    error.replaceChildren(...(value ? [errorLine(value, { role: "alert" })] : []));
+  }
+
+  function close() {
+    if (!open) return;
+    const { cleanup, restoreFocus } = open;
+    open = null;
+    cleanup();
+    detail.replaceChildren();
+    download.setAttribute("aria-expanded", "false");
+    updateError();
+    restoreFocus();
+  }
+
+  function show(kind, section, cleanup, restoreFocus) {
+    close();
+    open = { kind, cleanup, restoreFocus };
+    detail.replaceChildren(section);
+    download.setAttribute("aria-expanded", String(kind === "download"));
+    updateError();
+  }
+
+  function toggleDownload() {
+    if (open?.kind === "download") return close();
+    const body = el("div");
+    const cleanup = renderDownload({ model, el: body, onClose: close });
+    show("download", el("section", { class: "mistudio-card", "aria-label": "Download a model" }, el("h3", {}, "Download a model"), body), cleanup, () => download.focus());
+    body.querySelector("input")?.focus();
+  }
+
+  function openArchitecture(record) {
+    const body = el("div");
+    const cleanup = renderArchitecture({ model, el: body });
+    const closeButton = el("button", { type: "button", class: "mistudio-button", onclick: close }, "Close");
+    const heading = el("h3", { tabindex: "-1" }, `Architecture: ${record.name}`);
+    const section = el("section", { class: "mistudio-card", "aria-label": `Architecture of ${record.name}` }, el("header", { class: "mistudio-card__header" }, heading, closeButton), body);
+    show("architecture", section, cleanup, () => focusByKey(list, `${record.id}:architecture`));
+    heading.focus();
+  }
+
+  function onFilters() {
+    writeInputs();
+    updateList();
+  }
+
+  function onModels() {
+    updateFamilies();
+    updateList();
+  }
+
+  root.classList.add("mistudio", "mistudio-panel");
+  root.replaceChildren(
+    el("header", { class: "mistudio-panel__header" }, el("h2", {}, "Models"), download),
+    detail,
+    error,
+    row,
+    count,
+    list,
+  );
+  writeInputs();
+  onModels();
+  updateError();
+  const unwatch = [watch(model, ["models"], onModels), watch(model, ["filters"], onFilters), watch(model, ["error"], updateError)];
+  return () => {
+    open?.cleanup();
+    unwatch.forEach((off) => off());
+  };
+}

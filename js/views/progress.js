@@ -1,0 +1,76 @@
+// Download progress: a bar with bytes, speed, ETA and current file, bound to the `record` trait.
+import { el, errorLine, formatBytes, formatEta, formatSpeed, keepFocus, progressBar, statusBadge, watch } from "./util.js";
+
+export const ACTIVE = new Set(["pending", "downloading"]);
+export const RESUMABLE = new Set(["cancelled", "failed", "interrupted"]);
+
+/** A button that sends `{action, id}` for a record; `data-focus` lets re-renders keep focus on it. */
+export function actionButton(label, action, record, send, attrs = {}) {
+  return el(
+    "button",
+    {
+      type: "button",
+      class: "mistudio-button",
+      "data-focus": `${record.id}:${action}`,
+      onclick: () => send({ action, id: record.id }),
+      ...attrs,
+    },
+    label,
+  );
+}
+
+function fraction(record) {
+  if (record.status === "ready") return 1;
+  if (record.progress != null) return record.progress;
+  return record.bytes_total ? record.bytes_done / record.bytes_total : 0;
+}
+
+function stats(record) {
+  const parts = [`${formatBytes(record.bytes_done ?? 0)} of ${formatBytes(record.bytes_total)}`];
+  parts.push(`${Math.round(fraction(record) * 100)}%`);
+  if (record.status === "downloading") parts.push(formatSpeed(record.speed_bps), `ETA ${formatEta(record.eta_s)}`);
+  return parts.join(" · ");
+}
+
+/** Bar, stats line, current file and error of a record (shared with the model card). */
+export function progressDetails(record) {
+  return el(
+    "div",
+    { class: "mistudio-progress" },
+    progressBar(fraction(record), `Download of ${record.name}`),
+    el("p", { class: "mistudio-progress__stats" }, stats(record)),
+    record.current_file && ACTIVE.has(record.status)
+      ? el("p", { class: "mistudio-progress__file" }, "File: ", el("code", {}, record.current_file))
+      : null,
+    errorLine(record.error),
+  );
+}
+
+/** The whole progress block: name, status, details, Cancel / Resume. */
+export function progressBlock(record, send) {
+  return el(
+    "section",
+    { class: "mistudio-card", "aria-label": `Download of ${record.name}` },
+    el("header", { class: "mistudio-card__header" }, el("h3", {}, record.name), statusBadge(record.status)),
+    progressDetails(record),
+    el(
+      "div",
+      { class: "mistudio-actions" },
+      ACTIVE.has(record.status) ? actionButton("Cancel download", "cancel", record, send) : null,
+      RESUMABLE.has(record.status) ? actionButton("Resume", "resume", record, send) : null,
+    ),
+  );
+}
+
+/** Render the record in trait `record` (null: nothing yet); buttons send cancel/resume. */
+export function render({ model, el: root }) {
+  const send = (msg) => model.send(msg);
+  const update = () =>
+    keepFocus(root, () => {
+      const record = model.get("record");
+      root.replaceChildren(...(record ? [progressBlock(record, send)] : []));
+    });
+  root.classList.add("mistudio");
+  update();
+  return watch(model, ["record"], update);
+}

@@ -1,0 +1,4 @@
+// anywidget entry: the download progress view.
+import { render } from "../views/progress.js";
+
+export default { render };
