@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import struct
 from pathlib import Path
 from typing import Any, Iterator
 
 from .anatomy.families import family_of
+from .snapshot import count_params, local_tensors, read_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +29,7 @@ class CachedRevision:
             "bytes_total": self.size_bytes,
             "model_type": model_type,
             "family": family_of(model_type) if model_type else None,
-            "params": local_safetensors_params(self.snapshot),
+            "params": count_params(local_tensors(self.snapshot)),
         }
 
 
@@ -45,7 +44,7 @@ def cached_model_revisions(cache_dir: Path) -> Iterator[CachedRevision]:
             continue
         for revision in repo.revisions:
             snapshot = Path(revision.snapshot_path)
-            config = _read_json(snapshot / "config.json")
+            config = read_json(snapshot / "config.json")
             if config is None or not _weights_complete(snapshot):
                 continue
             refs = sorted(revision.refs)
@@ -59,37 +58,11 @@ def cached_model_revisions(cache_dir: Path) -> Iterator[CachedRevision]:
             )
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _weights_complete(snapshot: Path) -> bool:
-    index = _read_json(snapshot / "model.safetensors.index.json")
+    index = read_json(snapshot / "model.safetensors.index.json")
     if index is not None:
         shards = set(index.get("weight_map", {}).values())
         return bool(shards) and all((snapshot / shard).is_file() for shard in shards)
     return any(path.is_file() for path in snapshot.glob("*.safetensors")) or any(
         path.is_file() for path in snapshot.glob("pytorch_model*.bin")
     )
-
-
-def local_safetensors_params(snapshot: Path) -> int | None:
-    """Parameter count from the headers of the local safetensors files (tied weights are stored once)."""
-    files = sorted(snapshot.glob("*.safetensors"))
-    if not files:
-        return None
-    total = 0
-    for path in files:
-        with path.open("rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(length))
-        for name, info in header.items():
-            if name != "__metadata__":
-                count = 1
-                for dim in info["shape"]:
-                    count *= dim
-                total += count
-    return total

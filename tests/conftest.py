@@ -1,0 +1,79 @@
+"""Test-wide setup: every Hugging Face call goes to the in-process test Hub, never to huggingface.co.
+
+huggingface_hub reads its endpoint once, at import, so the environment is set here, at conftest
+import, before any test module imports it.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+HUB_PORT = _free_port()
+_HF_HOME = tempfile.mkdtemp(prefix="mistudio-test-hf-home-")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
+os.environ.update({
+    "HF_ENDPOINT": f"http://127.0.0.1:{HUB_PORT}",
+    "HF_HUB_DISABLE_XET": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_HUB_ETAG_TIMEOUT": "3",
+    "HF_HUB_DOWNLOAD_TIMEOUT": "10",
+    # No login token and no default cache of the user's leaks in: HF_HOME is a throwaway directory.
+    "HF_HOME": _HF_HOME,
+})
+for _name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.pop(_name, None)
+
+import pytest  # noqa: E402
+
+from mistudio_jupyter.core.settings import Settings  # noqa: E402
+from tests.hubserver import HubServer, RepoSpec, build_fixtures, default_root  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def fixture_repos() -> dict[str, RepoSpec]:
+    """Every test repository by id (built on first use, cached on disk under `default_root()`)."""
+    return build_fixtures(default_root())
+
+
+@pytest.fixture(scope="session")
+def _hub_server(fixture_repos: dict[str, RepoSpec]) -> Iterator[HubServer]:
+    with HubServer(default_root(), port=HUB_PORT, repos=fixture_repos) as server:
+        yield server
+
+
+@pytest.fixture
+def hub(_hub_server: HubServer) -> Iterator[HubServer]:
+    """The running test Hub (at `HF_ENDPOINT`), with an empty log; faults are reset after the test."""
+    _hub_server.faults.reset()
+    _hub_server.clear_log()
+    yield _hub_server
+    _hub_server.faults.reset()
+    _hub_server.clear_log()
+
+
+@pytest.fixture
+def hf_cache(tmp_path: Path) -> Path:
+    """An empty Hugging Face hub cache directory for this test."""
+    path = tmp_path / "cache"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings(hub: HubServer, hf_cache: Path, tmp_path: Path) -> Settings:
+    """Settings over `hf_cache`, a fresh SQLite catalog and the test Hub."""
+    return Settings.from_env(cache_dir=hf_cache, db_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
+                             hub_endpoint=hub.url)

@@ -1,0 +1,28 @@
+"""`python -m tests.hubserver ROOT --port N`: build the fixtures into ROOT if missing and serve them."""
+from __future__ import annotations
+
+import argparse
+import threading
+
+from .fixtures import build_fixtures
+from .server import HubServer
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.hubserver", description=__doc__)
+    parser.add_argument("root", help="fixture directory (built on first use, reused after)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--bench", action="store_true", help="also serve bench/1gb (built on first use)")
+    args = parser.parse_args(argv)
+    repos = build_fixtures(args.root, bench=args.bench)
+    with HubServer(args.root, args.host, args.port, repos=repos) as hub:
+        print(hub.url, flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

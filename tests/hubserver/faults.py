@@ -1,0 +1,126 @@
+"""Faults the test Hub injects into its responses, and the record it keeps of every request."""
+from __future__ import annotations
+
+import dataclasses
+import threading
+from email.message import Message
+from typing import Any
+
+_COUNTED = {"fail_requests", "fail_times", "cut_after_bytes", "cut_times"}
+
+
+@dataclasses.dataclass
+class RequestRecord:
+    """One request as the server answered it. `bytes_sent` counts body bytes, and is up to date by the
+    time the client has received them; `headers` are the request's (case-insensitive lookups)."""
+
+    method: str
+    path: str
+    status: int
+    range: str | None
+    bytes_sent: int
+    headers: Message
+    query: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestFaults:
+    """What happens to one request before it is answered."""
+
+    stall_s: float = 0.0
+    fail_status: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BodyFaults:
+    """What happens to one response body while it is sent."""
+
+    throttle_bps: int | None = None
+    cut_after: int | None = None
+    corrupt: bool = False
+
+
+@dataclasses.dataclass
+class Faults:
+    """Faults set from tests on the live server; `reset()` clears them all.
+
+    Each applies to every request whose URL path contains `paths[name]` (all requests when unset);
+    `set(path=..., **faults)` sets faults and scopes them in one call. Counting starts again whenever a
+    counted fault is set.
+
+    - `throttle_bps`: send bodies at this many bytes per second.
+    - `cut_after_bytes`: close the connection after this many body bytes (bodies longer than that only),
+      for the next `cut_times` such responses (every one when None).
+    - `fail_requests`: the Nth matching request (1-based), and `fail_times - 1` after it, answer
+      `fail_status` (a 5xx).
+    - `corrupt`: flip the first byte of every body (same length, different sha256).
+    - `stall_s`: wait this long before answering (before any header).
+    """
+
+    throttle_bps: int | None = None
+    cut_after_bytes: int | None = None
+    cut_times: int | None = None
+    fail_requests: int | None = None
+    fail_times: int = 1
+    fail_status: int = 500
+    corrupt: bool = False
+    stall_s: float = 0.0
+    paths: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen = 0
+        self._cuts = 0
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in _COUNTED:
+            super().__setattr__("_seen", 0)
+            super().__setattr__("_cuts", 0)
+
+    def set(self, path: str = "", **faults: Any) -> None:
+        """Set faults (by field name) and scope each to URL paths containing `path`."""
+        for name, value in faults.items():
+            if name not in _FIELDS:
+                raise AttributeError(f"unknown fault {name!r}")
+            setattr(self, name, value)
+            self.paths[name] = path
+
+    def reset(self) -> None:
+        """Clear every fault."""
+        for name in _FIELDS:
+            setattr(self, name, getattr(_DEFAULTS, name))
+        self.paths = {}
+
+    def _applies(self, name: str, path: str) -> bool:
+        return self.paths.get(name, "") in path
+
+    def on_request(self, path: str) -> RequestFaults:
+        """The faults for a new request to `path` (counts it against `fail_requests`)."""
+        fail = None
+        with self._lock:
+            if self.fail_requests is not None and self._applies("fail_requests", path):
+                self._seen += 1
+                if self.fail_requests <= self._seen < self.fail_requests + self.fail_times:
+                    fail = self.fail_status
+        stall = self.stall_s if self._applies("stall_s", path) else 0.0
+        return RequestFaults(stall, fail)
+
+    def on_body(self, path: str, length: int) -> BodyFaults:
+        """The faults for a response body of `length` bytes to `path` (counts cuts)."""
+        cut = None
+        with self._lock:
+            limit = self.cut_after_bytes
+            if limit is not None and length > limit and self._applies("cut_after_bytes", path):
+                if self.cut_times is None or self._cuts < self.cut_times:
+                    self._cuts += 1
+                    cut = limit
+        return BodyFaults(
+            throttle_bps=self.throttle_bps if self._applies("throttle_bps", path) else None,
+            cut_after=cut,
+            corrupt=self.corrupt and self._applies("corrupt", path),
+        )
+
+
+_FIELDS = {field.name for field in dataclasses.fields(Faults)} - {"paths"}
+_DEFAULTS = Faults()
