@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Callable, Sequence, TextIO
 
 from ._version import __version__
 from .core.catalog import DTYPES, QUANTIZATIONS, SORTABLE, STATUSES, ModelRecord
-from .core.errors import MiStudioError
+from .core.errors import InvalidArgument, MiStudioError, NotFound
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -94,6 +95,181 @@ def list_models(manager: Any, args: argparse.Namespace) -> list[ModelRecord]:
     return manager.list(**filters)
 
 
+def _entry_arguments(parser: argparse.ArgumentParser, target: str = "Hub repo id") -> None:
+    parser.add_argument("repo_id", metavar="REPO" if target == "Hub repo id" else "REPO_OR_ID",
+                        help=f"{target}, e.g. google/gemma-2-2b")
+    parser.add_argument("--revision", help="branch, tag or commit (default: main)")
+    parser.add_argument("--quantization", choices=QUANTIZATIONS, default="none", help="how it will be loaded")
+    parser.add_argument("--dtype", choices=DTYPES, default="auto", help="how it will be loaded")
+
+
+def _download_arguments(parser: argparse.ArgumentParser) -> None:
+    _entry_arguments(parser, "Hub repo id or catalog id")
+    parser.add_argument("--token-env", metavar="VAR", help="read the Hub token from this environment variable")
+    parser.add_argument("--detach", action="store_true", help="start the download and return at once")
+
+
+def _id_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="ID", help="catalog id (or repo id: its newest entry)")
+
+
+def _cancel_arguments(parser: argparse.ArgumentParser) -> None:
+    _id_argument(parser)
+    parser.add_argument("--discard", action="store_true", help="also delete the partial files")
+
+
+def _resume_arguments(parser: argparse.ArgumentParser) -> None:
+    _id_argument(parser)
+    parser.add_argument("--token-env", metavar="VAR", help="read the Hub token from this environment variable")
+    parser.add_argument("--detach", action="store_true", help="resume in the background and return at once")
+
+
+ARGUMENTS.update(download=_download_arguments, add=_entry_arguments, cancel=_cancel_arguments,
+                 resume=_resume_arguments, show=_id_argument, delete=_id_argument)
+
+
+@command("download", "Download a model into the Hugging Face cache (resumable; joins a running download).")
+def download_model(manager: Any, args: argparse.Namespace) -> ModelRecord:
+    handle = manager.download(args.repo_id, revision=args.revision, quantization=args.quantization,
+                              dtype=args.dtype, token=_token_from_env(args.token_env))
+    return _follow(handle, args)
+
+
+@command("add", "Add a model to the catalog without downloading it.")
+def add_model(manager: Any, args: argparse.Namespace) -> ModelRecord:
+    return manager.add(args.repo_id, revision=args.revision, quantization=args.quantization, dtype=args.dtype)
+
+
+@command("cancel", "Cancel a download (within a second, from any process).")
+def cancel_download(manager: Any, args: argparse.Namespace) -> ModelRecord:
+    return manager.cancel(_model_id(manager, args.model), discard=args.discard)
+
+
+@command("resume", "Resume a cancelled, failed or interrupted download from the bytes on disk.")
+def resume_download(manager: Any, args: argparse.Namespace) -> ModelRecord:
+    handle = manager.resume(_model_id(manager, args.model), token=_token_from_env(args.token_env))
+    return _follow(handle, args)
+
+
+@command("show", "Show one catalog entry.")
+def show_model(manager: Any, args: argparse.Namespace) -> ModelRecord:
+    return manager.get(_model_id(manager, args.model))
+
+
+@command("delete", "Delete a model and the cached files no other entry uses.")
+def delete_model(manager: Any, args: argparse.Namespace) -> dict[str, Any]:
+    return manager.delete(_model_id(manager, args.model))
+
+
+def _model_id(manager: Any, repo_or_id: str) -> str:
+    record = manager.resolve(repo_or_id)
+    if record is None:
+        raise NotFound(f"no catalog entry {repo_or_id!r}; see `mistudio list`")
+    return record.id
+
+
+def _token_from_env(variable: str | None) -> str | None:
+    if variable is None:
+        return None
+    token = os.environ.get(variable)
+    if not token:
+        raise InvalidArgument(f"--token-env: the environment variable {variable} is not set")
+    return token
+
+
+def _follow(handle: Any, args: argparse.Namespace) -> ModelRecord:
+    """Wait for a download (a progress bar on a terminal) unless --detach; Ctrl-C cancels it."""
+    if args.detach:
+        return handle.record
+    bar = None if args.json or not sys.stderr.isatty() else _ProgressBar()
+    if bar is not None:
+        handle.on_progress(bar.update)
+    try:
+        return handle.wait()
+    except KeyboardInterrupt:
+        handle.cancel()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+class _ProgressBar:
+    """A tqdm bar fed by download progress records."""
+
+    def __init__(self) -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, record: ModelRecord) -> None:
+        if record.bytes_total and self._bar.total != record.bytes_total:
+            self._bar.total = record.bytes_total
+        self._bar.set_description(record.current_file or record.status, refresh=False)
+        self._bar.n = record.bytes_done
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _anatomy_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("repo_id", metavar="REPO_OR_ID", help="Hub repo id or catalog id, e.g. google/gemma-2-2b")
+    parser.add_argument("--revision", help="branch, tag or commit (default: main)")
+    parser.add_argument("--token-env", metavar="VAR", help="read the Hub token from this environment variable")
+
+
+def _hooks_arguments(parser: argparse.ArgumentParser) -> None:
+    _anatomy_arguments(parser)
+    parser.add_argument("--modules", action="store_true", help="also list a raw hook for every module")
+
+
+ARGUMENTS.update(arch=_anatomy_arguments, hooks=_hooks_arguments)
+
+
+@command("arch", "Show a model's layer tree and parameter counts (no weights are downloaded).")
+def show_architecture(manager: Any, args: argparse.Namespace) -> dict[str, Any]:
+    return manager.architecture(args.repo_id, revision=args.revision, token=_token_from_env(args.token_env))
+
+
+@command("hooks", "List a model's hook points by their TransformerLens/SAELens names.")
+def list_hooks(manager: Any, args: argparse.Namespace) -> list[Any]:
+    return manager.hook_points(args.repo_id, revision=args.revision, token=_token_from_env(args.token_env),
+                               include_modules=args.modules)
+
+
+def _architecture_text(architecture: dict[str, Any]) -> str:
+    summary = architecture["summary"]
+    lines = [f"{key}: {human_count(value) if key == 'params' else value}"
+             for key, value in summary.items() if not isinstance(value, dict)]
+    lines.append("")
+    lines.extend(_tree_lines(architecture["tree"], 0))
+    lines.extend(f"warning: {warning}" for warning in architecture.get("warnings", []))
+    return "\n".join(lines)
+
+
+def _tree_lines(node: dict[str, Any], depth: int) -> list[str]:
+    repeated = f" ×{node['repeated']}" if node.get("repeated", 1) > 1 else ""
+    label = f"{'  ' * depth}{node.get('name') or node.get('path') or 'model'}{repeated}  {node['class_name']}"
+    lines = [f"{label}  {human_count(node['total_params'])}"]
+    for child in node.get("children", []):
+        lines.extend(_tree_lines(child, depth + 1))
+    return lines
+
+
+def _hooks_text(hooks: list[Any]) -> str:
+    rows = [("NAME", "MODULE", "KIND", "SHAPE")]
+    for hook in hooks:
+        data = hook.to_dict()
+        computed = " (computed)" if data["computed"] else ""
+        rows.append((data["name"], data["module"], data["kind"] + computed, "[" + ", ".join(map(str, data["shape"])) + "]"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+
+TEXT_FORMATTERS: dict[str, Callable[[Any], str]] = {"arch": _architecture_text, "hooks": _hooks_text}
+
+
 def to_jsonable(result: Any) -> Any:
     if isinstance(result, ModelRecord):
         return result.to_dict()
@@ -106,8 +282,10 @@ def to_jsonable(result: Any) -> Any:
     return result
 
 
-def format_text(result: Any) -> str:
+def format_text(result: Any, command_name: str | None = None) -> str:
     """A terminal rendering of a command's result."""
+    if command_name in TEXT_FORMATTERS:
+        return TEXT_FORMATTERS[command_name](result)
     if isinstance(result, list) and all(isinstance(item, ModelRecord) for item in result):
         return _records_table(result)
     if isinstance(result, ModelRecord):
@@ -178,7 +356,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     if args.json:
         print(json.dumps(to_jsonable(result), indent=2, default=str), file=stdout)
     elif result is not None:
-        print(format_text(result), file=stdout)
+        print(format_text(result, args.command), file=stdout)
     return 0
 
 

@@ -5,12 +5,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .catalog import DTYPES, QUANTIZATIONS, Catalog, ModelRecord, validate_choice
-from .errors import InvalidArgument, NotFound
+from .errors import EntryNotFound, InvalidArgument, NotFound
 from .hub import HubClient, validate_repo_id, validate_revision
 from .settings import Settings
+from .snapshot import local_tensors, read_json
 
 if TYPE_CHECKING:
     import pandas
+
+    from .anatomy.hooks import HookPoint
+    from .downloads import DownloadHandle, DownloadManager
 
 
 class ModelManager:
@@ -33,22 +37,18 @@ class ModelManager:
     # -- catalog -------------------------------------------------------------------------------
 
     def get(self, model_id: str) -> ModelRecord:
-        """The catalog entry with this id."""
-        return self.catalog.get(_valid_id(model_id))
+        """The catalog entry with this id (`interrupted` at once if its download worker is gone)."""
+        return self.downloads.refresh(self.catalog.get(_valid_id(model_id)))
 
     def list(self, **filters: Any) -> list[ModelRecord]:
         """Catalog entries matching the filters (family, quantization, status, min_params,
         max_params, q, sort, limit, offset)."""
+        self.downloads.refresh_all()
         return self.catalog.list(**filters)
 
     def dataframe(self, **filters: Any) -> "pandas.DataFrame":
         """The catalog entries as a pandas DataFrame, one row per entry."""
-        import pandas
-
-        columns = ["id", "name", "repo_id", "revision", "status", "quantization", "dtype", "family",
-                   "params", "size_bytes", "progress", "updated_at"]
-        rows = [record.to_dict() for record in self.list(**filters)]
-        return pandas.DataFrame(rows, columns=columns)
+        return records_dataframe(self.list(**filters))
 
     def adopt_cache(self) -> list[ModelRecord]:
         """Add the complete models already in the Hugging Face cache as ready entries."""
@@ -79,6 +79,121 @@ class ModelManager:
         except NotFound:
             matches = self.catalog.list(repo_id=repo_or_id, sort="-updated_at", limit=1)
             return matches[0] if matches else None
+
+    # -- downloads -----------------------------------------------------------------------------
+
+    @property
+    def downloads(self) -> "DownloadManager":
+        """The download jobs of this catalog (started lazily)."""
+        if self._downloads is None:
+            from .downloads import DownloadManager
+
+            self._downloads = DownloadManager(self.settings, self.catalog, self.hub)
+        return self._downloads
+
+    def download(
+        self,
+        repo_or_id: str,
+        *,
+        revision: str | None = None,
+        quantization: str = "none",
+        dtype: str = "auto",
+        token: str | None = None,
+        allow_pickle: bool = False,
+        allow_remote_code: bool = False,
+        on_progress: Any = None,
+    ) -> "DownloadHandle":
+        """Download a repo revision (or resume a catalog entry) in a child process; joins a running job.
+
+        Returns at once; `handle.wait()` gives the ready record or raises the job's error, and
+        `on_progress(record)` is called on every progress or status change.
+        """
+        try:
+            record = self.catalog.get(_valid_id(repo_or_id)) if "/" not in repo_or_id else None
+        except NotFound:
+            record = None
+        if record is None:
+            record = self.add(repo_or_id, revision=revision, quantization=quantization, dtype=dtype)
+        return self.downloads.start(record, token=token, allow_pickle=allow_pickle,
+                                    allow_remote_code=allow_remote_code, on_progress=on_progress)
+
+    def resume(self, model_id: str, *, token: str | None = None) -> "DownloadHandle":
+        """Continue a cancelled, failed or interrupted download from the bytes on disk."""
+        return self.downloads.start(self.get(model_id), token=token)
+
+    def cancel(self, model_id: str, *, discard: bool = False) -> ModelRecord:
+        """Stop a download within a second, from any process; `discard` also removes its partial files."""
+        return self.downloads.cancel(_valid_id(model_id), discard=discard)
+
+    def delete(self, model_id: str) -> dict[str, Any]:
+        """Remove an entry and the cached files no other entry shares: {id, freed_bytes}."""
+        return self.downloads.delete(_valid_id(model_id))
+
+    def cache_info(self) -> dict[str, Any]:
+        """Size of the model cache, its partial files and the free space on its volume."""
+        return self.downloads.cache_info()
+
+    def prune_cache(self) -> dict[str, Any]:
+        """Remove orphaned partial downloads: {removed: [paths], freed_bytes}."""
+        return self.downloads.prune()
+
+    # -- anatomy -------------------------------------------------------------------------------
+
+    def architecture(self, repo_or_id: str, *, revision: str | None = None, token: str | None = None) -> dict[str, Any]:
+        """Module tree, parameter counts and summary of a catalog entry or any Hub repo.
+
+        Built from the config on the meta device and cross-checked with the safetensors headers:
+        no weights are read, so it works before a download and for 70B models.
+        """
+        record = self.resolve(repo_or_id) if revision is None else None
+        if record is not None and record.architecture:
+            return record.architecture
+        from .anatomy.architecture import describe_architecture
+
+        config, tensors = self._config_and_tensors(repo_or_id, record, revision, token, with_tensors=True)
+        return describe_architecture(config, tensors)
+
+    def hook_points(
+        self,
+        repo_or_id: str,
+        *,
+        revision: str | None = None,
+        token: str | None = None,
+        include_modules: bool = False,
+    ) -> list["HookPoint"]:
+        """The canonical TransformerLens/SAELens hook points of a model (plus raw module hooks if asked)."""
+        from .anatomy.hooks import hook_points
+
+        record = self.resolve(repo_or_id) if revision is None else None
+        config, _ = self._config_and_tensors(repo_or_id, record, revision, token, with_tensors=False)
+        return hook_points(config, modules=include_modules)
+
+    def _config_and_tensors(
+        self, repo_or_id: str, record: ModelRecord | None, revision: str | None, token: str | None, *,
+        with_tensors: bool,
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        if record is not None and record.status == "ready" and record.file_path:
+            snapshot = Path(record.file_path)
+            config = read_json(snapshot / "config.json")
+            if config is None:
+                raise EntryNotFound(f"{record.name} has no readable config.json in {snapshot}")
+            return config, local_tensors(snapshot) if with_tensors else None
+        repo_id = record.repo_id if record is not None else repo_or_id
+        revision = record.revision if record is not None else revision
+        commit = self.hub.resolve_commit(repo_id, revision, token)
+        config = self.hub.read_json(repo_id, commit, "config.json", token)
+        if config is None:
+            raise EntryNotFound(f"{repo_id} has no config.json, so its architecture cannot be read")
+        return config, self.hub.safetensors_tensors(repo_id, commit, token) if with_tensors else None
+
+
+def records_dataframe(records: list[ModelRecord]) -> "pandas.DataFrame":
+    """Catalog entries as a DataFrame with the columns a researcher scans first."""
+    import pandas
+
+    columns = ["id", "name", "repo_id", "revision", "status", "quantization", "dtype", "family",
+               "params", "size_bytes", "progress", "updated_at"]
+    return pandas.DataFrame([record.to_dict() for record in records], columns=columns)
 
 
 def _valid_id(model_id: object) -> str:

@@ -189,3 +189,19 @@ def test_concurrent_first_opens_migrate_once(tmp_path):
     catalog = Catalog(db_url)
     catalog.add("tiny/gpt2")
     assert len(catalog.list()) == 1
+
+
+def test_adoption_of_a_cache_filled_by_huggingface_hub(hub, settings):
+    from huggingface_hub import snapshot_download
+
+    snapshot = snapshot_download("tiny/llama", cache_dir=settings.cache_dir)
+    snapshot_download("tiny/no-config", cache_dir=settings.cache_dir)  # no config: not a loadable model
+    catalog = Catalog(settings.db_url)
+    adopted = catalog.adopt(settings.cache_dir)
+    assert [record.repo_id for record in adopted] == ["tiny/llama"]
+    record = adopted[0]
+    assert record.status == "ready" and record.file_path == snapshot
+    assert record.family == "llama" and record.model_type == "llama" and record.revision == "main"
+    assert record.params == 139_584 and record.size_bytes > 0 and len(record.commit) == 40
+    assert catalog.adopt(settings.cache_dir) == []  # adopting again adds nothing
+    assert len(catalog.list()) == 1

@@ -1,0 +1,213 @@
+"""Download benchmark: a 1 GiB LFS file from the test Hub over loopback, unthrottled, in one run.
+
+    python benchmarks/bench_download.py [--repeat N]
+
+Throughput of our engine (with sha256 verification) vs `huggingface_hub.hf_hub_download` (no
+verification) vs `curl -o`; bytes fetched again after a SIGKILL at 50% and a resume (ours vs
+huggingface_hub, which restarts from zero); cancel latency (signal, and catalog flag only).
+Prints one line per figure, then one JSON line with all of them. Goals: ≥0.8× curl, ≥1.5×
+hf_hub_download, ≤1% re-fetched, cancel ≤1 s.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.update({"HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+                   "MISTUDIO_DOWNLOAD_SUMMARY": "0"})
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mistudio_jupyter.core.downloads.cache import RepoCache  # noqa: E402
+from mistudio_jupyter.core.errors import Cancelled  # noqa: E402
+from mistudio_jupyter.core.hub import HubClient, PlannedFile  # noqa: E402
+from mistudio_jupyter.core.service import ModelManager  # noqa: E402
+from mistudio_jupyter.core.settings import Settings  # noqa: E402
+from tests.hubserver import HubServer, build_fixtures, default_root  # noqa: E402
+
+REPO = "bench/1gb"
+FILE = "model.safetensors"
+HF_SCRIPT = """
+import sys, time
+from huggingface_hub import hf_hub_download
+started = time.perf_counter()
+hf_hub_download(sys.argv[1], sys.argv[2], cache_dir=sys.argv[3], endpoint=sys.argv[4])
+print(time.perf_counter() - started)
+"""
+OURS_SCRIPT = """
+import json, sys, time
+from pathlib import Path
+from mistudio_jupyter.core.downloads.cache import RepoCache
+from mistudio_jupyter.core.downloads.engine import Engine
+from mistudio_jupyter.core.hub import PlannedFile
+file, cache = PlannedFile(**json.loads(sys.argv[1])), Path(sys.argv[2])
+engine = Engine(cache, endpoint=sys.argv[3], token=None)
+started = time.perf_counter()
+engine.fetch_file(RepoCache(cache, sys.argv[4]), sys.argv[5], file)
+print(time.perf_counter() - started)
+"""
+
+
+def throughput(hub: HubServer, work: Path, file: PlannedFile, commit: str, repeat: int) -> dict[str, float]:
+    """Best-of-`repeat` transfer seconds per tool, each in its own process (like curl; the test Hub
+    runs in this one), the tools interleaved so that they share the machine's load."""
+    url = f"{hub.url}/{REPO}/resolve/{commit}/{FILE}"
+    planned = json.dumps(dataclasses.asdict(file))
+    tools: dict[str, Callable[[Path], list[str]]] = {
+        "ours": lambda cache: [sys.executable, "-c", OURS_SCRIPT, planned, str(cache), hub.url, REPO, commit],
+        "hf_hub_download": lambda cache: [sys.executable, "-c", HF_SCRIPT, REPO, FILE, str(cache), hub.url],
+        "curl": lambda cache: ["curl", "-sSfL", "-o", str(cache / "out"), "-w", "%{time_total}", url],
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in tools}
+    for _ in range(repeat):
+        for name, command in tools.items():
+            cache = work / f"tp-{name}"
+            cache.mkdir()
+            done = subprocess.run(command(cache), check=True, capture_output=True, text=True)
+            seconds[name].append(float(done.stdout.split()[-1]))
+            shutil.rmtree(cache)
+    for name, values in seconds.items():
+        print(f"{name:>16}: best {file.size / min(values) / 1e9:.2f} GB/s, median "
+              f"{file.size / statistics.median(values) / 1e9:.2f} GB/s over {repeat} runs")
+    return {name: min(values) for name, values in seconds.items()}
+
+
+def sent(hub: HubServer) -> int:
+    return sum(r.bytes_sent for r in hub.log if r.method == "GET" and r.path.endswith("/" + FILE))
+
+
+def kill_at_half(process: subprocess.Popen[bytes] | int, partial: Callable[[], int], size: int) -> None:
+    pid = process if isinstance(process, int) else process.pid
+    while partial() < size // 2:
+        time.sleep(0.002)
+    os.kill(pid, signal.SIGKILL)
+
+
+def refetched_ours(hub: HubServer, work: Path, file: PlannedFile) -> dict[str, float]:
+    """SIGKILL of our worker at 50%, then resume: the share of the file fetched twice, and the
+    share the second run fetched."""
+    manager = _manager(hub, work / "kill-ours")
+    partial = RepoCache(manager.settings.cache_dir, REPO).partial(file.etag or "")
+    hub.clear_log()
+    handle = manager.download(REPO)
+    pid = _wait_for(lambda: _worker_pid(manager, handle.model_id))
+    kill_at_half(pid, lambda: partial.stat().st_size if partial.exists() else 0, file.size)
+    _wait_for(lambda: manager.get(handle.model_id).status == "interrupted")
+    first = sent(hub)
+    manager.resume(handle.model_id).wait(600)
+    manager.close()
+    return _refetch(first, sent(hub), file.size)
+
+
+def refetched_hf(hub: HubServer, work: Path, file: PlannedFile) -> dict[str, float]:
+    """The same for huggingface_hub: SIGKILL of `hf_hub_download` at 50%, then a second call."""
+    cache = work / "kill-hf"
+    blobs = cache / RepoCache(cache, REPO).folder_name / "blobs"
+    command = [sys.executable, "-c", HF_SCRIPT, REPO, FILE, str(cache), hub.url]
+    hub.clear_log()
+    process = subprocess.Popen(command)
+    kill_at_half(process, lambda: sum(p.stat().st_size for p in blobs.glob("*.incomplete")) if blobs.exists() else 0,
+                 file.size)
+    process.wait()
+    first = sent(hub)
+    subprocess.run(command, check=True, capture_output=True)
+    return _refetch(first, sent(hub), file.size)
+
+
+def _refetch(first: int, total: int, size: int) -> dict[str, float]:
+    return {"fetched_twice": (total - size) / size, "second_run": (total - first) / size}
+
+
+def cancel_latency(hub: HubServer, work: Path, file: PlannedFile) -> dict[str, float]:
+    """Seconds from a cancel to the job's `cancelled` row: by signal (local) and by catalog flag only."""
+    manager = _manager(hub, work / "cancel")
+    partial = RepoCache(manager.settings.cache_dir, REPO).partial(file.etag or "")
+    hub.faults.set(path=FILE, throttle_bps=100_000_000)
+    latencies = {}
+    for how in ("signal", "flag"):
+        before = partial.stat().st_size if partial.exists() else 0
+        handle = manager.download(REPO)
+        _wait_for(lambda: partial.exists() and partial.stat().st_size > before)
+        started = time.perf_counter()
+        if how == "signal":
+            manager.cancel(handle.model_id)
+        else:
+            manager.catalog.request_cancel(handle.model_id)
+            _wait_for(lambda: manager.catalog.get(handle.model_id).status == "cancelled")
+        latencies[how] = time.perf_counter() - started
+        with contextlib.suppress(Cancelled):
+            handle.wait(30)
+    hub.faults.reset()
+    manager.close()
+    return latencies
+
+
+def _manager(hub: HubServer, root: Path) -> ModelManager:
+    return ModelManager(Settings.from_env(cache_dir=root / "cache", db_url=f"sqlite:///{root / 'catalog.sqlite'}",
+                                          hub_endpoint=hub.url))
+
+
+def _worker_pid(manager: ModelManager, model_id: str) -> int | None:
+    from mistudio_jupyter.core.downloads.manager import local_worker_pid
+
+    return local_worker_pid(manager.catalog.get(model_id))
+
+
+def _wait_for(predicate: Callable[[], Any], timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.002)
+    raise TimeoutError("benchmark step did not happen in time")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="throughput runs per tool (best is kept)")
+    args = parser.parse_args(argv)
+    repos = build_fixtures(default_root(), bench=True)
+    with HubServer(default_root(), repos=repos) as hub, tempfile.TemporaryDirectory(prefix="mistudio-bench-") as tmp:
+        work = Path(tmp)
+        settings = Settings.from_env(cache_dir=work / "plan", db_url="sqlite://", hub_endpoint=hub.url)
+        plan = HubClient(settings).file_plan(REPO)
+        file = next(f for f in plan.files if f.path == FILE)
+        print(f"{REPO}/{FILE}: {file.size / 2**30:.2f} GiB from {hub.url} (loopback, unthrottled)")
+        best = throughput(hub, work, file, plan.commit, args.repeat)
+        ours_refetch = refetched_ours(hub, work, file)
+        hf_refetch = refetched_hf(hub, work, file)
+        latency = cancel_latency(hub, work, file)
+    result = {
+        "file_bytes": file.size,
+        "seconds": best,
+        "gbps": {name: file.size / seconds / 1e9 for name, seconds in best.items()},
+        "ratio_vs_curl": best["curl"] / best["ours"],
+        "ratio_vs_hf_hub_download": best["hf_hub_download"] / best["ours"],
+        "refetched_after_kill_at_half": {"ours": ours_refetch, "hf_hub_download": hf_refetch},
+        "cancel_latency_s": latency,
+    }
+    print(f"ours vs curl: {result['ratio_vs_curl']:.2f}x (goal >= 0.8)")
+    print(f"ours vs hf_hub_download: {result['ratio_vs_hf_hub_download']:.2f}x (goal >= 1.5)")
+    print(f"after SIGKILL at 50%, fetched twice: ours {ours_refetch['fetched_twice']:.3%}, hf_hub_download "
+          f"{hf_refetch['fetched_twice']:.1%} (goal <= 1%); the second run fetched: ours "
+          f"{ours_refetch['second_run']:.1%}, hf_hub_download {hf_refetch['second_run']:.1%} of the file")
+    print(f"cancel latency: signal {latency['signal'] * 1000:.0f} ms, catalog flag {latency['flag'] * 1000:.0f} ms "
+          "(goal <= 1 s)")
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

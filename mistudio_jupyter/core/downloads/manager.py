@@ -1,0 +1,353 @@
+"""Download jobs, coordinated through the catalog: start, join, watch, cancel, delete, sweep.
+
+Each job runs in a child process (`python -m mistudio_jupyter.core.downloads.worker ID`). The
+parent claims the catalog row for the child's `host:pid` before the child does anything, so of
+two racing requests for one entry exactly one starts a job and the other joins it. The token and
+options reach the child on its stdin, never in argv or the catalog.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..catalog import Catalog, ModelRecord, utcnow
+from ..errors import ALL_ERRORS, Cancelled, Conflict, DownloadFailed, MiStudioError, NotFound
+from ..hub import HubClient
+from ..settings import Settings
+from .cache import RepoCache, delete_revision, free_bytes, repo_caches, sweep_partials
+
+WORKER_MODULE = "mistudio_jupyter.core.downloads.worker"
+ACTIVE = ("pending", "downloading")
+EXIT_LOST = 3  # the worker lost its claim (cancelled before start, or another worker took over)
+POLL_S = 0.1
+CANCEL_WAIT_S = 5.0
+
+ProgressCallback = Callable[[ModelRecord], None]
+
+
+def worker_name(pid: int | None = None) -> str:
+    """How a worker is recorded in the catalog: `host:pid`."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
+
+
+def local_worker_pid(record: ModelRecord) -> int | None:
+    """The pid of the record's worker when that worker runs on this host."""
+    host, _, pid = (record.worker or "").rpartition(":")
+    return int(pid) if host == socket.gethostname() and pid.isdigit() else None
+
+
+def worker_alive(record: ModelRecord, heartbeat_timeout_s: float) -> bool:
+    """Whether the record's worker still runs: its process on this host, else a fresh heartbeat."""
+    if not record.worker:
+        return False
+    pid = local_worker_pid(record)
+    if pid is not None:
+        return _is_worker_process(pid)
+    beat = record.heartbeat_at
+    if beat is None:
+        return False
+    if beat.tzinfo is None:  # SQLite drops the zone; every stored time is UTC
+        beat = beat.replace(tzinfo=dt.timezone.utc)
+    return (utcnow() - beat).total_seconds() < heartbeat_timeout_s
+
+
+def _is_worker_process(pid: int) -> bool:
+    proc = Path("/proc")
+    if proc.is_dir():
+        # The command line also rules out a reused pid, and it is empty for a zombie.
+        try:
+            return WORKER_MODULE.encode() in (proc / str(pid) / "cmdline").read_bytes()
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def error_for(record: ModelRecord) -> MiStudioError:
+    """The domain error that explains why a finished job is not ready."""
+    if record.status == "cancelled":
+        return Cancelled(f"the download of {record.name} was cancelled; resume continues from the bytes on disk")
+    if record.status == "interrupted":
+        return DownloadFailed(f"the download worker of {record.name} stopped; resume continues from the bytes on disk")
+    by_code = {error.code: error for error in ALL_ERRORS}
+    return by_code.get(record.error_code or "", DownloadFailed)(record.error_message or f"{record.name} failed")
+
+
+class DownloadHandle:
+    """A running (or finished) download job of one catalog entry.
+
+    A watcher thread polls the catalog, calls the progress callbacks on every change and reaps
+    the child process; `wait()` returns the ready record or raises the job's error.
+    """
+
+    def __init__(self, manager: "DownloadManager", model_id: str, process: subprocess.Popen[bytes] | None,
+                 on_progress: ProgressCallback | None = None) -> None:
+        self.model_id = model_id
+        self._manager = manager
+        self._process = process
+        self._callbacks: list[ProgressCallback] = [on_progress] if on_progress else []
+        self._done = threading.Event()
+        self._final: ModelRecord | None = None
+        self._thread = threading.Thread(target=self._watch, name=f"mistudio-download-{model_id[:8]}", daemon=True)
+        self._thread.start()
+
+    @property
+    def record(self) -> ModelRecord:
+        """The entry as the catalog has it now."""
+        return self._manager.catalog.get(self.model_id)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def on_progress(self, callback: ProgressCallback) -> None:
+        """Call `callback(record)` on every progress or status change from now on."""
+        self._callbacks.append(callback)
+
+    def wait(self, timeout: float | None = None) -> ModelRecord:
+        """Block until the job ends; the ready record, else the job's error (Cancelled, ...).
+
+        Raises TimeoutError when `timeout` seconds pass first.
+        """
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"the download of {self.model_id} is still running after {timeout} s")
+        assert self._final is not None
+        if self._final.status != "ready":
+            raise error_for(self._final)
+        return self._final
+
+    def cancel(self, discard: bool = False) -> ModelRecord:
+        """Stop the job (within a second) and keep, or with `discard` remove, its partial files."""
+        return self._manager.cancel(self.model_id, discard=discard)
+
+    def _watch(self) -> None:
+        last: tuple[Any, ...] = ()
+        while True:
+            try:
+                record = self._manager.catalog.get(self.model_id)
+            except NotFound:
+                self._finish(None)
+                return
+            state = (record.status, record.bytes_done, record.bytes_total, record.current_file, record.updated_at)
+            if state != last:
+                last = state
+                self._notify(record)
+            if self._finished(record):
+                return
+            time.sleep(POLL_S)
+
+    def _finished(self, record: ModelRecord) -> bool:
+        if self._process is not None:
+            if self._process.poll() is None:
+                return False
+            lost = self._process.returncode == EXIT_LOST
+            self._process = None
+            if lost:
+                return False
+        record = self._manager.refresh(record)
+        if record.status in ACTIVE and record.worker:
+            return False
+        self._notify(record)
+        self._finish(record)
+        return True
+
+    def _finish(self, record: ModelRecord | None) -> None:
+        if record is None:
+            record = ModelRecord(id=self.model_id, name=self.model_id, status="failed", error_code=NotFound.code,
+                                 error_message=f"model {self.model_id} was deleted from the catalog")
+        self._final = record
+        self._done.set()
+
+    def _notify(self, record: ModelRecord) -> None:
+        for callback in list(self._callbacks):
+            callback(record)
+
+
+class DownloadManager:
+    """Starts and controls download jobs; every decision goes through the catalog."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, hub: HubClient) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.hub = hub
+
+    def start(self, record: ModelRecord, *, token: str | None = None, allow_pickle: bool = False,
+              allow_remote_code: bool = False, on_progress: ProgressCallback | None = None) -> DownloadHandle:
+        """Download `record`'s revision, or join the job already downloading it."""
+        record = self.refresh(self._canonical(record))
+        if self._running(record) or self._complete(record):
+            return DownloadHandle(self, record.id, None, on_progress)
+        request = {
+            "settings": self._settings_json(),
+            "token": self.hub.resolve_token(token),
+            "allow_pickle": allow_pickle,
+            "allow_remote_code": allow_remote_code,
+        }
+        process = self._spawn(record.id)
+        if not self.catalog.claim(record.id, worker_name(process.pid), stale_after_s=self.settings.heartbeat_timeout_s):
+            _abandon(process)
+            return DownloadHandle(self, record.id, None, on_progress)
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(request).encode())
+        process.stdin.close()
+        return DownloadHandle(self, record.id, process, on_progress)
+
+    def cancel(self, model_id: str, *, discard: bool = False) -> ModelRecord:
+        """Stop the job of `model_id` from any process: the catalog flag, plus SIGTERM when local."""
+        record = self.refresh(self.catalog.get(model_id))
+        if record.status == "ready":
+            raise Conflict(f"{record.name} is already downloaded; delete it instead")
+        if self._running(record):
+            self.catalog.request_cancel(model_id)
+            pid = local_worker_pid(record)
+            if pid is not None:
+                _signal(pid)
+            record = self._await_stop(model_id)
+        elif record.status != "cancelled":
+            record = self.catalog.update(model_id, status="cancelled", speed_bps=None, eta_s=None)
+        if discard and not self._running(record):
+            self._sweep([record.repo_id])
+        return record
+
+    def refresh(self, record: ModelRecord) -> ModelRecord:
+        """The record, turned `interrupted` (or `cancelled`, when asked) if its worker is gone."""
+        if record.status not in ACTIVE or not record.worker:
+            return record
+        if worker_alive(record, self.settings.heartbeat_timeout_s):
+            return record
+        status = "cancelled" if record.cancel_requested else "interrupted"
+        try:
+            self.catalog.heartbeat(record.id, record.worker, status=status, speed_bps=None, eta_s=None)
+        except NotFound:
+            pass  # another worker claimed it meanwhile
+        return self.catalog.get(record.id)
+
+    def refresh_all(self) -> None:
+        """Refresh every entry that claims to be downloading or queued."""
+        for status in ACTIVE:
+            for record in self.catalog.list(status=status):
+                self.refresh(record)
+
+    def delete(self, model_id: str) -> dict[str, Any]:
+        """Remove an entry and the cached files no other entry uses; returns {id, freed_bytes}."""
+        record = self.refresh(self.catalog.get(model_id))
+        if self._running(record):
+            raise Conflict(f"{record.name} is downloading; cancel it before deleting it")
+        others = [other for other in self.catalog.list(repo_id=record.repo_id) if other.id != record.id]
+        freed = 0
+        if record.commit and not any(other.commit == record.commit for other in others):
+            freed += delete_revision(self.settings.cache_dir, record.repo_id, record.commit)
+        if not others:
+            freed += self._sweep([record.repo_id])[1]
+        self.catalog.delete(model_id)
+        return {"id": model_id, "freed_bytes": freed}
+
+    def prune(self) -> dict[str, Any]:
+        """Remove orphaned partial files (ours and huggingface_hub's) of repos with no running job."""
+        self.refresh_all()
+        busy = {record.repo_id for status in ACTIVE for record in self.catalog.list(status=status) if record.worker}
+        idle = [repo for repo in repo_caches(self.settings.cache_dir) if repo.repo_id not in busy]
+        removed, freed = sweep_partials(idle)
+        return {"removed": removed, "freed_bytes": freed}
+
+    def cache_info(self) -> dict[str, Any]:
+        """Size of the model cache, its partial files and the free space on its volume."""
+        cache_dir = self.settings.cache_dir
+        repos = list(repo_caches(cache_dir))
+        partials = [path for repo in repos for path, _ in repo.partials()]
+        size = 0
+        if repos:
+            from huggingface_hub import scan_cache_dir
+
+            size = sum(repo.size_on_disk for repo in scan_cache_dir(cache_dir).repos if repo.repo_type == "model")
+        return {
+            "cache_dir": str(cache_dir),
+            "repos": len(repos),
+            "size_bytes": size,
+            "partial_files": len(partials),
+            "partial_bytes": sum(path.stat().st_size for path in partials),
+            "free_bytes": free_bytes(cache_dir),
+        }
+
+    def _canonical(self, record: ModelRecord) -> ModelRecord:
+        """The oldest entry with the same repo, revision and options as `record`.
+
+        `Catalog.add` finds then inserts, so two processes adding at once can create twins; both
+        converge here on the oldest, so they claim (and join) one row. A fresh twin is removed.
+        """
+        key = (record.revision, record.quantization, record.dtype)
+        twins = [other for other in self.catalog.list(repo_id=record.repo_id, sort="created_at")
+                 if (other.revision, other.quantization, other.dtype) == key]
+        oldest = twins[0] if twins else record
+        if oldest.id != record.id and record.status == "pending" and not record.worker:
+            self.catalog.delete(record.id)
+        return oldest
+
+    def _running(self, record: ModelRecord) -> bool:
+        return record.status in ACTIVE and worker_alive(record, self.settings.heartbeat_timeout_s)
+
+    def _complete(self, record: ModelRecord) -> bool:
+        return record.status == "ready" and bool(record.file_path) and Path(record.file_path or "").is_dir()
+
+    def _await_stop(self, model_id: str) -> ModelRecord:
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        record = self.catalog.get(model_id)
+        while self._running(record) and time.monotonic() < deadline:
+            time.sleep(POLL_S / 4)
+            record = self.catalog.get(model_id)
+        return self.refresh(record)
+
+    def _sweep(self, repo_ids: list[str]) -> tuple[list[str], int]:
+        return sweep_partials(RepoCache(self.settings.cache_dir, repo_id) for repo_id in repo_ids)
+
+    def _settings_json(self) -> dict[str, Any]:
+        settings = self.settings
+        return {"cache_dir": str(settings.cache_dir), "db_url": settings.db_url, "hub_endpoint": settings.hub_endpoint,
+                "max_parallel_downloads": settings.max_parallel_downloads,
+                "heartbeat_timeout_s": settings.heartbeat_timeout_s, "disk_margin_bytes": settings.disk_margin_bytes}
+
+    def _spawn(self, model_id: str) -> subprocess.Popen[bytes]:
+        log_path = log_dir() / f"{model_id}.log"
+        with open(log_path, "ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", WORKER_MODULE, model_id],
+                stdin=subprocess.PIPE, stdout=log, stderr=log, close_fds=True,
+                start_new_session=True,  # survives the CLI (--detach) and the terminal's Ctrl-C
+                env={**os.environ, "HF_ENDPOINT": self.settings.hub_endpoint},
+            )
+
+
+def log_dir() -> Path:
+    """Where download workers write their logs."""
+    path = Path(tempfile.gettempdir()) / f"mistudio-{os.getuid() if hasattr(os, 'getuid') else 'user'}" / "downloads"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _signal(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+
+
+def _abandon(process: subprocess.Popen[bytes]) -> None:
+    """Stop a child that lost the claim before it was told anything."""
+    assert process.stdin is not None
+    process.stdin.close()
+    process.wait()

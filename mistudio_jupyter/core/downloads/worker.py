@@ -1,0 +1,260 @@
+"""`python -m mistudio_jupyter.core.downloads.worker MODEL_ID`: run one download job.
+
+The parent has already claimed the catalog row for this process (`host:pid`) and sends the
+settings, token and options as one JSON object on stdin, so the token never shows in argv. The job
+waits for one of `max_parallel_downloads` slots (status `pending`), then downloads with the engine,
+reporting progress and a heartbeat to the row at most once a second, and checks its cancel flag.
+SIGTERM stops it at once (even inside a stalled read); the partial files stay for a resume.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..catalog import Catalog
+from ..errors import Cancelled, MiStudioError, NotFound
+from ..hub import FilePlan, HubClient
+from ..settings import Settings
+from ..snapshot import count_params, local_tensors, read_json
+from .cache import ensure_disk_space
+from .engine import Engine, Progress
+from .manager import EXIT_LOST, worker_name
+
+log = logging.getLogger("mistudio_jupyter.downloads.worker")
+
+REPORT_EVERY_S = 1.0
+SLOT_POLL_S = 0.2
+SUMMARY_ENV = "MISTUDIO_DOWNLOAD_SUMMARY"
+
+
+class _LostClaim(Exception):
+    """The row was deleted or claimed by another worker: stop without writing to it."""
+
+
+class _Interrupt:
+    """SIGTERM/SIGINT handling: always sets `stop`; raises Cancelled only while armed, so the
+    final catalog write is never cut in half."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.armed = False
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.stop.set()
+        if self.armed:
+            raise Cancelled("download cancelled")
+
+    def trigger(self) -> None:
+        """Stop the main thread from another thread, interrupting a blocking read."""
+        self.stop.set()
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+
+
+class _Reporter(threading.Thread):
+    """Writes progress and the heartbeat once a second; turns a cancel request into a stop."""
+
+    def __init__(self, catalog: Catalog, model_id: str, worker: str, progress: Progress, interrupt: _Interrupt) -> None:
+        super().__init__(name="mistudio-reporter", daemon=True)
+        self.catalog, self.model_id, self.worker = catalog, model_id, worker
+        self.progress, self.interrupt = progress, interrupt
+        self.status = "pending"
+        self.lost = False
+        self._halt = threading.Event()
+        self._last = (time.monotonic(), progress.bytes_done)
+        self._speed: float | None = None
+
+    def run(self) -> None:
+        while not self._halt.wait(REPORT_EVERY_S):
+            try:
+                cancel = self.catalog.heartbeat(self.model_id, self.worker, **self.fields())
+            except NotFound:
+                self.lost = True
+                cancel = True
+            if cancel:
+                self.interrupt.trigger()
+                return
+
+    def fields(self) -> dict[str, Any]:
+        """Progress as catalog fields, with the speed smoothed over the last seconds."""
+        progress = self.progress
+        now, done = time.monotonic(), progress.bytes_done
+        then, before = self._last
+        self._last = (now, done)
+        if self.status == "downloading" and now > then:
+            sample = max(done - before, 0) / (now - then)
+            self._speed = sample if self._speed is None else 0.5 * self._speed + 0.5 * sample
+        remaining = max(progress.bytes_total - done, 0)
+        return {
+            "status": self.status, "bytes_done": done, "bytes_total": progress.bytes_total or None,
+            "current_file": progress.current_file, "speed_bps": self._speed,
+            "eta_s": remaining / self._speed if self._speed else None,
+        }
+
+    def halt(self) -> None:
+        self._halt.set()
+        if self.is_alive() and self is not threading.current_thread():
+            self.join()
+
+
+class Job:
+    """One download job of one catalog entry, in this process."""
+
+    def __init__(self, settings: Settings, model_id: str, token: str | None, *,
+                 allow_pickle: bool = False, allow_remote_code: bool = False) -> None:
+        self.settings = settings
+        self.model_id = model_id
+        self.token = token
+        self.allow_pickle = allow_pickle
+        self.allow_remote_code = allow_remote_code
+        self.catalog = Catalog(settings.db_url)
+        self.hub = HubClient(settings)
+        self.worker = worker_name()
+        self.interrupt = _Interrupt()
+        self.progress = Progress()
+        self.reporter = _Reporter(self.catalog, model_id, self.worker, self.progress, self.interrupt)
+
+    def run(self) -> int:
+        """Run to a final status in the catalog; returns the exit status."""
+        self.reporter.start()
+        try:
+            self.interrupt.armed = True
+            fields = self._download()
+            self.interrupt.armed = False
+            self._finish(status="ready", **fields)
+        except (Cancelled, _LostClaim):
+            self.interrupt.armed = False
+            if self.reporter.lost:
+                return EXIT_LOST
+            self._finish(status="cancelled")
+        except MiStudioError as error:
+            self.interrupt.armed = False
+            self._finish(status="failed", error_code=error.code, error_message=error.message)
+        except Exception as error:  # noqa: BLE001 - any failure must reach the catalog, not just the log
+            self.interrupt.armed = False
+            log.exception("download of %s failed", self.model_id)
+            self._finish(status="failed", error_code="download_failed", error_message=f"{type(error).__name__}: {error}")
+        return 0
+
+    def _download(self) -> dict[str, Any]:
+        record = self.catalog.get(self.model_id)
+        with self._slot():
+            self._report(status="downloading")
+            with self.hub.errors(record.repo_id, self.token):
+                plan = self.hub.file_plan(record.repo_id, record.revision, self.token)
+            plan.ensure_safe(allow_pickle=self.allow_pickle, allow_remote_code=self.allow_remote_code)
+            self._report(commit=plan.commit, gated=plan.gated, bytes_total=plan.download_bytes)
+            ensure_disk_space(self.settings.cache_dir, plan, self.settings.disk_margin_bytes)
+            engine = Engine(self.settings.cache_dir, endpoint=self.settings.hub_endpoint, token=self.token,
+                            stop=self.interrupt.stop, progress=self.progress)
+            snapshot = engine.fetch(plan)
+        return completion_fields(plan, snapshot)
+
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[None]:
+        """Hold one of the host's `max_parallel_downloads` slots (a file lock each); queued until then."""
+        from filelock import FileLock, Timeout
+
+        folder = self.settings.cache_dir / ".locks" / "mistudio"
+        folder.mkdir(parents=True, exist_ok=True)
+        locks = [FileLock(str(folder / f"download-slot-{index}.lock")) for index in range(self.settings.max_parallel_downloads)]
+        self._report(status="pending")
+        while True:
+            for lock in locks:
+                try:
+                    lock.acquire(timeout=0)
+                except Timeout:
+                    continue
+                try:
+                    yield
+                finally:
+                    lock.release()
+                return
+            if self.interrupt.stop.wait(SLOT_POLL_S):
+                raise _LostClaim() if self.reporter.lost else Cancelled("download cancelled")
+
+    def _report(self, **fields: Any) -> None:
+        """Write a state change at once (progress waits for the reporter's next tick)."""
+        if "status" in fields:
+            self.reporter.status = fields["status"]
+        try:
+            cancel = self.catalog.heartbeat(self.model_id, self.worker, **fields)
+        except NotFound:
+            self.reporter.lost = True
+            raise _LostClaim() from None
+        if cancel:
+            raise Cancelled("download cancelled")
+
+    def _finish(self, **fields: Any) -> None:
+        self.reporter.halt()
+        final = {**self.reporter.fields(), "speed_bps": None, "eta_s": None, **fields}
+        if final["status"] == "ready":
+            final["current_file"] = None
+        try:
+            self.catalog.heartbeat(self.model_id, self.worker, **final)
+        except NotFound:
+            log.info("%s was deleted or taken over; its final status is not written", self.model_id)
+
+
+def completion_fields(plan: FilePlan, snapshot: Path) -> dict[str, Any]:
+    """Catalog fields of a ready entry: where it is, what it is and how big."""
+    from ..anatomy.families import family_of
+
+    config = read_json(snapshot / "config.json")
+    model_type = config.get("model_type") if config else None
+    tensors = local_tensors(snapshot)
+    return {
+        "file_path": str(snapshot),
+        "commit": plan.commit,
+        "size_bytes": plan.download_bytes,
+        "bytes_done": plan.download_bytes,
+        "bytes_total": plan.download_bytes,
+        "model_type": model_type,
+        "family": family_of(model_type) if model_type else None,
+        "params": count_params(tensors),
+        "architecture": _architecture(config, tensors, snapshot) if config and _summary_wanted() else None,
+    }
+
+
+def _summary_wanted() -> bool:
+    """`MISTUDIO_DOWNLOAD_SUMMARY=0` skips the architecture summary, which imports torch and
+    transformers (seconds of CPU): for download-only hosts, and tests that do not look at it."""
+    return os.environ.get(SUMMARY_ENV, "1") != "0"
+
+
+def _architecture(config: dict[str, Any], tensors: dict[str, TensorInfo], snapshot: Path) -> dict[str, Any] | None:
+    from ..anatomy.architecture import describe_architecture
+
+    try:
+        return describe_architecture(config, tensors)
+    except Exception as error:  # noqa: BLE001 - the summary is extra; a complete download stays ready
+        log.warning("no architecture summary for %s: %s", snapshot, error)
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: the model id in argv, everything else (token included) as JSON on stdin."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = sys.argv[1:] if argv is None else argv
+    text = sys.stdin.read()
+    if not text:
+        return EXIT_LOST  # the parent lost the claim race and told us nothing
+    request = json.loads(text)
+    values = request["settings"]
+    settings = Settings(**{**values, "cache_dir": Path(values["cache_dir"]), "token": request.get("token")})
+    job = Job(settings, args[0], request.get("token"), allow_pickle=request.get("allow_pickle", False),
+              allow_remote_code=request.get("allow_remote_code", False))
+    return job.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
