@@ -10,7 +10,11 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, TypeDecorator, Float, String, Text, create_engine, event, or_, select, update
+from sqlalchemy import (
+    JSON, BigInteger, Boolean, DateTime, Float, String, Text, TypeDecorator, UniqueConstraint, create_engine, event, or_,
+    select, update,
+)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -52,6 +56,7 @@ class ModelRecord(Base):
     """One catalog entry: a repo revision and how it will be loaded."""
 
     __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("repo_id", "revision", "quantization", "dtype", name="uq_models_entry"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
     name: Mapped[str] = mapped_column(String(255))
@@ -174,7 +179,11 @@ class Catalog:
         name: str | None = None,
         **fields: Any,
     ) -> tuple[ModelRecord, bool]:
-        """Add an entry, or return the existing one for the same repo, revision, quantization and dtype."""
+        """Add an entry, or return the existing one for the same repo, revision, quantization and dtype.
+
+        The unique key makes this safe across processes: of two racing adds, one inserts and the
+        other gets that row back.
+        """
         validate_choice("quantization", quantization, QUANTIZATIONS)
         validate_choice("dtype", dtype, DTYPES)
         existing = self.find(repo_id, revision, quantization, dtype)
@@ -184,8 +193,14 @@ class Catalog:
             repo_id=repo_id, revision=revision, quantization=quantization, dtype=dtype,
             name=name or repo_id, **fields,
         )
-        with self._session() as session, session.begin():
-            session.add(record)
+        try:
+            with self._session() as session, session.begin():
+                session.add(record)
+        except IntegrityError:
+            existing = self.find(repo_id, revision, quantization, dtype)
+            if existing is None:
+                raise
+            return existing, False
         return record, True
 
     def find(self, repo_id: str, revision: str, quantization: str, dtype: str) -> ModelRecord | None:
@@ -318,8 +333,9 @@ class Catalog:
         for found in cached_model_revisions(Path(cache_dir)):
             if self._has_commit(found.repo_id, found.commit):
                 continue
-            record, _ = self.add(found.repo_id, revision=found.revision, status="ready", **found.fields())
-            adopted.append(record)
+            record, created = self.add(found.repo_id, revision=found.revision, status="ready", **found.fields())
+            if created:
+                adopted.append(record)
         return adopted
 
     def _has_commit(self, repo_id: str, commit: str) -> bool:

@@ -205,3 +205,26 @@ def test_adoption_of_a_cache_filled_by_huggingface_hub(hub, settings):
     assert record.params == 139_584 and record.size_bytes > 0 and len(record.commit) == 40
     assert catalog.adopt(settings.cache_dir) == []  # adopting again adds nothing
     assert len(catalog.list()) == 1
+
+
+def _add_in_process(db_url: str, start, results) -> None:
+    catalog = Catalog(db_url)
+    start.wait()
+    record, created = catalog.add("tiny/gpt2", quantization="bnb-4bit")
+    results.put((record.id, created))
+    catalog.close()
+
+
+def test_racing_adds_from_processes_make_one_entry(db_url, catalog):
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Event(), context.Queue()
+    workers = [context.Process(target=_add_in_process, args=(db_url, start, results)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    start.set()
+    outcomes = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    assert len({model_id for model_id, _ in outcomes}) == 1
+    assert sum(created for _, created in outcomes) == 1
+    assert len(catalog.list()) == 1

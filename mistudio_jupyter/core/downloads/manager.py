@@ -189,7 +189,7 @@ class DownloadManager:
     def start(self, record: ModelRecord, *, token: str | None = None, allow_pickle: bool = False,
               allow_remote_code: bool = False, on_progress: ProgressCallback | None = None) -> DownloadHandle:
         """Download `record`'s revision, or join the job already downloading it."""
-        record = self.refresh(self._canonical(record))
+        record = self.refresh(record)
         if self._running(record) or self._complete(record):
             return DownloadHandle(self, record.id, None, on_progress)
         request = {
@@ -283,20 +283,6 @@ class DownloadManager:
             "partial_bytes": sum(path.stat().st_size for path in partials),
             "free_bytes": free_bytes(cache_dir),
         }
-
-    def _canonical(self, record: ModelRecord) -> ModelRecord:
-        """The oldest entry with the same repo, revision and options as `record`.
-
-        `Catalog.add` finds then inserts, so two processes adding at once can create twins; both
-        converge here on the oldest, so they claim (and join) one row. A fresh twin is removed.
-        """
-        key = (record.revision, record.quantization, record.dtype)
-        twins = [other for other in self.catalog.list(repo_id=record.repo_id, sort="created_at")
-                 if (other.revision, other.quantization, other.dtype) == key]
-        oldest = twins[0] if twins else record
-        if oldest.id != record.id and record.status == "pending" and not record.worker:
-            self.catalog.delete(record.id)
-        return oldest
 
     def _running(self, record: ModelRecord) -> bool:
         return record.status in ACTIVE and worker_alive(record, self.settings.heartbeat_timeout_s)

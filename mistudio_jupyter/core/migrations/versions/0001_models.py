@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("load_time_s", sa.Float),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.UniqueConstraint("repo_id", "revision", "quantization", "dtype", name="uq_models_entry"),
     )
     op.create_index("ix_models_repo_id", "models", ["repo_id"])
     op.create_index("ix_models_status", "models", ["status"])
