@@ -13,7 +13,8 @@ import sys
 from typing import Any, Callable, Sequence, TextIO
 
 from ._version import __version__
-from .core.catalog import DTYPES, QUANTIZATIONS, SORTABLE, STATUSES, ModelRecord
+from .core.catalog import SORTABLE, STATUSES, ModelRecord
+from .core.options import DTYPES, QUANTIZATIONS
 from .core.errors import InvalidArgument, MiStudioError, NotFound
 
 EXIT_ERROR = 1
@@ -267,7 +268,76 @@ def _hooks_text(hooks: list[Any]) -> str:
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
 
 
-TEXT_FORMATTERS: dict[str, Callable[[Any], str]] = {"arch": _architecture_text, "hooks": _hooks_text}
+def _preview_arguments(parser: argparse.ArgumentParser) -> None:
+    _anatomy_arguments(parser)
+    parser.add_argument("--context", type=int, default=0, metavar="N", help="tokens of KV cache to include")
+    parser.add_argument("--batch", type=int, default=1, metavar="B", help="sequences of KV cache to include")
+
+
+def _load_arguments(parser: argparse.ArgumentParser) -> None:
+    _id_argument(parser)
+    parser.add_argument("--quantization", choices=QUANTIZATIONS, help="default: the entry's own")
+    parser.add_argument("--dtype", choices=DTYPES, help="default: the entry's own")
+    parser.add_argument("--device-map", default="auto", help="as in transformers (default: auto)")
+
+
+ARGUMENTS.update(preview=_preview_arguments, estimate=_preview_arguments, load=_load_arguments)
+
+
+@command("preview", "Preview a Hub repo before downloading: architecture, parameters, files, memory per option.")
+def preview_repo(manager: Any, args: argparse.Namespace) -> dict[str, Any]:
+    return manager.preview(args.repo_id, revision=args.revision, token=_token_from_env(args.token_env),
+                           context=args.context, batch=args.batch)
+
+
+@command("estimate", "Memory needed at fp32/fp16/bf16/8-bit/4-bit, and whether it fits this machine.")
+def estimate_memory(manager: Any, args: argparse.Namespace) -> dict[str, Any]:
+    return manager.estimate(args.repo_id, revision=args.revision, token=_token_from_env(args.token_env),
+                            context=args.context, batch=args.batch)
+
+
+@command("load", "Load a downloaded model (checks it loads; records its measured memory and load time).")
+def load_model(manager: Any, args: argparse.Namespace) -> Any:
+    model, _ = manager.load(_model_id(manager, args.model), quantization=args.quantization, dtype=args.dtype,
+                            device_map=args.device_map)
+    return model
+
+
+def _memory_lines(memory: dict[str, Any], fit: dict[str, Any]) -> list[str]:
+    rows = [("OPTION", "WEIGHTS", "QUANT STATE", "OVERHEAD", "KV CACHE", "PEAK LOAD", "TOTAL", "FITS")]
+    for option, estimate in memory.items():
+        rows.append((option, *(human_bytes(estimate[key]) for key in ("weights_bytes", "quant_state_bytes",
+                     "overhead_bytes", "kv_cache_bytes", "peak_load_bytes", "total_bytes")),
+                     {"gpu": "GPU", "cpu": "RAM", "none": "no"}.get(fit.get(option, {}).get("verdict"), "?")))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+
+
+def _preview_text(preview: dict[str, Any]) -> str:
+    keys = ("repo_id", "commit", "family", "model_type", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
+            "head_dim", "intermediate_size", "vocab_size", "context_length", "tied_embeddings", "gated", "license")
+    lines = [f"{key}: {preview.get(key)}" for key in keys]
+    lines += [f"params: {preview['params']:,} ({human_count(preview['params'])})",
+              f"download: {human_bytes(preview['download_bytes'])} in {len(preview['files'])} files", ""]
+    lines += _memory_lines(preview["memory"], preview["fit"])
+    lines += [f"warning: {warning}" for warning in preview["warnings"]]
+    return "\n".join(lines)
+
+
+def _estimate_text(estimate: dict[str, Any]) -> str:
+    return "\n".join([f"{estimate['repo_id']}: {human_count(estimate['params'])} parameters", "",
+                      *_memory_lines(estimate["memory"], estimate["fit"])])
+
+
+def _load_text(model: Any) -> str:
+    footprint = model.get_memory_footprint()
+    return f"loaded {type(model).__name__} on {getattr(model, 'device', '?')}: {human_bytes(footprint)} of weights"
+
+
+TEXT_FORMATTERS: dict[str, Callable[[Any], str]] = {
+    "arch": _architecture_text, "hooks": _hooks_text, "preview": _preview_text, "estimate": _estimate_text,
+    "load": _load_text,
+}
 
 
 def to_jsonable(result: Any) -> Any:

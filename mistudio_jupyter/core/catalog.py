@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 from sqlalchemy import (
     JSON, BigInteger, Boolean, DateTime, Float, String, Text, TypeDecorator, UniqueConstraint, create_engine, event, or_,
@@ -19,10 +19,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from .errors import InvalidArgument, NotFound
+from .options import DTYPES, QUANTIZATIONS, validate_choice
 
 STATUSES = ("pending", "downloading", "ready", "cancelled", "failed", "interrupted")
-QUANTIZATIONS = ("none", "bnb-8bit", "bnb-4bit")
-DTYPES = ("auto", "float32", "float16", "bfloat16")
 SORTABLE = ("name", "repo_id", "status", "family", "params", "size_bytes", "created_at", "updated_at")
 RESUMABLE = ("pending", "cancelled", "failed", "interrupted")
 
@@ -125,12 +124,6 @@ class ModelRecord(Base):
 
 def _iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()
-
-
-def validate_choice(field: str, value: str, allowed: Sequence[str]) -> str:
-    if value not in allowed:
-        raise InvalidArgument(f"unknown {field} {value!r}; expected one of: {', '.join(allowed)}")
-    return value
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -63,6 +63,8 @@ class FilePlan:
     gated: bool
     remote_code: bool
     pickle_only: bool
+    config: dict[str, Any] | None = dataclasses.field(default=None, repr=False, compare=False)
+    info: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def download_bytes(self) -> int:
@@ -186,7 +188,7 @@ class HubClient:
         files = [_planned(siblings[path]) for path in selected]
         return FilePlan(
             repo_id=repo_id, revision=revision or "main", commit=info.sha, files=files, warnings=warnings,
-            gated=bool(info.gated), remote_code=remote_code, pickle_only=pickle_only,
+            gated=bool(info.gated), remote_code=remote_code, pickle_only=pickle_only, config=config, info=info,
         )
 
     def safetensors_tensors(self, repo_id: str, commit: str, token: str | None = None) -> dict[str, TensorInfo]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .catalog import DTYPES, QUANTIZATIONS, Catalog, ModelRecord, validate_choice
+from .catalog import Catalog, ModelRecord
+from .options import DTYPES, QUANTIZATIONS, validate_choice
 from .errors import EntryNotFound, InvalidArgument, NotFound
 from .hub import HubClient, validate_repo_id, validate_revision
 from .settings import Settings
@@ -137,6 +138,73 @@ class ModelManager:
         """Remove orphaned partial downloads: {removed: [paths], freed_bytes}."""
         return self.downloads.prune()
 
+    # -- preview, estimates, loading -----------------------------------------------------------
+
+    def preview(
+        self, repo_id: str, *, revision: str | None = None, token: str | None = None, context: int = 0, batch: int = 1,
+    ) -> dict[str, Any]:
+        """Everything worth knowing before a download, from config.json and the safetensors headers only:
+        architecture, exact parameters, files, warnings, memory per load option and whether it fits here."""
+        from .preview import build_preview
+
+        return build_preview(self.hub, repo_id, revision, token, context=_count("context", context),
+                             batch=_count("batch", batch, minimum=1))
+
+    def estimate(
+        self, repo_or_id: str, *, revision: str | None = None, token: str | None = None, context: int = 0,
+        batch: int = 1,
+    ) -> dict[str, Any]:
+        """Memory per load option ({memory, fit, system}) of a catalog entry (read locally) or a Hub repo."""
+        from .anatomy.sizing import estimate_memory
+        from .system import fit_verdict, system_resources
+
+        context, batch = _count("context", context), _count("batch", batch, minimum=1)
+        record = self.resolve(repo_or_id) if revision is None else None
+        if record is None or record.status != "ready":
+            preview = self.preview(record.repo_id if record else repo_or_id, revision=revision, token=token,
+                                   context=context, batch=batch)
+            return {key: preview[key] for key in ("repo_id", "params", "memory", "fit", "system")}
+        config, tensors = self._config_and_tensors(repo_or_id, record, None, token, with_tensors=True)
+        resources = system_resources()
+        memory = estimate_memory(config, {name: (info.dtype, info.shape) for name, info in (tensors or {}).items()},
+                                 context=context, batch=batch, device="cuda" if resources["gpus"] else "cpu")
+        return {"repo_id": record.repo_id, "params": record.params,
+                "memory": {option: value.to_dict() for option, value in memory.items()},
+                "fit": fit_verdict(memory, resources), "system": resources}
+
+    def system(self) -> dict[str, Any]:
+        """This machine's GPUs and RAM (CUDA is never initialised), and the cache's disk."""
+        from .system import system_resources
+
+        return {**system_resources(), "disk": self.cache_info()}
+
+    def load(
+        self,
+        model_id: str,
+        *,
+        quantization: str | None = None,
+        dtype: str | None = None,
+        device_map: str | dict[str, Any] | None = "auto",
+        double_quant: bool = False,
+        trust_remote_code: bool = False,
+    ) -> tuple[Any, Any]:
+        """Load a downloaded entry from the local cache as (model, tokenizer).
+
+        Quantization and dtype default to the entry's own; the measured memory (footprint + quant state)
+        and load time are recorded on the entry.
+        """
+        from .loading import load_model
+
+        record = self.resolve(model_id)
+        if record is None:
+            raise NotFound(f"no catalog entry {model_id!r}; see `mistudio list`")
+        loaded = load_model(snapshot_path(record), quantization=quantization or record.quantization,
+                            dtype=dtype or record.dtype, device_map=device_map, double_quant=double_quant,
+                            trust_remote_code=trust_remote_code)
+        self.catalog.update(record.id, measured_memory_bytes=loaded.measured_memory_bytes,
+                            load_time_s=loaded.load_time_s)
+        return loaded.model, loaded.tokenizer
+
     # -- anatomy -------------------------------------------------------------------------------
 
     def architecture(self, repo_or_id: str, *, revision: str | None = None, token: str | None = None) -> dict[str, Any]:
@@ -200,6 +268,12 @@ def _valid_id(model_id: object) -> str:
     if not isinstance(model_id, str) or not model_id or len(model_id) > 64 or "/" in model_id or ".." in model_id:
         raise InvalidArgument(f"{model_id!r} is not a model id")
     return model_id
+
+
+def _count(name: str, value: object, *, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidArgument(f"{name} must be a whole number of at least {minimum}, got {value!r}")
+    return value
 
 
 def snapshot_path(record: ModelRecord) -> Path:
