@@ -1,0 +1,70 @@
+"""The `mistudio` Jupyter server extension: configuration, the shared ModelManager, handlers."""
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, TypeVar
+
+from jupyter_server.extension.application import ExtensionApp
+from sqlalchemy.engine import make_url
+from traitlets import Integer, Unicode
+
+from ..core.service import ModelManager
+from ..core.settings import Settings
+from .events import EventHub
+from .handlers import RecordJSON, routes
+
+T = TypeVar("T")
+
+
+class MiStudio(ExtensionApp):
+    """Serves the mistudio REST API and event socket under `{base_url}/mistudio/api/v1`.
+
+    Configure with `c.MiStudio.<trait>`; a trait left unset falls back to the `MISTUDIO_*` / `HF_*`
+    environment and then to the defaults, exactly as in the CLI and the kernel.
+    """
+
+    name = "mistudio"
+    load_other_extensions = True
+
+    cache_dir = Unicode(None, allow_none=True, config=True,
+                        help="The Hugging Face hub cache that holds the models (default: HF_HUB_CACHE).")
+    db_url = Unicode(None, allow_none=True, config=True,
+                     help="SQLAlchemy URL of the catalog (default: SQLite in the Jupyter data dir).")
+    max_parallel_downloads = Integer(None, allow_none=True, config=True,
+                                     help="How many downloads run at once.")
+    hub_endpoint = Unicode(None, allow_none=True, config=True,
+                           help="The Hugging Face Hub to talk to (default: HF_ENDPOINT or huggingface.co).")
+    catalog_threads = Integer(4, config=True, help="Threads for catalog requests.")
+    slow_threads = Integer(8, config=True,
+                           help="Threads for Hub requests, model builds and disk work, apart from the catalog "
+                                "threads so that a slow Hub never delays catalog requests.")
+
+    manager: ModelManager
+    events: EventHub
+    catalog_executor: ThreadPoolExecutor
+    slow_executor: ThreadPoolExecutor
+    record_json: RecordJSON
+
+    def initialize_settings(self) -> None:
+        settings = Settings.from_env(cache_dir=self.cache_dir, db_url=self.db_url, hub_endpoint=self.hub_endpoint,
+                                     max_parallel_downloads=self.max_parallel_downloads)
+        self.manager = ModelManager(settings)
+        self.catalog_executor = ThreadPoolExecutor(self.catalog_threads, thread_name_prefix="mistudio-catalog")
+        self.slow_executor = ThreadPoolExecutor(self.slow_threads, thread_name_prefix="mistudio-slow")
+        self.record_json = RecordJSON()
+        self.events = EventHub(self.manager, self._in_catalog_thread, self.log)
+        self.log.info("mistudio: cache %s, catalog %s", settings.cache_dir, 
+                      make_url(settings.db_url).render_as_string(hide_password=True))
+
+    async def _in_catalog_thread(self, function: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.catalog_executor, function)
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(routes())
+
+    async def stop_extension(self) -> None:
+        self.events.stop()
+        self.catalog_executor.shutdown(wait=False, cancel_futures=True)
+        self.slow_executor.shutdown(wait=False, cancel_futures=True)
+        self.manager.close()

@@ -1,0 +1,106 @@
+"""The event hub and its catalog watcher, without a server: routing, dead sockets, row changes."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from mistudio_jupyter.core.service import ModelManager
+from mistudio_jupyter.core.settings import Settings
+from mistudio_jupyter.server.events import EventHub
+
+from .conftest import check_event
+
+
+class Sink:
+    def __init__(self, alive: bool = True) -> None:
+        self.alive = alive
+        self.messages: list[dict[str, Any]] = []
+
+    def send(self, message: dict[str, Any]) -> bool:
+        if self.alive:
+            check_event(message)
+            self.messages.append(message)
+        return self.alive
+
+    def events(self) -> list[str]:
+        return [message["event"] for message in self.messages]
+
+
+async def _inline(function: Callable[[], Any]) -> Any:
+    return function()
+
+
+@pytest.fixture
+def manager(settings: Settings) -> Iterator[ModelManager]:
+    manager = ModelManager(settings)
+    yield manager
+    manager.close()
+
+
+@pytest.fixture
+def event_hub(manager: ModelManager) -> Iterator[EventHub]:
+    events = EventHub(manager, _inline, logging.getLogger("test"))
+    yield events
+    events.stop()
+
+
+async def test_routing_and_dead_sockets(event_hub: EventHub) -> None:
+    one, every, dead, other = Sink(), Sink(), Sink(alive=False), Sink()
+    for sink in (one, every, dead, other):
+        event_hub.add(sink)
+    event_hub.subscribe(one, "model/a")
+    event_hub.subscribe(every, "models")
+    event_hub.subscribe(dead, "models")
+    event_hub.subscribe(other, "model/b")
+    event_hub.publish("a", "download_cancelled", {"bytes_done": 1})
+    assert one.events() == every.events() == ["download_cancelled"] and other.messages == []
+    assert every.messages[0]["channel"] == "model/a"
+    assert dead not in event_hub._subscriptions
+    event_hub.unsubscribe(one, "model/a")
+    event_hub.publish("a", "download_cancelled", {"bytes_done": 2})
+    assert len(one.messages) == 1 and len(every.messages) == 2
+
+
+async def test_watcher_turns_row_changes_into_events(event_hub: EventHub, manager: ModelManager) -> None:
+    sink = Sink()
+    event_hub.add(sink)
+    event_hub.subscribe(sink, "models")
+    await event_hub.poll()
+    assert sink.messages == []
+
+    record = manager.add("tiny/gpt2")  # as a kernel or the CLI would, straight into the catalog
+    await event_hub.poll()
+    assert sink.events() == ["status_changed"] and sink.messages[0]["data"]["previous"] is None
+
+    manager.catalog.update(record.id, status="downloading", bytes_done=10, bytes_total=100, current_file="a")
+    await event_hub.poll()
+    assert sink.events()[1:] == ["status_changed", "download_progress"]
+    assert sink.messages[-1]["data"]["progress"] == 0.1 and sink.messages[-1]["data"]["current_file"] == "a"
+
+    await event_hub.poll()  # nothing new: the running download's progress is repeated, nothing else
+    assert sink.events()[3:] == ["download_progress"]
+
+    manager.catalog.update(record.id, status="failed", error_code="hub_unreachable", error_message="no Hub")
+    await event_hub.poll()
+    assert sink.events()[4:] == ["status_changed", "download_failed"]
+    assert sink.messages[-1]["data"] == {"error": "no Hub", "code": "hub_unreachable"}
+
+    manager.catalog.update(record.id, status="ready", file_path="/cache/x")
+    await event_hub.poll()
+    assert sink.events()[6:] == ["status_changed", "download_completed"]
+    await event_hub.poll()
+    assert len(sink.messages) == 8
+
+
+async def test_watcher_runs_only_while_sockets_are_open(event_hub: EventHub) -> None:
+    sink = Sink()
+    event_hub.add(sink)
+    watcher = event_hub._watcher
+    assert watcher is not None and not watcher.done()
+    event_hub.remove(sink)
+    await asyncio.sleep(0)
+    assert watcher.cancelled() or watcher.done()
+    assert event_hub._watcher is None
