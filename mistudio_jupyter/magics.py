@@ -2,14 +2,26 @@
 
 The magic parses with the CLI's parser and runs the CLI's commands; only the presentation differs:
 lists become DataFrames, downloads and architectures become live widgets, errors one printed line.
+
+    %mistudio                          the models panel
+    %mistudio list --family gpt2       a DataFrame
+    %mistudio preview gpt2             facts, then the memory estimates as a DataFrame
+    %mistudio download gpt2            a live progress widget; returns at once
+    %mistudio cancel|resume|delete ID
+    viewer = %mistudio arch gpt2       the architecture viewer and hook picker (`viewer.selected`)
+    %mistudio hooks gpt2               the hook points as a DataFrame
+    model = %mistudio load ID          the loaded model
 """
 from __future__ import annotations
 
+import argparse
 import shlex
 from typing import Any, Callable
 
 from . import cli
 from .core.errors import MiStudioError
+
+DETACHED = ("download", "resume")  # the magic shows these as a live widget instead of waiting
 
 _manager: Any = None
 
@@ -24,23 +36,18 @@ def shared_manager() -> Any:
     return _manager
 
 
-Presenter = Callable[[Any, Any], Any]
+Presenter = Callable[[argparse.Namespace, Any], Any]
 PRESENTERS: dict[str, Presenter] = {}
 
 
 def presenter(name: str) -> Callable[[Presenter], Presenter]:
+    """Register how the magic shows the result of CLI command `name` (what it returns is displayed)."""
+
     def register(function: Presenter) -> Presenter:
         PRESENTERS[name] = function
         return function
 
     return register
-
-
-@presenter("list")
-def _present_list(args: Any, records: Any) -> Any:
-    from .core.service import records_dataframe
-
-    return records_dataframe(records)
 
 
 def run_line(line: str) -> Any:
@@ -50,26 +57,96 @@ def run_line(line: str) -> Any:
     except ValueError as error:
         print(f"mistudio: error: {error}")
         return None
-    if not argv:
-        return PRESENTERS["panel"](None, shared_manager()) if "panel" in PRESENTERS else None
     try:
+        if not argv:
+            from .widgets import ModelsPanel
+
+            return ModelsPanel(shared_manager())
+        if argv[0] in DETACHED and "--detach" not in argv:
+            argv.append("--detach")
         args, result = cli.execute(argv, shared_manager)
+        if getattr(args, "json", False):
+            return cli.to_jsonable(result)
+        present = PRESENTERS.get(args.command, _print_text)
+        return present(args, result)
     except cli._HelpShown:
         return None
     except (cli.UsageError, MiStudioError) as error:
         print(f"mistudio: error: {getattr(error, 'message', error)}")
         return None
-    if getattr(args, "json", False):
-        return cli.to_jsonable(result)
-    present = PRESENTERS.get(args.command)
-    return present(args, result) if present else _as_text(result)
 
 
-def _as_text(result: Any) -> Any:
-    if result is None:
-        return None
-    print(cli.format_text(result))
-    return None
+def _print_text(args: argparse.Namespace, result: Any) -> None:
+    if result is not None:
+        print(cli.format_text(result, args.command))
+
+
+@presenter("list")
+def _present_list(_args: argparse.Namespace, records: Any) -> Any:
+    from .core.service import records_dataframe
+
+    return records_dataframe(records)
+
+
+@presenter("download")
+@presenter("resume")
+def _present_download(_args: argparse.Namespace, record: Any) -> Any:
+    from .widgets import DownloadProgress
+
+    return DownloadProgress(record.id, manager=shared_manager())
+
+
+@presenter("cancel")
+def _present_cancel(args: argparse.Namespace, record: Any) -> None:
+    kept = "partial files removed" if args.discard else f"{cli.human_bytes(record.bytes_done)} kept for resume"
+    print(f"{record.name}: {record.status} ({kept})")
+
+
+@presenter("delete")
+def _present_delete(_args: argparse.Namespace, result: dict[str, Any]) -> None:
+    print(f"Deleted {result['id']}; freed {cli.human_bytes(result['freed_bytes'])}")
+
+
+@presenter("preview")
+def _present_preview(_args: argparse.Namespace, preview: dict[str, Any]) -> Any:
+    import pandas
+
+    facts = {"family": preview.get("family"), "params": cli.human_count(preview.get("params")),
+             "layers": preview.get("num_layers"), "hidden": preview.get("hidden_size"),
+             "download": cli.human_bytes(preview.get("download_bytes")), "gated": "yes" if preview.get("gated") else "no",
+             "license": preview.get("license")}
+    print(f"{preview['repo_id']} @ {preview['revision']}: " + ", ".join(f"{k} {v}" for k, v in facts.items()))
+    for warning in preview.get("warnings") or []:
+        print(f"warning: {warning}")
+    fit = preview.get("fit") or {}
+    rows = {option: {"total": cli.human_bytes(memory.get("total_bytes")),
+                     "weights": cli.human_bytes(memory.get("weights_bytes")),
+                     "peak while loading": cli.human_bytes(memory.get("peak_load_bytes")),
+                     "fits on": (fit.get(option) or {}).get("verdict")}
+            for option, memory in (preview.get("memory") or {}).items()}
+    return pandas.DataFrame.from_dict(rows, orient="index")
+
+
+@presenter("arch")
+def _present_arch(args: argparse.Namespace, architecture: dict[str, Any]) -> Any:
+    from .widgets import ArchitectureViewer
+
+    manager = shared_manager()
+    hooks = manager.hook_points(args.repo_id, revision=args.revision, token=cli._token_from_env(args.token_env))
+    return ArchitectureViewer(manager=manager, architecture=architecture, hooks=hooks)
+
+
+@presenter("hooks")
+def _present_hooks(_args: argparse.Namespace, hooks: list[Any]) -> Any:
+    import pandas
+
+    columns = ["name", "module", "kind", "layer", "shape", "category", "description"]
+    return pandas.DataFrame([hook.to_dict() for hook in hooks], columns=columns)
+
+
+@presenter("load")
+def _present_load(_args: argparse.Namespace, model: Any) -> Any:
+    return model
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -1,0 +1,156 @@
+"""The notebook widgets in a real JupyterLab, driven by a real Chromium through Playwright.
+
+JupyterLab runs on loopback with a kernel over the test Hub; the test runs `%mistudio download` on a
+throttled repo and watches the progress bar advance to ready, then opens `%mistudio arch`, ticks three
+hooks and reads `viewer.selected` back from the kernel. Screenshots go to test-artifacts/.
+
+Needs Chromium at /usr/bin/chromium (Debian's `chromium` package); skipped without it.
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import nbformat
+import pytest
+
+from mistudio_jupyter.core.settings import Settings
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+PICKED = ["blocks.0.hook_resid_pre", "blocks.0.hook_attn_out", "blocks.1.hook_resid_post"]
+CELLS = [
+    "%load_ext mistudio_jupyter",
+    "progress = %mistudio download tiny/gpt2\nprogress",
+    "viewer = %mistudio arch tiny/gpt2\nviewer",
+    "print('SELECTED', viewer.selected)",
+]
+
+pytestmark = [
+    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"no Chromium at {CHROMIUM}"),
+    pytest.mark.timeout(300),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def lab(settings: Settings, tmp_path: Path) -> Iterator[str]:
+    """A JupyterLab on loopback over a notebook of CELLS; yields the notebook's URL."""
+    root = tmp_path / "lab"
+    root.mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS],
+                                            metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                                     "display_name": "Python 3"}}),
+                   root / "widgets.ipynb")
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "MISTUDIO_CACHE_DIR": str(settings.cache_dir), "MISTUDIO_DB_URL": settings.db_url,
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "ws")}
+    log = (tmp_path / "lab.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert server.poll() is None, (tmp_path / "lab.log").read_text()
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/lab/tree/widgets.ipynb?token={token}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(tmp_path / "lab.log", ARTIFACTS / "jupyterlab.log")
+
+
+def test_download_progress_and_hook_picker_in_jupyterlab(lab: str, hub) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    hub.faults.set(path="model.safetensors", throttle_bps=100_000)  # ~6 s for tiny/gpt2's weights
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        console: list[str] = []
+        page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+        try:
+            page.goto(lab)
+            expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_attached(timeout=90_000)
+            cells = page.locator(".jp-Notebook .jp-CodeCell")
+            expect(cells).to_have_count(len(CELLS))
+
+            news = page.get_by_role("alert").get_by_role("button", name="No")
+            if news.count():
+                news.click()
+
+            def run(index: int) -> None:
+                cells.nth(index).locator(".jp-InputPrompt").click()
+                page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:run-cell-and-select-next']").click()
+                expect(cells.nth(index).locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]:"),
+                                                                                 timeout=60_000)
+
+            run(0)
+            run(1)
+            bar = cells.nth(1).locator(".mistudio [role=progressbar]")
+            expect(bar).to_be_visible(timeout=30_000)
+            seen: list[int] = []
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                value = int(bar.get_attribute("aria-valuenow") or 0)
+                if not seen or value != seen[-1]:
+                    seen.append(value)
+                    if len(seen) == 3:
+                        page.screenshot(path=str(ARTIFACTS / "notebook-download-progress.png"))
+                if value == 100 and cells.nth(1).get_by_text("ready", exact=True).count():
+                    break
+                time.sleep(0.1)
+            assert seen[-1] == 100, seen
+            assert len([v for v in seen if 0 < v < 100]) >= 3, f"the bar advanced in steps: {seen}"
+            assert seen == sorted(seen), seen
+            expect(cells.nth(1).get_by_text("ready", exact=True)).to_be_visible()
+
+            run(2)
+            viewer = cells.nth(2).locator(".mistudio")
+            expect(viewer.locator("input[data-hook]").first).to_be_visible(timeout=60_000)
+            for name in PICKED:
+                viewer.locator(f"input[data-hook='{name}']").click()
+            expect(viewer.get_by_text(re.compile(r"^3 selected"))).to_be_visible()
+            viewer.locator(f"input[data-hook='{PICKED[-1]}']").scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "notebook-hook-picker.png"))
+
+            run(3)
+            output = cells.nth(3).locator(".jp-OutputArea-output")
+            expect(output).to_contain_text("SELECTED", timeout=30_000)
+            assert output.inner_text().strip() == f"SELECTED {PICKED}"
+            cells.nth(1).scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "notebook.png"))
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "notebook-failure.png"))
+            (ARTIFACTS / "notebook-console.log").write_text("\n".join(console))
+            raise
+        finally:
+            browser.close()

@@ -1,0 +1,70 @@
+"""Widget tests run without a kernel: each widget's comm is a recorder of the messages it sends, and
+view messages are fed to it as the frontend would send them."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from mistudio_jupyter import magics
+from mistudio_jupyter.core.service import ModelManager
+from mistudio_jupyter.core.settings import Settings
+
+
+class Comm:
+    """What a widget sent: `(wall-clock time, data)` of every comm message."""
+
+    def __init__(self, widget: Any) -> None:
+        self.messages: list[tuple[float, dict[str, Any]]] = []
+        widget.comm.publish_msg = self._publish
+
+    def _publish(self, msg_type: str, data: Any = None, metadata: Any = None, buffers: Any = None, **_: Any) -> None:
+        self.messages.append((time.time(), data or {}))
+
+    def updates(self, trait: str) -> list[Any]:
+        """Every value of `trait` sent to the views, in order."""
+        return [data["state"][trait] for _, data in self.messages
+                if data.get("method") == "update" and trait in data.get("state", {})]
+
+
+def send(widget: Any, **content: Any) -> None:
+    """A custom message from the view (`model.send(content)`)."""
+    widget._handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
+
+
+def set_from_view(widget: Any, **state: Any) -> None:
+    """A trait change made and saved in the view (`model.set(...); model.save_changes()`)."""
+    widget._handle_msg({"content": {"data": {"method": "update", "state": state, "buffer_paths": []}}, "buffers": []})
+
+
+def until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture
+def manager(settings: Settings) -> Iterator[ModelManager]:
+    """A ModelManager over the test Hub, also the magics' shared manager."""
+    manager = ModelManager(settings)
+    previous, magics._manager = magics._manager, manager
+    yield manager
+    magics._manager = previous
+    for record in manager.list():
+        if record.status in ("pending", "downloading"):
+            manager.cancel(record.id)
+    manager.close()
+
+
+@pytest.fixture
+def widgets() -> Iterator[list[Any]]:
+    """Widgets to close after the test (append them)."""
+    opened: list[Any] = []
+    yield opened
+    for widget in opened:
+        widget.close()

@@ -1,0 +1,84 @@
+"""`%mistudio`: the CLI's commands, shown as DataFrames, widgets and one-line errors."""
+from __future__ import annotations
+
+import pandas
+import pytest
+
+from mistudio_jupyter.magics import run_line
+from mistudio_jupyter.widgets import ArchitectureViewer, DownloadProgress, ModelsPanel
+
+from .conftest import until
+
+
+@pytest.fixture
+def shown(widgets):
+    """Run a magic line; widgets it returns are closed after the test."""
+    def run(line: str):
+        result = run_line(line)
+        if hasattr(result, "close"):
+            widgets.append(result)
+        return result
+    return run
+
+
+def test_bare_magic_is_the_models_panel(manager, shown):
+    assert isinstance(shown(""), ModelsPanel)
+
+
+def test_download_returns_a_live_progress_widget_at_once(manager, hub, shown):
+    hub.faults.set(path="model.safetensors", throttle_bps=100_000)
+    progress = shown("download tiny/gpt2")
+    assert isinstance(progress, DownloadProgress)
+    assert progress.record["status"] in ("pending", "downloading"), "returned before the download ended"
+    until(lambda: progress.record["status"] == "ready", timeout=30, what="ready")
+    listing = shown("list")
+    assert isinstance(listing, pandas.DataFrame) and list(listing["status"]) == ["ready"]
+
+
+def test_cancel_resume_and_delete(manager, hub, shown, capsys):
+    hub.faults.set(path="model.safetensors", throttle_bps=50_000)
+    progress = shown("download tiny/gpt2")
+    model_id = progress.entry_id
+    until(lambda: progress.record["bytes_done"] > 0, what="some bytes")
+    assert shown(f"cancel {model_id}") is None
+    assert capsys.readouterr().out.startswith("tiny/gpt2: cancelled (")
+    hub.faults.reset()
+    resumed = shown(f"resume {model_id}")
+    assert isinstance(resumed, DownloadProgress)
+    until(lambda: resumed.record["status"] == "ready", timeout=30, what="ready")
+    assert shown(f"delete {model_id}") is None
+    assert capsys.readouterr().out.startswith(f"Deleted {model_id}; freed ")
+
+
+def test_errors_are_one_line(manager, shown, capsys):
+    for line, message in [("download not/a/repo", "not a valid"), ("cancel nope", "no catalog entry"),
+                          ("frobnicate", "invalid choice"), ('download "tiny', "quotation")]:
+        assert shown(line) is None
+        out = capsys.readouterr().out
+        assert out.startswith("mistudio: error: ") and out.count("\n") == 1, out
+        assert message in out, out
+
+
+def test_json_returns_plain_data(manager, shown):
+    assert shown("list --json") == []
+
+
+def test_arch_returns_the_viewer_and_hooks_a_dataframe(manager, shown):
+    viewer = shown("arch tiny/gpt2")
+    assert isinstance(viewer, ArchitectureViewer) and viewer.hooks and viewer.architecture
+    hooks = shown("hooks tiny/gpt2")
+    assert isinstance(hooks, pandas.DataFrame) and "blocks.1.hook_resid_post" in set(hooks["name"])
+
+
+def test_preview_prints_facts_and_returns_the_memory_table(manager, shown, capsys):
+    table = shown("preview tiny/llama")
+    out = capsys.readouterr().out
+    assert out.startswith("tiny/llama @ main: family llama, params ")
+    assert isinstance(table, pandas.DataFrame) and {"fp16", "bnb-8bit", "bnb-4bit"} <= set(table.index)
+    assert set(table["fits on"]) <= {"gpu", "cpu", "none"}
+
+
+def test_load_returns_the_model(manager, shown):
+    record = manager.download("tiny/gpt2").wait(timeout=30)
+    model = shown(f"load {record.id}")
+    assert type(model).__name__ == "GPT2LMHeadModel"
