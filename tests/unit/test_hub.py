@@ -6,6 +6,7 @@ import pytest
 from mistudio_jupyter.core import errors
 from mistudio_jupyter.core.hub import HubClient, select_files, validate_repo_id
 from mistudio_jupyter.core.settings import Settings
+from mistudio_jupyter.core.snapshot import count_params
 
 
 @pytest.fixture
@@ -123,11 +124,5 @@ def test_safetensors_headers_without_downloading_weights(client, hub):
     commit = client.resolve_commit("meta-llama/Meta-Llama-3-70B")
     hub.clear_log()
     tensors = client.safetensors_tensors("meta-llama/Meta-Llama-3-70B", commit)
-    total = 0
-    for info in tensors.values():
-        count = 1
-        for dim in info.shape:
-            count *= dim
-        total += count
-    assert total == 70_553_706_496
+    assert count_params(tensors) == 70_553_706_496
     assert sum(record.bytes_sent for record in hub.log) < 2_000_000
