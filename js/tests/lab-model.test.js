@@ -1,0 +1,237 @@
+import { beforeEach, describe, expect, it, vi } from "vitest";
+import { RestModel } from "../lab/model.ts";
+import { architecture, downloading, hooks, preview, record } from "./fixtures.js";
+import { FakeSocket, fakeServer } from "./lab-fakes.js";
+
+const ready = record();
+const running = downloading();
+
+async function started(extra = {}) {
+  const routes = { "GET models": [200, { models: [ready, running] }], ...extra };
+  const server = fakeServer(routes);
+  const model = new RestModel(server.settings);
+  await model.start();
+  FakeSocket.last.open();
+  await vi.waitFor(() => expect(server.requests.filter((r) => r.path === "models")).toHaveLength(2));
+  server.requests.length = 0;
+  return { model, server, routes, socket: FakeSocket.last };
+}
+
+/** Every trait change, as [name, value]. */
+function changes(model, names) {
+  const seen = [];
+  for (const name of names) model.on(`change:${name}`, (_, value) => seen.push([name, value]));
+  return seen;
+}
+
+beforeEach(() => {
+  FakeSocket.instances = [];
+});
+
+describe("RestModel: the anywidget model interface", () => {
+  it("gets, sets and notifies change listeners with (model, value)", () => {
+    const model = new RestModel(fakeServer().settings);
+    const calls = [];
+    const listener = (...args) => calls.push(args);
+    model.on("change:filters", listener);
+    model.set("filters", { text: "gpt" });
+    expect(model.get("filters")).toEqual({ text: "gpt" });
+    expect(calls).toEqual([[model, { text: "gpt" }]]);
+    model.off("change:filters", listener);
+    model.set("filters", {});
+    model.on("change:filters", listener);
+    model.off();
+    model.set("filters", {});
+    expect(calls).toHaveLength(1);
+    model.save_changes(); // local state: nothing to send
+  });
+});
+
+describe("RestModel: start", () => {
+  it("loads the models, then subscribes to every model's events and re-reads the list once subscribed", async () => {
+    const { model, socket } = await started();
+    expect(model.get("models")).toEqual([ready, running]);
+    expect(socket.sent).toEqual([{ action: "subscribe", channel: "models" }]);
+  });
+
+  it("rejects, with the socket never opened, when the server extension is missing", async () => {
+    const model = new RestModel(fakeServer().settings);
+    await expect(model.start()).rejects.toMatchObject({ code: "no_extension", unavailable: true });
+    expect(FakeSocket.instances).toHaveLength(0);
+  });
+});
+
+describe("RestModel: view messages become REST calls", () => {
+  it("preview: POST /models/preview, answer in `preview`", async () => {
+    const { model, server } = await started({ "POST models/preview": [200, preview()] });
+    model.set("error", { code: "old", message: "stale" });
+    model.send({ action: "preview", repo_id: "tiny/llama", revision: "main" });
+    await vi.waitFor(() => expect(model.get("preview")).toEqual(preview()));
+    expect(model.get("error")).toBeNull();
+    expect(server.requests.map(({ method, path, body }) => ({ method, path, body }))).toEqual([
+      { method: "POST", path: "models/preview", body: { repo_id: "tiny/llama", revision: "main" } },
+    ]);
+  });
+
+  it("preview error: `error` gets {code, message}", async () => {
+    const { model } = await started({ "POST models/preview": [404, { error: { code: "repo_not_found", message: "no such repo" } }] });
+    model.send({ action: "preview", repo_id: "tiny/nope", revision: "main" });
+    await vi.waitFor(() => expect(model.get("error")).toEqual({ code: "repo_not_found", message: "no such repo" }));
+  });
+
+  it("download: creates the entry, starts it with the token, and never keeps the token", async () => {
+    const created = downloading({ id: "m3", status: "pending", progress: 0, bytes_done: 0 });
+    const { model, server } = await started({
+      "POST models": [200, created],
+      "POST models/m3/download": [202, { ...created, status: "downloading" }],
+    });
+    model.send({ action: "download", repo_id: "tiny/gpt2", revision: "main", quantization: "bnb-4bit", dtype: "auto", token: "hf_secret" });
+    await vi.waitFor(() => expect(model.get("record")?.status).toBe("downloading"));
+    expect(server.requests.map(({ method, path, body }) => ({ method, path, body }))).toEqual([
+      { method: "POST", path: "models", body: { repo_id: "tiny/gpt2", revision: "main", quantization: "bnb-4bit", dtype: "auto" } },
+      { method: "POST", path: "models/m3/download", body: { token: "hf_secret" } },
+    ]);
+    expect(model.get("models").map((m) => m.id)).toEqual(["m3", "m1", "m2"]);
+    const traits = ["models", "record", "preview", "error"].map((name) => JSON.stringify(model.get(name) ?? null)).join();
+    expect(traits).not.toContain("hf_secret");
+  });
+
+  it("download without a token sends an empty body", async () => {
+    const created = downloading({ id: "m3", status: "pending" });
+    const { model, server } = await started({ "POST models": [200, created], "POST models/m3/download": [202, created] });
+    model.send({ action: "download", repo_id: "tiny/gpt2", revision: "main", quantization: "none", dtype: "auto", token: null });
+    await vi.waitFor(() => expect(server.requests).toHaveLength(2));
+    expect(server.requests[1].body).toEqual({});
+  });
+
+  it("cancel and resume: POST, and the answered record replaces the old one", async () => {
+    const { model, server } = await started({
+      "POST models/m2/cancel": [200, { ...running, status: "cancelled" }],
+      "POST models/m2/resume": [202, { ...running, status: "downloading" }],
+    });
+    model.send({ action: "cancel", id: "m2" });
+    await vi.waitFor(() => expect(model.get("models")[1].status).toBe("cancelled"));
+    model.send({ action: "resume", id: "m2" });
+    await vi.waitFor(() => expect(model.get("models")[1].status).toBe("downloading"));
+    expect(server.requests.map(({ method, path, body }) => [method, path, body])).toEqual([
+      ["POST", "models/m2/cancel", {}],
+      ["POST", "models/m2/resume", {}],
+    ]);
+  });
+
+  it("delete: DELETE, and the record leaves `models`", async () => {
+    const { model, server } = await started({ "DELETE models/m1": [200, { id: "m1", freed_bytes: 1024 }] });
+    model.send({ action: "delete", id: "m1" });
+    await vi.waitFor(() => expect(model.get("models").map((m) => m.id)).toEqual(["m2"]));
+    expect(server.requests.map(({ method, path }) => [method, path])).toEqual([["DELETE", "models/m1"]]);
+  });
+
+  it("a refused action sets `error` and changes nothing", async () => {
+    const { model } = await started({ "DELETE models/m2": [409, { error: { code: "conflict", message: "m2 is downloading" } }] });
+    model.send({ action: "delete", id: "m2" });
+    await vi.waitFor(() => expect(model.get("error")).toEqual({ code: "conflict", message: "m2 is downloading" }));
+    expect(model.get("models")).toEqual([ready, running]);
+  });
+
+  it("architecture: loads the tree and the hooks, and starts a new selection", async () => {
+    const { model, server } = await started({
+      "GET models/m1/architecture": [200, architecture()],
+      "GET models/m1/hooks": [200, hooks()],
+    });
+    model.set("selected", ["old.hook"]);
+    const seen = changes(model, ["architecture", "selected"]);
+    model.send({ action: "architecture", id: "m1" });
+    await vi.waitFor(() => expect(model.get("hooks")).toEqual(hooks()));
+    expect(model.get("architecture")).toEqual(architecture());
+    expect(model.architectureRecord).toEqual(ready);
+    expect(seen.slice(0, 2)).toEqual([["architecture", null], ["selected", []]]);
+    expect(server.requests.map(({ method, path }) => [method, path]).sort()).toEqual([
+      ["GET", "models/m1/architecture"],
+      ["GET", "models/m1/hooks"],
+    ]);
+  });
+
+  it("architecture: a slower answer for a model no longer shown is dropped", async () => {
+    let answerFirst;
+    const { model } = await started({
+      "GET models/m1/architecture": () => new Promise((resolve) => (answerFirst = resolve)),
+      "GET models/m1/hooks": [200, hooks()],
+      "GET models/m2/architecture": [200, { ...architecture(), summary: { num_layers: 2 } }],
+      "GET models/m2/hooks": [200, []],
+    });
+    model.send({ action: "architecture", id: "m1" });
+    await vi.waitFor(() => expect(answerFirst).toBeTypeOf("function"));
+    model.send({ action: "architecture", id: "m2" });
+    await vi.waitFor(() => expect(model.get("architecture")?.summary).toEqual({ num_layers: 2 }));
+    answerFirst([200, architecture()]);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(model.get("architecture").summary).toEqual({ num_layers: 2 });
+    expect(model.architectureRecord.id).toBe("m2");
+  });
+});
+
+describe("RestModel: server events become trait changes", () => {
+  const progress = (id, data) => ({ channel: `model/${id}`, event: "download_progress", data });
+
+  it("download_progress patches the record's progress fields, in `models` and the form's `record`", async () => {
+    const { model, socket } = await started();
+    model.set("record", running);
+    socket.push(progress("m2", { progress: 0.75, downloaded_gb: 0.4, bytes_done: 384, bytes_total: 512, speed_bps: 5, eta_s: 3, current_file: "b.safetensors" }));
+    const patched = { ...running, progress: 0.75, bytes_done: 384, bytes_total: 512, speed_bps: 5, eta_s: 3, current_file: "b.safetensors" };
+    expect(model.get("models")[1]).toEqual(patched);
+    expect(model.get("record")).toEqual(patched);
+    expect(model.get("models")[1]).not.toHaveProperty("downloaded_gb");
+  });
+
+  it("status_changed upserts the record: a download started in a notebook appears", async () => {
+    const { model, socket } = await started();
+    const fromKernel = downloading({ id: "k1", name: "tiny/pythia", status: "pending" });
+    socket.push({ channel: "model/k1", event: "status_changed", data: { status: "pending", previous: null, record: fromKernel } });
+    expect(model.get("models").map((m) => m.id)).toEqual(["k1", "m1", "m2"]);
+    const done = { ...running, status: "ready", progress: 1 };
+    socket.push({ channel: "model/m2", event: "status_changed", data: { status: "ready", previous: "downloading", record: done } });
+    socket.push({ channel: "model/m2", event: "download_completed", data: { file_path: "/cache/x" } });
+    expect(model.get("models")[2]).toEqual(done);
+  });
+
+  it("status_changed to deleted removes the record", async () => {
+    const { model, socket } = await started();
+    socket.push({ channel: "model/m1", event: "status_changed", data: { status: "deleted", previous: "ready", record: null } });
+    expect(model.get("models").map((m) => m.id)).toEqual(["m2"]);
+  });
+
+  it("progress of an unknown model and acknowledgements change nothing; a socket error shows", async () => {
+    const { model, socket } = await started();
+    const seen = changes(model, ["models"]);
+    socket.push(progress("zz", { progress: 0.1 }));
+    socket.push({ channel: "models", event: "subscribed", data: {} });
+    expect(seen).toEqual([]);
+    socket.push({ channel: "nope", event: "error", data: { code: "invalid_argument", message: "bad channel" } });
+    expect(model.get("error")).toEqual({ code: "invalid_argument", message: "bad channel" });
+  });
+
+  it("after a reconnect, re-subscribes and reads the list again (events may have been missed)", async () => {
+    vi.useFakeTimers();
+    try {
+      const { model, server, routes, socket } = await started();
+      socket.drop();
+      const missed = { ...running, status: "ready", progress: 1 };
+      routes["GET models"] = [200, { models: [ready, missed] }];
+      vi.advanceTimersByTime(500);
+      expect(FakeSocket.instances).toHaveLength(2);
+      FakeSocket.last.open();
+      expect(FakeSocket.last.sent).toEqual([{ action: "subscribe", channel: "models" }]);
+      await vi.waitFor(() => expect(model.get("models")).toEqual([ready, missed]));
+      expect(server.requests.map((r) => r.path)).toEqual(["models"]);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("dispose closes the socket for good", async () => {
+    const { model, socket } = await started();
+    model.dispose();
+    expect(socket.readyState).toBe(3);
+    expect(model.isDisposed).toBe(true);
+  });
+});

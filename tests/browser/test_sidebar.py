@@ -1,0 +1,319 @@
+"""The JupyterLab sidebar in a real browser: JupyterLab on loopback with the server extension over the
+test Hub, Chromium driven by Playwright. Screenshots go to test-artifacts/sidebar/ (docs/sidebar.png is
+one of them, picked by hand)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+playwright = pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
+
+from tests.hubserver import HubServer  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+LABEXTENSION = REPO / "mistudio_jupyter" / "labextension"
+ARTIFACTS = REPO / "test-artifacts" / "sidebar"
+CHROMIUM = os.environ.get("MISTUDIO_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+PROGRESS_BPS = 100_000  # tiny/gpt2 (~600 kB) then takes several seconds: the bar visibly advances
+
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
+    pytest.mark.skipif(not (LABEXTENSION / "package.json").exists(),
+                       reason="the lab extension is not built (npm run build)"),
+    pytest.mark.timeout(300),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Lab:
+    """A running JupyterLab: its URL (with the token) and the catalog/cache it shares with its kernels."""
+
+    def __init__(self, url: str, token: str, env: dict[str, str]) -> None:
+        self.url, self.token, self.env = url, token, env
+
+    def page_url(self, path: str = "lab") -> str:
+        return f"{self.url}{path}?token={self.token}"
+
+
+@contextmanager
+def running_lab(tmp: Path, hub: HubServer, *, with_extension: bool = True) -> Iterator[Lab]:
+    """JupyterLab with this checkout's built extension, isolated config and data, and (unless
+    `with_extension` is false) the mistudio server extension over a fresh cache and catalog."""
+    data, config, root = tmp / "data", tmp / "config", tmp / "root"
+    (data / "labextensions").mkdir(parents=True)
+    (data / "labextensions" / "mistudio-jupyter").symlink_to(LABEXTENSION, target_is_directory=True)
+    (config / "labconfig").mkdir(parents=True)
+    root.mkdir()
+    # No news prompt over the page.
+    (config / "labconfig" / "page_config.json").write_text(json.dumps(
+        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    (config / "jupyter_server_config.json").write_text(json.dumps(
+        {"ServerApp": {"jpserver_extensions": {"mistudio_jupyter": with_extension}}}))
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {
+        **os.environ,
+        "JUPYTER_PATH": str(data),
+        "JUPYTER_CONFIG_DIR": str(config),
+        "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"),
+        # The server and its kernels read the same cache and catalog.
+        "MISTUDIO_CACHE_DIR": str(tmp / "cache"),
+        "MISTUDIO_DB_URL": f"sqlite:///{tmp / 'catalog.sqlite'}",
+        "HF_ENDPOINT": hub.url,
+    }
+    log = (tmp / "lab.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
+         f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={root}"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}api/status?token={token}", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"JupyterLab did not start:\n{(tmp / 'lab.log').read_text()}") from None
+                time.sleep(0.25)
+        yield Lab(url, token, env)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp / "lab.log", ARTIFACTS / f"lab-{tmp.name}.log")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def lab(tmp_path: Path, hub: HubServer) -> Iterator[Lab]:
+    with running_lab(tmp_path, hub) as lab:
+        yield lab
+
+
+@contextmanager
+def open_lab(browser: Browser, lab: Lab, name: str) -> Iterator[Page]:
+    """A page on JupyterLab; its last state is saved as `{name}-last.png`, whether the test passed or not."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(30_000)
+    try:
+        page.goto(lab.page_url())
+        page.locator("#jp-main-dock-panel").wait_for()
+        yield page
+    finally:
+        shot(page, f"{name}-last")
+        page.close()
+
+
+def open_sidebar(page: Page, width: int = 560) -> Locator:
+    """Open the miStudio sidebar, widened to `width` pixels by dragging its split handle."""
+    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="mistudio-sidebar"]').click()
+    sidebar = page.locator("#mistudio-sidebar")
+    expect(sidebar).to_be_visible()
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first.bounding_box()
+    assert handle is not None
+    y = handle["y"] + handle["height"] / 2
+    page.mouse.move(handle["x"] + handle["width"] / 2, y)
+    page.mouse.down()
+    page.mouse.move(width, y, steps=5)
+    page.mouse.up()
+    return sidebar
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def card(sidebar: Locator, name: str) -> Locator:
+    return sidebar.locator(".mistudio-card[data-id]", has=sidebar.page.get_by_role("heading", name=name, exact=True))
+
+
+def progress_of(locator: Locator) -> int:
+    return int(locator.get_by_role("progressbar").get_attribute("aria-valuenow") or 0)
+
+
+def start_download(sidebar: Locator, repo_id: str) -> None:
+    """Open the download form, preview `repo_id` and start it with the default option."""
+    form = sidebar.get_by_role("form", name="Download a model")
+    if not form.is_visible():
+        sidebar.get_by_role("button", name="+ Download").click()
+    form.get_by_label("Hugging Face repo id").fill(repo_id)
+    expect(form.get_by_role("region", name=f"Preview of {repo_id}")).to_be_visible(timeout=60_000)  # the first imports torch
+    form.get_by_role("button", name="Start download").click()
+
+
+def workspace(lab: Lab) -> str:
+    """The saved default workspace (the layout JupyterLab restores), as text."""
+    with urllib.request.urlopen(f"{lab.url}lab/api/workspaces/default?token={lab.token}", timeout=5) as response:
+        return response.read().decode()
+
+
+NOT_RUN = re.compile(r"^\[\s*\]:$")
+
+
+def run_cell(page: Page, cell: Locator) -> Locator:
+    """Run `cell` and return its output area. JupyterLab drops a run sent while a new notebook's kernel
+    is still settling (it may even be replaced once), so a run that never starts is sent again."""
+    for _ in range(5):
+        page.get_by_text(re.compile(r"\| Idle$")).first.wait_for(timeout=60_000)
+        cell.locator(".jp-InputPrompt").click()
+        page.keyboard.press("Shift+Enter")
+        try:
+            expect(cell.locator(".jp-InputPrompt")).not_to_have_text(NOT_RUN, timeout=5_000)
+            return cell.locator(".jp-OutputArea-output")
+        except AssertionError:
+            continue
+    raise AssertionError("the cell never ran")
+
+
+def run_in_notebook(page: Page, code: str) -> Locator:
+    """Type `code` into the active cell of the open notebook, run it, and return its output area."""
+    page.locator(".jp-Notebook .jp-Cell.jp-mod-active .cm-content").click()
+    page.keyboard.insert_text(code)
+    return run_cell(page, page.locator(".jp-Notebook .jp-CodeCell", has_text=code.splitlines()[0]))
+
+
+def test_sidebar_flow(browser: Browser, lab: Lab, hub: HubServer) -> None:
+    with open_lab(browser, lab, "flow") as page:
+        sidebar = open_sidebar(page)
+        expect(sidebar.get_by_role("heading", name="Models")).to_be_visible()
+        expect(sidebar).to_contain_text("No models yet")
+        shot(page, "01-empty")
+
+        # Preview, then a throttled download whose bar advances to ready.
+        hub.faults.set(throttle_bps=PROGRESS_BPS)
+        start_download(sidebar, "tiny/gpt2")
+        shot(page, "02-preview")
+        gpt2 = card(sidebar, "tiny/gpt2")
+        expect(gpt2).to_be_visible()
+        seen = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "ready" not in (gpt2.locator(".mistudio-badge").text_content() or ""):
+            if gpt2.get_by_role("progressbar").count():
+                seen.append(progress_of(gpt2))
+                if len(set(seen)) == 2:
+                    shot(page, "03-downloading")
+            time.sleep(0.2)
+        expect(gpt2.locator(".mistudio-badge")).to_have_text("ready")
+        assert len({v for v in seen if 0 < v < 100}) >= 2, f"the bar did not advance: {seen}"
+        assert seen == sorted(seen), seen
+
+        # Start another (large) download and cancel it.
+        hub.faults.set(throttle_bps=200_000)
+        start_download(sidebar, "tiny/big")
+        big = card(sidebar, "tiny/big")
+        expect(big.locator(".mistudio-badge")).to_have_text("downloading")
+        big.get_by_role("button", name="Cancel").click()
+        expect(big.locator(".mistudio-badge")).to_have_text("cancelled")
+        hub.faults.reset()
+        sidebar.get_by_role("button", name="Cancel", exact=True).first.click()  # close the download form
+        shot(page, "04-cancelled")
+
+        # Architecture, hook picking, and "Insert into notebook" into a new notebook whose cell runs.
+        gpt2.get_by_role("button", name="Architecture").click()
+        picker = sidebar.get_by_role("region", name="Hook picker")
+        expect(picker.locator("input[data-hook]").first).to_be_visible()
+        names = [picker.locator("input[data-hook]").nth(i).get_attribute("data-hook") for i in (1, 2, 3)]
+        for name in names:
+            picker.locator(f'input[data-hook="{name}"]').check()
+        insert = sidebar.get_by_role("button", name="Insert 3 hooks of tiny/gpt2 into notebook")
+        expect(insert).to_be_visible()
+        shot(page, "05-hooks")
+        insert.click()
+        cell = page.locator(".jp-Notebook .jp-CodeCell", has_text="capture(model, hooks)")
+        for name in names:
+            expect(cell.locator(".cm-content")).to_contain_text(name)
+        expect(cell).to_have_class(re.compile(r"\bjp-mod-active\b"))
+        output = run_cell(page, cell)
+        expect(output.first).to_contain_text(names[0], timeout=120_000)
+        expect(cell.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")).to_have_count(0)
+        shot(page, "06-inserted")
+
+        # Delete a model: the card asks, stating the bytes to be freed.
+        sidebar.get_by_role("button", name="Close").click()
+        big.get_by_role("button", name="Delete").click()
+        confirm = big.get_by_role("group", name="Confirm delete")
+        expect(confirm).to_contain_text("free up to")
+        confirm.get_by_role("button", name="Delete").click()
+        expect(big).to_have_count(0)
+        expect(card(sidebar, "tiny/gpt2")).to_be_visible()
+        shot(page, "07-deleted")
+
+
+def test_download_started_in_a_notebook_appears(browser: Browser, lab: Lab, hub: HubServer) -> None:
+    with open_lab(browser, lab, "from-notebook") as page:
+        sidebar = open_sidebar(page)
+        expect(sidebar).to_contain_text("No models yet")
+        page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click()
+        page.locator(".jp-Notebook .jp-Cell.jp-mod-active").wait_for()
+        hub.faults.set(throttle_bps=PROGRESS_BPS)
+        output = run_in_notebook(
+            page,
+            "from mistudio_jupyter import ModelManager\n"
+            "handle = ModelManager().download('tiny/pythia')\n"
+            "handle.model_id",
+        )
+        expect(output).to_be_visible(timeout=60_000)
+        pythia = card(sidebar, "tiny/pythia")
+        expect(pythia).to_be_visible()
+        expect(pythia.locator(".mistudio-badge")).to_have_text("ready", timeout=60_000)
+        shot(page, "08-from-notebook")
+
+        # Restored across reloads, once JupyterLab has saved the layout; and in the command palette.
+        deadline = time.monotonic() + 30
+        while "mistudio-sidebar" not in workspace(lab):
+            assert time.monotonic() < deadline, "the layout with the sidebar was never saved"
+            time.sleep(0.5)
+        page.reload()
+        expect(card(page.locator("#mistudio-sidebar"), "tiny/pythia")).to_be_visible()
+        page.keyboard.press("Control+Shift+C")
+        page.keyboard.insert_text("miStudio")
+        expect(page.locator(".lm-CommandPalette-item", has_text="Show miStudio Models")).to_be_visible()
+
+
+def test_missing_server_extension_is_explained(browser: Browser, tmp_path: Path, hub: HubServer) -> None:
+    with running_lab(tmp_path, hub, with_extension=False) as lab:
+        with open_lab(browser, lab, "no-server-extension") as page:
+            sidebar = open_sidebar(page)
+            notice = sidebar.get_by_role("alert")
+            expect(notice).to_contain_text("miStudio is unavailable")
+            expect(notice).to_contain_text("pip install mistudio-jupyter")
+            expect(notice).to_contain_text("jupyter server extension enable mistudio_jupyter")
+            shot(page, "09-no-server-extension")
