@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 from ..catalog import Catalog
 from ..errors import Cancelled, MiStudioError, NotFound
-from ..hub import FilePlan, HubClient
+from ..hub import FilePlan, HubClient, TensorInfo
 from ..settings import Settings
 from ..snapshot import count_params, local_tensors, read_json
 from .cache import ensure_disk_space
@@ -131,6 +131,7 @@ class Job:
             fields = self._download()
             self.interrupt.armed = False
             self._finish(status="ready", **fields)
+            self._store_architecture(Path(fields["file_path"]))
         except (Cancelled, _LostClaim):
             self.interrupt.armed = False
             if self.reporter.lost:
@@ -194,6 +195,17 @@ class Job:
         if cancel:
             raise Cancelled("download cancelled")
 
+    def _store_architecture(self, snapshot: Path) -> None:
+        """Add the architecture summary after the entry is ready: it imports torch and transformers
+        (seconds of CPU), which a finished download should not wait for."""
+        config = read_json(snapshot / "config.json")
+        if config is None or not _summary_wanted():
+            return
+        architecture = _architecture(config, local_tensors(snapshot), snapshot)
+        if architecture is not None:
+            with contextlib.suppress(NotFound):
+                self.catalog.update(self.model_id, architecture=architecture)
+
     def _finish(self, **fields: Any) -> None:
         self.reporter.halt()
         final = {**self.reporter.fields(), "speed_bps": None, "eta_s": None, **fields}
@@ -221,7 +233,6 @@ def completion_fields(plan: FilePlan, snapshot: Path) -> dict[str, Any]:
         "model_type": model_type,
         "family": family_of(model_type) if model_type else None,
         "params": count_params(tensors),
-        "architecture": _architecture(config, tensors, snapshot) if config and _summary_wanted() else None,
     }
 
 
