@@ -37,7 +37,8 @@ test-python:
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-js:
-	npm ci --no-audit --no-fund && npm test
+	@[ -d node_modules ] || npm ci --no-audit --no-fund
+	npm test
 
 bench: install
 	$(BIN)/python -m benchmarks

@@ -5,6 +5,10 @@ process) continues from the bytes already on disk. Size and hash (sha256 for LFS
 blob sha1 otherwise) are checked before the partial becomes `blobs/{etag}` with an atomic rename;
 then the snapshot link and the ref are written as huggingface_hub writes them. huggingface_hub
 provides the URL, headers, HTTP session and error types.
+
+The body is read from the connection's socket straight into one reusable block that is appended
+to the partial file; a thread hashes the file behind the writes (from the page cache), so the
+socket is read at the speed of the disk, not of sha256.
 """
 from __future__ import annotations
 
@@ -12,12 +16,14 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import mmap
 import os
-import queue
+import socket
+import ssl
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urljoin, urlparse
 
 from ..errors import Cancelled, DownloadFailed, HubUnreachable
@@ -29,10 +35,12 @@ log = logging.getLogger(__name__)
 MAX_REDIRECTS = 10
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 BLOCK_BYTES = 1 << 20
+HASH_WINDOW_BYTES = 8 << 20
 # Bytes held in memory before they reach the partial file are lost if the process is killed,
 # so a slow stream is flushed after this long even when the block is not full.
 FLUSH_AFTER_S = 0.002
-LOCK_POLL_S = 0.2
+# How often a wait (for the blob lock, for the hash to catch up) checks the stop event.
+POLL_S = 0.2
 
 
 @dataclasses.dataclass
@@ -112,7 +120,7 @@ class Engine:
         partial = repo.partial(file.etag or "")
         problem = ""
         for _attempt in range(2):
-            with _PartialFile(partial, file) as sink:
+            with _PartialFile(partial, file, self.stop) as sink:
                 self._transfer(repo.repo_id, url, sink, file)
             problem = _verification_problem(file, sink)
             if not problem:
@@ -151,13 +159,16 @@ class Engine:
             if response.status_code == 200 and sink.size:
                 progress.bytes_done -= sink.size
                 sink.restart()
-            for chunk in response.iter_raw():
-                if self.stop.is_set():
-                    raise Cancelled("download cancelled")
-                sink.write(chunk)
-                progress.bytes_done += len(chunk)
+            readinto = _body_reader(response, self.read_timeout_s)
+            while not self.stop.is_set():
+                count = readinto(sink.space())
+                if not count:
+                    return
+                sink.advance(count)
+                progress.bytes_done += count
                 if sink.size > file.size:
                     raise DownloadFailed(f"the Hub sent more than the {file.size} bytes of {file.path} in {repo_id}")
+            raise Cancelled("download cancelled")
 
     @contextlib.contextmanager
     def _open(self, repo_id: str, url: str, start: int) -> Iterator[Any]:
@@ -210,7 +221,7 @@ class Engine:
         lock = FileLock(str(path))
         while True:
             try:
-                lock.acquire(timeout=LOCK_POLL_S)
+                lock.acquire(timeout=POLL_S)
                 break
             except Timeout:
                 if self.stop.is_set():
@@ -228,96 +239,225 @@ class Engine:
 class _PartialFile:
     """The stable partial file of one blob: append-only, hashed as it grows.
 
-    Writing and hashing run in a helper thread (both release the GIL), so the network read
-    never waits for the disk. Bytes reach the file within FLUSH_AFTER_S of arriving.
+    Bytes are received straight into one block (`space`, `advance`) that is appended to the file
+    when full or FLUSH_AFTER_S old, so a kill loses at most that block. A `_FileHasher` thread
+    hashes the file behind the writes, so the slower hash never holds up the socket (and a full
+    socket buffer is all a kill loses besides that block).
     """
 
-    def __init__(self, path: Path, file: PlannedFile) -> None:
+    def __init__(self, path: Path, file: PlannedFile, stop: threading.Event) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._file = file
+        self._stop = stop
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
-        if os.fstat(self._fd).st_size > file.size:
+        self.size = os.fstat(self._fd).st_size
+        if self.size > file.size:
             os.ftruncate(self._fd, 0)
-        self._hasher = _new_hasher(file)
-        self.size = self._hash_existing()
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
+            self.size = 0
+        self._block, self._filled = memoryview(bytearray(BLOCK_BYTES)), 0
         self._flushed_at = time.monotonic()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._drain, name="mistudio-partial-writer", daemon=True)
-        self._thread.start()
+        self._hashing = _FileHasher(path, file, self.size)
+        self._digest: str | None = None
 
     def __enter__(self) -> "_PartialFile":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self.close(complete=exc_type is None)
 
-    def write(self, chunk: bytes) -> None:
-        if self._error is not None:
-            raise DownloadFailed(f"cannot write {self.path}: {self._error}") from self._error
-        self._pending.append(chunk)
-        self._pending_bytes += len(chunk)
-        self.size += len(chunk)
-        now = time.monotonic()
-        if self._pending_bytes >= BLOCK_BYTES or now - self._flushed_at >= FLUSH_AFTER_S:
-            self._flush(now)
+    def space(self) -> memoryview:
+        """Where the next received bytes go: the unfilled rest of the block."""
+        return self._block[self._filled:]
+
+    def advance(self, count: int) -> None:
+        """`count` bytes were received into the start of `space()`."""
+        self._filled += count
+        self.size += count
+        if self._filled == len(self._block) or time.monotonic() - self._flushed_at >= FLUSH_AFTER_S:
+            self._flush()
 
     def restart(self) -> None:
         """Drop everything: the server ignored the Range and sends the file from its first byte."""
-        self._flush(time.monotonic())
-        self._queue.join()
+        self._hashing.stop()
         os.ftruncate(self._fd, 0)
-        self._hasher = _new_hasher(self._file)
-        self.size = 0
+        self.size = self._filled = 0
+        self._hashing = _FileHasher(self.path, self._file, 0)
 
     def hexdigest(self) -> str | None:
-        return self._hasher.hexdigest() if self._hasher else None
+        """The hash of the whole file, once closed after a complete transfer."""
+        return self._digest
 
-    def close(self) -> None:
-        """Write what is pending and close the file; raises what the writer thread hit."""
-        self._flush(time.monotonic())
-        self._queue.put(None)
-        self._thread.join()
-        os.close(self._fd)
-        if self._error is not None:
-            raise DownloadFailed(f"cannot write {self.path}: {self._error}") from self._error
+    def close(self, complete: bool = True) -> None:
+        """Write what is pending and close the file; after a `complete` transfer, first wait
+        until every byte is hashed (raises `Cancelled` if the stop event is set meanwhile)."""
+        try:
+            self._flush()
+            if complete:
+                self._digest = self._hashing.result(self._stop)
+        finally:
+            self._hashing.stop()
+            os.close(self._fd)
 
-    def _flush(self, now: float) -> None:
-        if self._pending:
-            self._queue.put(b"".join(self._pending) if len(self._pending) > 1 else self._pending[0])
-            self._pending, self._pending_bytes = [], 0
-        self._flushed_at = now
-
-    def _drain(self) -> None:
-        while (block := self._queue.get()) is not None:
+    def _flush(self) -> None:
+        if self._filled:
             try:
-                if self._error is None:
-                    _write_all(self._fd, block)
-                    if self._hasher:
-                        self._hasher.update(block)
+                _write_all(self._fd, self._block[: self._filled])
             except OSError as error:
+                raise DownloadFailed(f"cannot write {self.path}: {error}") from error
+            self._filled = 0
+            self._hashing.grew(self.size)
+        self._flushed_at = time.monotonic()
+
+
+class _FileHasher:
+    """The sha256 (LFS) or git blob sha1 of a growing file from its first byte, computed by a
+    thread that maps the file's new bytes as `grew` reports them (hashlib releases the GIL)."""
+
+    def __init__(self, path: Path, file: PlannedFile, size: int) -> None:
+        self._path = path
+        self._hasher = _new_hasher(file)
+        self._size = size
+        self._hashed = 0
+        self._stopped = False
+        self._error: Exception | None = None
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="mistudio-partial-hasher", daemon=True)
+        if self._hasher:
+            self._thread.start()
+
+    def grew(self, size: int) -> None:
+        with self._changed:
+            self._size = size
+            self._changed.notify_all()
+
+    def result(self, stop: threading.Event) -> str | None:
+        """The hex digest once every byte so far is hashed; raises `Cancelled` once `stop` is set."""
+        if not self._hasher:
+            return None
+        with self._changed:
+            while self._hashed < self._size and self._error is None:
+                if stop.is_set():
+                    raise Cancelled("download cancelled")
+                self._changed.wait(POLL_S)
+        if self._error is not None:
+            raise DownloadFailed(f"cannot read {self._path}: {self._error}") from self._error
+        return self._hasher.hexdigest()
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
+        if self._thread.ident is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            with open(self._path, "rb", buffering=0) as reader:
+                while (end := self._wait_for_bytes()) is not None:
+                    while self._hashed < end and not self._stopped:
+                        self._hash_next(reader.fileno(), end)
+        except (OSError, ValueError) as error:  # ValueError: the file shrank under the mapping
+            with self._changed:
                 self._error = error
-            finally:
-                self._queue.task_done()
-        self._queue.task_done()
+                self._changed.notify_all()
 
-    def _hash_existing(self) -> int:
-        size = 0
-        with open(self.path, "rb", buffering=0) as existing:
-            while block := existing.read(8 * BLOCK_BYTES):
-                if self._hasher:
-                    self._hasher.update(block)
-                size += len(block)
-        return size
+    def _wait_for_bytes(self) -> int | None:
+        """The file size once it is past the hashed bytes, or None once stopped."""
+        with self._changed:
+            while self._hashed >= self._size and not self._stopped:
+                self._changed.wait()
+            return None if self._stopped else self._size
+
+    def _hash_next(self, fd: int, end: int) -> None:
+        """Hash up to HASH_WINDOW_BYTES more, straight from the page cache (no copy)."""
+        start = self._hashed - self._hashed % mmap.ALLOCATIONGRANULARITY
+        length = min(end - start, HASH_WINDOW_BYTES)
+        with mmap.mmap(fd, length, offset=start, access=mmap.ACCESS_READ) as window, memoryview(window) as view:
+            self._hasher.update(view[self._hashed - start:])
+        with self._changed:
+            self._hashed = start + length
+            self._changed.notify_all()
 
 
-def _write_all(fd: int, block: bytes) -> None:
-    view = memoryview(block)
-    while view:
-        view = view[os.write(fd, view):]
+def _body_reader(response: Any, timeout_s: float) -> Callable[[memoryview], int]:
+    """`readinto` for the body of `response`: straight from its socket where the connection allows
+    (one copy, no object per chunk), else from httpx's chunks."""
+    return (_SocketBody.attach(response, timeout_s) or _ChunkBody(response.iter_raw())).readinto
+
+
+class _ChunkBody:
+    """`readinto` over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._rest = memoryview(b"")
+
+    def readinto(self, view: memoryview) -> int:
+        while not self._rest:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._rest = memoryview(chunk)
+        count = min(len(view), len(self._rest))
+        view[:count] = self._rest[:count]
+        self._rest = self._rest[count:]
+        return count
+
+
+class _SocketBody:
+    """`readinto` straight from the socket of an HTTP/1.x response with a Content-Length.
+
+    httpx (h11) has already read the headers and maybe the start of the body: its first body
+    chunk is everything it buffered, so after that chunk the rest of the body is on the socket.
+    The connection is closed with the response (h11 never sees the end of the body).
+    """
+
+    def __init__(self, sock: socket.socket, chunks: Iterator[bytes], first: bytes, length: int) -> None:
+        self._sock = sock
+        self._chunks = chunks  # holds httpx's stream open while the socket is read
+        self._first = _ChunkBody(iter([first]))
+        self._remaining = length - len(first)
+
+    @classmethod
+    def attach(cls, response: Any, timeout_s: float) -> "_SocketBody | None":
+        """The socket reader for `response`, or None where its bytes are not plain on a socket
+        (HTTP/2, chunked, TLS inside TLS through an HTTPS proxy, a transport without sockets)."""
+        stream = response.extensions.get("network_stream")
+        length = response.headers.get("Content-Length", "")
+        if (stream is None or not response.http_version.startswith("HTTP/1.") or not length.isdigit()
+                or "Transfer-Encoding" in response.headers):
+            return None
+        sock = stream.get_extra_info("socket")
+        if not isinstance(sock, socket.socket) or isinstance(stream.get_extra_info("ssl_object"), ssl.SSLObject):
+            return None
+        sock.settimeout(timeout_s)
+        chunks = iter(response.stream)
+        return cls(sock, chunks, next(chunks, b""), int(length))
+
+    def readinto(self, view: memoryview) -> int:
+        return self._first.readinto(view) or self._recv_into(view[: self._remaining])
+
+    def _recv_into(self, view: memoryview) -> int:
+        if not view:
+            return 0
+        try:
+            count = self._sock.recv_into(view)
+        except OSError as error:
+            import httpx2
+
+            raise (httpx2.ReadTimeout if isinstance(error, TimeoutError) else httpx2.ReadError)(str(error)) from error
+        if not count:
+            import httpx2
+
+            raise httpx2.RemoteProtocolError("peer closed connection without sending complete message body")
+        self._remaining -= count
+        return count
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data):]
 
 
 def _new_hasher(file: PlannedFile) -> Any:
