@@ -100,9 +100,13 @@ def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_query(route: str, method: str, arguments: Mapping[str, list[bytes]], ignore: frozenset[str]) -> dict[str, Any]:
-    """The query arguments converted to their schema types and validated; unknown names are 400."""
+    """The query arguments converted to their schema types and validated; unknown names are 400.
+
+    A bare numeric argument (`?1700000000000`, JupyterLab's default cache-buster) is not a parameter.
+    """
     accepted = query_parameters(route, method)
-    unknown = sorted(set(arguments) - set(accepted) - ignore)
+    cache_busters = {name for name, values in arguments.items() if name.isdigit() and values in ([b""], [])}
+    unknown = sorted(set(arguments) - set(accepted) - ignore - cache_busters)
     if unknown:
         raise InvalidArgument(f"unknown query parameter(s): {', '.join(unknown)}")
     values = {}

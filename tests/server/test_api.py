@@ -81,6 +81,13 @@ async def test_create_get_and_list(api: Api) -> None:
     assert [m["repo_id"] for m in page["models"]] == ["tiny/llama"]
 
 
+async def test_jupyterlab_cache_buster_is_not_a_parameter(api: Api) -> None:
+    status, listing = await api("GET", "/models", params={"1700000000000": ""})
+    assert status == 200 and listing == {"models": []}
+    status, body = await api("GET", "/models", params={"limitt": 1})
+    assert status == 400 and "limitt" in body["error"]["message"]
+
+
 async def test_unknown_model_is_404(api: Api) -> None:
     status, body = await api("GET", "/models/0b7a3c52-0000-4000-8000-000000000000")
     assert status == 404 and body["error"]["code"] == "not_found"
