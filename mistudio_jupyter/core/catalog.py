@@ -24,6 +24,7 @@ from .options import DTYPES, QUANTIZATIONS, validate_choice
 STATUSES = ("pending", "downloading", "ready", "cancelled", "failed", "interrupted")
 SORTABLE = ("name", "repo_id", "status", "family", "params", "size_bytes", "created_at", "updated_at")
 RESUMABLE = ("pending", "cancelled", "failed", "interrupted")
+INT64_MAX = 2**63 - 1
 
 
 def utcnow() -> dt.datetime:
@@ -249,6 +250,9 @@ class Catalog:
         offset: int = 0,
     ) -> list[ModelRecord]:
         """Entries matching every given filter; `sort` is a field name, `-` first for descending."""
+        for name, value in (("min_params", min_params), ("max_params", max_params), ("limit", limit), ("offset", offset)):
+            if value is not None and not 0 <= value <= INT64_MAX:
+                raise InvalidArgument(f"{name} must be between 0 and {INT64_MAX}, got {value}")
         query = select(ModelRecord)
         if family:
             query = query.where(ModelRecord.family == family)
@@ -267,11 +271,7 @@ class Catalog:
             query = query.where(or_(ModelRecord.name.ilike(pattern, escape="\\"), ModelRecord.repo_id.ilike(pattern, escape="\\")))
         query = query.order_by(*_sort_columns(sort))
         if limit is not None:
-            if limit < 0:
-                raise InvalidArgument("limit must not be negative")
             query = query.limit(limit)
-        if offset < 0:
-            raise InvalidArgument("offset must not be negative")
         query = query.offset(offset)
         with self._session() as session:
             return list(session.scalars(query))

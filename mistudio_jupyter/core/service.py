@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .catalog import Catalog, ModelRecord
 from .options import DTYPES, QUANTIZATIONS, validate_choice
-from .errors import EntryNotFound, InvalidArgument, NotFound
+from .errors import EntryNotFound, InvalidArgument, NotFound, UnsafeRepo
 from .hub import HubClient, validate_repo_id, validate_revision
 from .settings import Settings
 from .snapshot import local_tensors, read_json
@@ -245,6 +245,8 @@ class ModelManager:
             config = read_json(snapshot / "config.json")
             if config is None:
                 raise EntryNotFound(f"{record.name} has no readable config.json in {snapshot}")
+            if config.get("auto_map"):
+                raise UnsafeRepo(f"{record.name} needs custom code from the repo (auto_map), which mistudio never runs")
             return config, local_tensors(snapshot) if with_tensors else None
         repo_id = record.repo_id if record is not None else repo_or_id
         revision = record.revision if record is not None else revision

@@ -85,13 +85,16 @@ class RepoCache:
         return size if size <= file.size else 0
 
     def partials(self) -> Iterator[tuple[Path, str]]:
-        """Every partial file of this repo (ours and huggingface_hub's), with its etag."""
+        """Every partial file of this repo (ours and huggingface_hub's), with its etag.
+
+        Links are never followed: a planted `blobs` or partial link must not lead outside the cache.
+        """
         blobs = self.root / "blobs"
-        if not blobs.is_dir():
+        if self.root.is_symlink() or blobs.is_symlink() or not blobs.is_dir():
             return
         for path in blobs.iterdir():
             match = _PARTIAL_NAME.match(path.name)
-            if match:
+            if match and not path.is_symlink():
                 yield path, match["etag"]
 
 
@@ -130,7 +133,8 @@ def repo_caches(cache_dir: Path) -> Iterator[RepoCache]:
     if not cache_dir.is_dir():
         return
     for folder in sorted(cache_dir.glob("models--*")):
-        yield RepoCache(cache_dir, folder.name[len("models--"):].replace("--", "/"))
+        if not folder.is_symlink():
+            yield RepoCache(cache_dir, folder.name[len("models--"):].replace("--", "/"))
 
 
 def sweep_partials(repos: Iterable[RepoCache]) -> tuple[list[str], int]:

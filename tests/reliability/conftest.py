@@ -1,0 +1,32 @@
+"""Fixtures of the end-to-end suites: a live Jupyter server over the session test Hub."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.hubserver import HubServer, RepoSpec
+
+from .live import JupyterServer
+
+
+@pytest.fixture
+def server(hub: HubServer, tmp_path: Path) -> Iterator[JupyterServer]:
+    """A `jupyter server` process with the extension over a fresh catalog and cache and the test Hub."""
+    live = JupyterServer(tmp_path / "jupyter", hub.url).start()
+    try:
+        yield live
+    finally:
+        live.close()
+
+
+def lfs_file(repos: dict[str, RepoSpec], repo_id: str, path: str = "model.safetensors"):
+    """The fixture's RepoFile at `path` on main (size, sha256)."""
+    return repos[repo_id].commit("main").files[path]
+
+
+def cdn_bytes(hub: HubServer, repo_id: str, path: str = "model.safetensors") -> int:
+    """Body bytes the Hub's CDN sent for one file of a repo since the log was cleared."""
+    return sum(r.bytes_sent for r in hub.log if r.method == "GET" and r.path.startswith("/cdn/")
+               and r.path.endswith(f"/{repo_id}/{path}"))
