@@ -24,11 +24,14 @@ install: $(BIN)/python
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
+DEMO_ENV = HF_ENDPOINT=http://127.0.0.1:$(HUB_PORT) HF_HUB_DISABLE_XET=1 \
+	MISTUDIO_CACHE_DIR=$(CURDIR)/$(DEMO_DIR)/cache MISTUDIO_DB_URL=sqlite:///$(CURDIR)/$(DEMO_DIR)/catalog.sqlite
+
 demo: install
-	HF_ENDPOINT=http://127.0.0.1:$(HUB_PORT) HF_HUB_DISABLE_XET=1 $(BIN)/python -m tests.hubserver $(DEMO_DIR)/hub --port $(HUB_PORT) & \
-	HF_ENDPOINT=http://127.0.0.1:$(HUB_PORT) HF_HUB_DISABLE_XET=1 \
-	MISTUDIO_CACHE_DIR=$(CURDIR)/$(DEMO_DIR)/cache MISTUDIO_DB_URL=sqlite:///$(CURDIR)/$(DEMO_DIR)/catalog.sqlite \
-	$(BIN)/jupyter lab --port $(PORT) --ServerApp.root_dir=notebooks; kill %1
+	$(DEMO_ENV) $(BIN)/python -m tests.hubserver $(DEMO_DIR)/hub --port $(HUB_PORT) & hub=$$!; \
+	trap "kill $$hub" EXIT; \
+	$(DEMO_ENV) $(BIN)/jupyter lab --port $(PORT) --ServerApp.root_dir=notebooks \
+		$$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 test: install browser-deps
 	$(MAKE) test-js test-python
