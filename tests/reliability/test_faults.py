@@ -180,8 +180,6 @@ def _small_volume(path: Path, size: str):
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ENOSPC mid-download is reported as download_failed "
-                   "('cannot write …'), not insufficient_disk (engine._PartialFile maps every OSError)")
 def test_disk_really_fills_mid_download_reports_insufficient_disk(
     hub: HubServer, fixture_repos: dict[str, RepoSpec], tmp_path: Path,
 ) -> None:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import logging
 import mmap
 import os
+import shutil
 import socket
 import ssl
 import threading
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urljoin, urlparse
 
-from ..errors import Cancelled, DownloadFailed, HubUnreachable
+from ..errors import Cancelled, DownloadFailed, HubUnreachable, InsufficientDisk, MiStudioError
 from ..hub import FilePlan, PlannedFile, map_hub_error
 from .cache import RepoCache
 
@@ -304,7 +306,7 @@ class _PartialFile:
             try:
                 _write_all(self._fd, self._block[: self._filled])
             except OSError as error:
-                raise DownloadFailed(f"cannot write {self.path}: {error}") from error
+                raise _write_error(self.path, error) from error
             self._filled = 0
             self._hashing.grew(self.size)
         self._flushed_at = time.monotonic()
@@ -483,3 +485,12 @@ def _verification_problem(file: PlannedFile, sink: _PartialFile) -> str:
 
 
 __all__ = ["Engine", "Progress"]
+
+
+def _write_error(path: Path, error: OSError) -> MiStudioError:
+    """A full disk (or quota) is `insufficient_disk`, resumable once there is room; anything else fails."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = shutil.disk_usage(path.parent).free
+        return InsufficientDisk(f"the disk filled while writing {path.name}: {free / 1e9:.2f} GB free in "
+                                f"{path.parent}; free some space and resume")
+    return DownloadFailed(f"cannot write {path}: {error}")
