@@ -109,9 +109,11 @@ def _quantized_warning(config: Mapping[str, Any]) -> list[str]:
 
 def _capabilities(hub: Any, repo_id: str, commit: str, token: str | None, config: Mapping[str, Any],
                   paths: set[str], context_length: int | None) -> dict[str, Any]:
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
+    from .anatomy.architecture import import_transformers
     from .anatomy.families import is_verified
+
+    import_transformers()
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     architectures = config.get("architectures") or []
     chat = bool(paths & set(CHAT_TEMPLATE_FILES))

@@ -90,6 +90,8 @@ def lab(settings: Settings, tmp_path: Path) -> Iterator[str]:
 def test_download_progress_and_hook_picker_in_jupyterlab(lab: str, hub) -> None:
     from playwright.sync_api import expect, sync_playwright
 
+    from tests.browser.jupyterlab import run_cell
+
     ARTIFACTS.mkdir(exist_ok=True)
     hub.faults.set(path="model.safetensors", throttle_bps=100_000)  # ~6 s for tiny/gpt2's weights
     with sync_playwright() as playwright:
@@ -108,8 +110,7 @@ def test_download_progress_and_hook_picker_in_jupyterlab(lab: str, hub) -> None:
                 news.click()
 
             def run(index: int) -> None:
-                cells.nth(index).locator(".jp-InputPrompt").click()
-                page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:run-cell-and-select-next']").click()
+                run_cell(page, cells.nth(index))
                 expect(cells.nth(index).locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]:"),
                                                                                  timeout=60_000)
 

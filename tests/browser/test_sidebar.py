@@ -22,6 +22,7 @@ import pytest
 playwright = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
 
+from tests.browser.jupyterlab import run_cell  # noqa: E402
 from tests.hubserver import HubServer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -183,24 +184,6 @@ def workspace(lab: Lab) -> str:
     """The saved default workspace (the layout JupyterLab restores), as text."""
     with urllib.request.urlopen(f"{lab.url}lab/api/workspaces/default?token={lab.token}", timeout=5) as response:
         return response.read().decode()
-
-
-NOT_RUN = re.compile(r"^\[\s*\]:$")
-
-
-def run_cell(page: Page, cell: Locator) -> Locator:
-    """Run `cell` and return its output area. JupyterLab drops a run sent while a new notebook's kernel
-    is still settling (it may even be replaced once), so a run that never starts is sent again."""
-    for _ in range(5):
-        page.get_by_text(re.compile(r"\| Idle$")).first.wait_for(timeout=60_000)
-        cell.locator(".jp-InputPrompt").click()
-        page.keyboard.press("Shift+Enter")
-        try:
-            expect(cell.locator(".jp-InputPrompt")).not_to_have_text(NOT_RUN, timeout=5_000)
-            return cell.locator(".jp-OutputArea-output")
-        except AssertionError:
-            continue
-    raise AssertionError("the cell never ran")
 
 
 def run_in_notebook(page: Page, code: str) -> Locator:

@@ -79,3 +79,18 @@ def test_refuses_remote_code_and_unknown_types() -> None:
         describe_architecture({"model_type": "no-such-model"})
     with pytest.raises(InvalidArgument):
         describe_architecture({"hidden_size": 4})
+
+
+def test_concurrent_builds_leave_torchs_default_dtype_alone() -> None:
+    """transformers flips torch's process-wide default dtype while building; a server builds in threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from mistudio_jupyter.core.anatomy.sizing import meta_model
+
+    config = {**SHAPES["google/gemma-2-2b"]["config"], "num_hidden_layers": 2, "torch_dtype": "bfloat16"}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda i: describe_architecture(config) if i % 2 else meta_model(config, torch.bfloat16),
+                      range(32)))
+    assert torch.get_default_dtype() == torch.float32

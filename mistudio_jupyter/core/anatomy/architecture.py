@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -57,6 +58,7 @@ class Dims:
 
 def load_config(config: ConfigLike) -> PretrainedConfig:
     """A transformers config object from a ``config.json`` dict; remote-code configs are refused."""
+    import_transformers()
     from transformers import AutoConfig, PretrainedConfig
 
     if isinstance(config, PretrainedConfig):
@@ -91,13 +93,35 @@ def model_dims(config: ConfigLike) -> Dims:
     )
 
 
+# transformers switches torch's process-wide default dtype while it builds a model and switches it back
+# after; two threads building at once (a server's request pool) can leave it switched for good. Its lazy
+# module is not thread-safe on first use either ("cannot import name 'AutoConfig'"), hence one lock.
+META_BUILD_LOCK = threading.RLock()
+_TRANSFORMERS_READY = threading.Event()
+
+
+def import_transformers() -> None:
+    """Import transformers and resolve the names core/ uses, once and under the lock."""
+    if _TRANSFORMERS_READY.is_set():
+        return
+    with META_BUILD_LOCK:
+        import transformers
+        from transformers.models.auto import configuration_auto, modeling_auto  # noqa: F401
+        from transformers.pytorch_utils import Conv1D  # noqa: F401
+        from transformers.quantizers import base, quantizers_utils  # noqa: F401
+
+        for name in ("AutoConfig", "AutoModel", "AutoModelForCausalLM", "PretrainedConfig"):
+            getattr(transformers, name)
+        _TRANSFORMERS_READY.set()
+
+
 def build_meta_model(config: ConfigLike) -> nn.Module:
     """The model ``config`` describes, built on the meta device: the real module tree, no weights."""
     import torch
     from transformers import AutoModel, AutoModelForCausalLM
 
     cfg = load_config(config)
-    with torch.device("meta"):
+    with META_BUILD_LOCK, torch.device("meta"):
         try:
             return AutoModelForCausalLM.from_config(cfg).eval()
         except ValueError:

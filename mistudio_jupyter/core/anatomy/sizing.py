@@ -132,6 +132,10 @@ def model_layout(config: Mapping[str, Any]) -> ModelLayout:
 @lru_cache(maxsize=32)
 def _cached_layout(config_json: str) -> ModelLayout:
     import torch
+
+    from .architecture import import_transformers
+
+    import_transformers()
     from transformers.quantizers.base import get_keys_to_not_convert
     from transformers.quantizers.quantizers_utils import should_convert_module
 
@@ -158,11 +162,15 @@ def meta_model(config: Mapping[str, Any], dtype: Any = None) -> Any:
     """The model transformers would load for `config`, built on the meta device (no memory, no code
     from the repo): the causal-LM class when the config names one, else the bare model."""
     import torch
+
+    from .architecture import META_BUILD_LOCK, import_transformers
+
+    import_transformers()
     from transformers import AutoConfig
 
     options = {key: value for key, value in config.items() if key not in ("model_type", "auto_map")}
     hf_config = AutoConfig.for_model(config["model_type"], **options)
-    with torch.device("meta"):
+    with META_BUILD_LOCK, torch.device("meta"):
         return auto_model_class(hf_config).from_config(hf_config, dtype=dtype)
 
 
