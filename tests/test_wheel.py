@@ -1,0 +1,45 @@
+"""The built wheel carries the prebuilt JupyterLab extension, the widget bundle and the server config,
+so a user installs it with no node: checked in a fresh environment whose PATH has no node."""
+from __future__ import annotations
+
+import re
+import site
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str, **kwargs) -> str:
+    result = subprocess.run(args, capture_output=True, text=True, timeout=600, **kwargs)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
+
+
+def test_wheel_installs_a_working_extension_without_node(tmp_path: Path) -> None:
+    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(REPO))
+    (wheel,) = (tmp_path / "dist").glob("mistudio_jupyter-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(name.endswith("labextensions/mistudio-jupyter/package.json") for name in names)
+    assert any(name.endswith("jupyter_server_config.d/mistudio_jupyter.json") for name in names)
+    assert "mistudio_jupyter/widgets/static/architecture_viewer.js" in names
+
+    # A fresh prefix that sees the test environment's packages but not its data dirs or our source tree.
+    prefix = tmp_path / "env"
+    _run(sys.executable, "-m", "venv", "--without-pip", str(prefix))
+    packages = next((prefix / "lib").glob("python3*/site-packages"))
+    (packages / "outer.pth").write_text(site.getsitepackages()[0] + "\n")
+    _run(sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--prefix", str(prefix), str(wheel))
+    no_node = tmp_path / "bin"
+    no_node.mkdir()
+    env = {"PATH": str(no_node), "HOME": str(tmp_path), "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+           "JUPYTER_DATA_DIR": str(tmp_path / "data"), "NO_COLOR": "1"}
+    python = str(prefix / "bin" / "python")
+    where = _run(python, "-c", "import mistudio_jupyter; print(mistudio_jupyter.__file__)", env=env, cwd=tmp_path)
+    assert str(prefix) in where
+    labextensions = _run(python, "-m", "jupyterlab.labextensions", "list", env=env, cwd=tmp_path)
+    assert re.search(r"mistudio-jupyter v\S+ enabled OK", labextensions), labextensions
+    server = _run(python, "-m", "jupyter_server.extension.serverextension", "list", env=env, cwd=tmp_path)
+    assert re.search(r"mistudio_jupyter \S+ OK", server), server
