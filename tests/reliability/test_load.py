@@ -19,7 +19,7 @@ PREVIEWS = ("tiny/gpt2", "tiny/pythia", "tiny/gemma", "tiny/gemma2", "tiny/qwen2
 
 def test_downloads_previews_and_sockets_at_once(hub: HubServer, fixture_repos: dict[str, RepoSpec],
                                                  tmp_path: Path) -> None:
-    hub.faults.set(path="/cdn/", throttle_bps=300_000)  # each weights file ~2 s, so all four overlap
+    hub.faults.set(path="/cdn/", throttle_bps=50_000)  # each weights file ~12 s, so all four overlap
     server = JupyterServer(tmp_path / "jupyter", hub.url, max_parallel=4).start()
     sockets = [server.ws() for _ in range(5)]
     probe_ms: list[float] = []
@@ -46,13 +46,13 @@ def test_downloads_previews_and_sockets_at_once(hub: HubServer, fixture_repos: d
             previews = [pool.submit(server.request, "POST", "/models/preview", {"repo_id": PREVIEWS[i % len(PREVIEWS)]},
                                     timeout=120) for i in range(20)]
             assert [f.result()[0] for f in starts] == [202] * 4
-            wait_for(lambda: sum(server.record(i)["status"] == "downloading" for i in ids.values()) == 4, 20,
+            wait_for(lambda: sum(server.record(i)["status"] == "downloading" for i in ids.values()) == 4, 60,
                      what="four downloads at once")
             results = [f.result() for f in previews]
         assert [status for status, _ in results] == [200] * 20, [r for r in results if r[0] != 200][:1]
         assert all(body["params"] > 0 and body["files"] for _, body in results)
         for repo, model_id in ids.items():
-            final = server.wait_status(model_id, {"ready", "failed", "cancelled", "interrupted"}, 60)
+            final = server.wait_status(model_id, {"ready", "failed", "cancelled", "interrupted"}, 120)
             assert final["status"] == "ready", final
             weights = lfs_file(fixture_repos, repo)
             assert sha256_of(Path(final["file_path"]) / "model.safetensors") == weights.sha256
@@ -65,7 +65,7 @@ def test_downloads_previews_and_sockets_at_once(hub: HubServer, fixture_repos: d
         prober.join(15)
         assert not probe_errors
         assert len(probe_ms) >= 5
-        assert max(probe_ms) < 3000 and statistics.median(probe_ms) < 500, (max(probe_ms), statistics.median(probe_ms))
+        assert max(probe_ms) < 5000 and statistics.median(probe_ms) < 500, (max(probe_ms), statistics.median(probe_ms))
         assert server.request("GET", "/system")[0] == 200
     finally:
         stop.set()
