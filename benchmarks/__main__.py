@@ -106,7 +106,7 @@ def import_rows(r: dict[str, Any]) -> list[Row]:
         ("`import mistudio_jupyter`", _ms(r["import_s"]), f"`import huggingface_hub` {_ms(r['import_peer_huggingface_hub_s'])}",
          _ratio(r["import_s"], r["import_peer_huggingface_hub_s"]), "no torch import"
          + (" ✗ torch imported" if r["torch_imported"] else " ✓")),
-        ("`%load_ext mistudio_jupyter`", _ms(r["load_ext_s"]), f"`%load_ext autoreload` {_ms(r['load_ext_peer_autoreload_s'])}",
+        ("fresh IPython + `%load_ext mistudio_jupyter`", _ms(r["load_ext_s"]), f"IPython + `%load_ext autoreload` {_ms(r['load_ext_peer_autoreload_s'])}",
          _ratio(r["load_ext_s"], r["load_ext_peer_autoreload_s"]), "–"),
     ]
 

@@ -1,4 +1,4 @@
-"""Start-up cost: `import mistudio_jupyter` and `%load_ext mistudio_jupyter`, each in a fresh interpreter,
+"""Start-up cost: `import mistudio_jupyter` and IPython + `%load_ext mistudio_jupyter`, each in a fresh interpreter,
 against peers measured the same way (`import huggingface_hub`, which it builds on; `%load_ext autoreload`,
 a stock IPython extension). Also checks that neither pulls in torch.
 
@@ -24,12 +24,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    ipython = fresh_seconds(LOAD_EXT.split("; s.run")[0], args.repeat)
     result = {
         "import_s": fresh_seconds("import mistudio_jupyter", args.repeat),
         "import_peer_huggingface_hub_s": fresh_seconds("import huggingface_hub", args.repeat),
-        "load_ext_s": fresh_seconds(LOAD_EXT.format(name="mistudio_jupyter"), args.repeat) - ipython,
-        "load_ext_peer_autoreload_s": fresh_seconds(LOAD_EXT.format(name="autoreload"), args.repeat) - ipython,
+        "load_ext_s": fresh_seconds(LOAD_EXT.format(name="mistudio_jupyter"), args.repeat),
+        "load_ext_peer_autoreload_s": fresh_seconds(LOAD_EXT.format(name="autoreload"), args.repeat),
     }
     check = subprocess.run([sys.executable, "-c", LOAD_EXT.format(name="mistudio_jupyter")
                             + "; import sys; print('torch' in sys.modules)"], capture_output=True, text=True,

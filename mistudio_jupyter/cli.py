@@ -10,12 +10,14 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Callable, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
 
 from ._version import __version__
-from .core.catalog import SORTABLE, STATUSES, ModelRecord
-from .core.options import DTYPES, QUANTIZATIONS
+from .core.options import DTYPES, QUANTIZATIONS, SORTABLE, STATUSES
 from .core.errors import InvalidArgument, MiStudioError, NotFound
+
+if TYPE_CHECKING:
+    from .core.catalog import ModelRecord
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -341,6 +343,8 @@ TEXT_FORMATTERS: dict[str, Callable[[Any], str]] = {
 
 
 def to_jsonable(result: Any) -> Any:
+    from .core.catalog import ModelRecord
+
     if isinstance(result, ModelRecord):
         return result.to_dict()
     if isinstance(result, (list, tuple)):
@@ -354,6 +358,8 @@ def to_jsonable(result: Any) -> Any:
 
 def format_text(result: Any, command_name: str | None = None) -> str:
     """A terminal rendering of a command's result."""
+    from .core.catalog import ModelRecord
+
     if command_name in TEXT_FORMATTERS:
         return TEXT_FORMATTERS[command_name](result)
     if isinstance(result, list) and all(isinstance(item, ModelRecord) for item in result):

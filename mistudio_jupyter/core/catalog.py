@@ -19,10 +19,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from .errors import InvalidArgument, NotFound
-from .options import DTYPES, QUANTIZATIONS, validate_choice
+from .options import DTYPES, QUANTIZATIONS, SORTABLE, STATUSES, validate_choice
 
-STATUSES = ("pending", "downloading", "ready", "cancelled", "failed", "interrupted")
-SORTABLE = ("name", "repo_id", "status", "family", "params", "size_bytes", "created_at", "updated_at")
 RESUMABLE = ("pending", "cancelled", "failed", "interrupted")
 INT64_MAX = 2**63 - 1
 

@@ -1,4 +1,4 @@
-"""The load options a catalog entry can carry, importable without SQLAlchemy or torch."""
+"""The choices a catalog entry and its listing take, importable without SQLAlchemy or torch."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -7,6 +7,8 @@ from .errors import InvalidArgument
 
 QUANTIZATIONS = ("none", "bnb-8bit", "bnb-4bit")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+STATUSES = ("pending", "downloading", "ready", "cancelled", "failed", "interrupted")
+SORTABLE = ("name", "repo_id", "status", "family", "params", "size_bytes", "created_at", "updated_at")
 
 
 def validate_choice(field: str, value: object, allowed: Sequence[str]) -> str:
