@@ -176,7 +176,8 @@ def write_report(runs: list[dict[str, Any]], output: Path, total_s: float) -> No
     estimates = next((item for item in runs if item["name"] == "bench_estimates" and item["result"]), None)
     if estimates:
         lines += ["", "## Memory estimates (CPU, `bench_estimates.py --quick`)", "", tables_in(estimates["stdout"])]
-    lines += ["", "## GPU (H100)", "", *gpu_section(), "", "## Runs", "",
+    lines += ["", "## GPU (H100)", "", *gpu_section(), "", (ROOT / "benchmarks" / "NOTES.md").read_text().strip(),
+              "", "## Runs", "",
               "| bench | seconds | exit |", "|---|---|---|"]
     lines += [f"| {item['name']} | {item['seconds']:.0f} | {item['exit']} |" for item in runs]
     lines += ["", "Raw outputs: `benchmarks/results/<bench>.log`.", ""]
