@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mistudio_jupyter.core.anatomy import sizing  # noqa: E402
+from mistudio_jupyter.core.snapshot import local_tensors  # noqa: E402
 from tests.tiny_configs import TINY_CONFIGS  # noqa: E402
 
 SHAPES = json.loads((ROOT / "tests" / "hubserver" / "model_shapes.json").read_text())["models"]
@@ -96,15 +97,7 @@ def build(name: str, config: dict[str, Any], dtype: str, root: Path) -> Path:
 
 
 def headers(directory: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
-    from safetensors import safe_open
-
-    found = {}
-    for path in directory.glob("*.safetensors"):
-        with safe_open(path, "pt") as handle:
-            for name in handle.keys():
-                piece = handle.get_slice(name)
-                found[name] = (piece.get_dtype(), tuple(piece.get_shape()))
-    return found
+    return {name: (info.dtype, info.shape) for name, info in local_tensors(directory).items()}
 
 
 def measure(directory: Path, arguments: dict[str, Any], timeout: float = 600) -> dict[str, Any]:

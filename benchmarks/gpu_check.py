@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mistudio_jupyter.core.anatomy import sizing  # noqa: E402
+from mistudio_jupyter.core.snapshot import local_tensors  # noqa: E402
 
 SHAPES = json.loads((ROOT / "tests" / "hubserver" / "model_shapes.json").read_text())["models"]
 GPU_MODELS = ("Qwen/Qwen1.5-0.5B", "google/gemma-2-2b")
@@ -75,15 +76,7 @@ def build(config: dict[str, Any], target: Path) -> Path:
 
 
 def headers(directory: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
-    from safetensors import safe_open
-
-    found = {}
-    for path in directory.glob("*.safetensors"):
-        with safe_open(path, "pt") as handle:
-            for name in handle.keys():
-                piece = handle.get_slice(name)
-                found[name] = (piece.get_dtype(), tuple(piece.get_shape()))
-    return found
+    return {name: (info.dtype, info.shape) for name, info in local_tensors(directory).items()}
 
 
 def run_option(directory: Path, device: str, arguments: dict[str, Any], timeout: float) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from mistudio_jupyter.core.anatomy import sizing
+from mistudio_jupyter.core.snapshot import local_tensors
 from mistudio_jupyter.core.errors import InvalidArgument
 from mistudio_jupyter.core.system import fit_verdict, parse_smi_line
 from tests.tiny_configs import TINY_CONFIGS
@@ -30,15 +31,7 @@ def save_tiny(family: str, directory: Path) -> Path:
 
 
 def read_headers(directory: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
-    from safetensors import safe_open
-
-    tensors = {}
-    for path in directory.glob("*.safetensors"):
-        with safe_open(path, "pt") as handle:
-            for name in handle.keys():
-                piece = handle.get_slice(name)
-                tensors[name] = (piece.get_dtype(), tuple(piece.get_shape()))
-    return tensors
+    return {name: (info.dtype, info.shape) for name, info in local_tensors(directory).items()}
 
 
 @pytest.fixture(scope="module")
