@@ -31,7 +31,9 @@ def test_wheel_installs_a_working_extension_without_node(tmp_path: Path) -> None
     _run(sys.executable, "-m", "venv", "--without-pip", str(prefix))
     packages = next((prefix / "lib").glob("python3*/site-packages"))
     (packages / "outer.pth").write_text(site.getsitepackages()[0] + "\n")
-    _run(sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--prefix", str(prefix), str(wheel))
+    # --ignore-installed: pip must not uninstall the test environment's own (editable) install.
+    _run(sys.executable, "-m", "pip", "install", "--no-deps", "--ignore-installed", "-q", "--prefix", str(prefix),
+         str(wheel))
     no_node = tmp_path / "bin"
     no_node.mkdir()
     env = {"PATH": str(no_node), "HOME": str(tmp_path), "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
@@ -43,3 +45,4 @@ def test_wheel_installs_a_working_extension_without_node(tmp_path: Path) -> None
     assert re.search(r"mistudio-jupyter v\S+ enabled OK", labextensions), labextensions
     server = _run(python, "-m", "jupyter_server.extension.serverextension", "list", env=env, cwd=tmp_path)
     assert re.search(r"mistudio_jupyter \S+ OK", server), server
+    assert Path(sys.executable).with_name("mistudio").exists()  # the test environment is untouched

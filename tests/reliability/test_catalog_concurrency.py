@@ -93,7 +93,7 @@ def test_cli_cancel_is_not_lost_under_worker_heartbeats_and_resume_races_delete(
     code, record, err = cli(server, "cancel", model_id)
     assert code == 0, err
     assert record["status"] == "cancelled"
-    assert not worker_pids(server.db_path)
+    wait_for(lambda: not worker_pids(server.db_path), 2, what="the worker to exit after writing `cancelled`")
     assert time.monotonic() - started < 8  # CLI start-up included; the stop itself is ≤ 1 s
     time.sleep(1.5)  # a lost update would show here: a late heartbeat putting `downloading` back
     after = server.record(model_id)
