@@ -12,7 +12,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,7 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from mistudio_jupyter.core.catalog import Catalog
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mistudio_jupyter.core.catalog import Catalog  # noqa: E402
+from tests.ports import free_port  # noqa: E402
 
 GOAL_P50_MS = 50.0
 TOKEN = "bench-token"
@@ -38,12 +40,6 @@ def seed(db_url: str, rows: int) -> None:
                         architecture={"summary": {"hidden_size": 768, "num_layers": 12, "num_heads": 12}})
     finally:
         catalog.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(scratch: Path, db_url: str, port: int) -> subprocess.Popen[bytes]:

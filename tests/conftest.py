@@ -8,19 +8,14 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.ports import free_port  # noqa: E402 - stdlib only; huggingface_hub is not imported yet
 
-
-HUB_PORT = _free_port()
+HUB_PORT = free_port()
 _HF_HOME = tempfile.mkdtemp(prefix="mistudio-test-hf-home-")
 atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
 os.environ.update({

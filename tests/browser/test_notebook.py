@@ -10,11 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -22,12 +17,9 @@ from typing import Iterator
 import nbformat
 import pytest
 
-from mistudio_jupyter.core.settings import Settings
+from tests.browser.jupyterlab import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, run_cell, running_lab
+from tests.hubserver import HubServer
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PICKED = ["blocks.0.hook_resid_pre", "blocks.0.hook_attn_out", "blocks.1.hook_resid_post"]
 CELLS = [
     "%load_ext mistudio_jupyter",
@@ -42,55 +34,19 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
-def lab(settings: Settings, tmp_path: Path) -> Iterator[str]:
+def lab(hub: HubServer, tmp_path: Path) -> Iterator[str]:
     """A JupyterLab on loopback over a notebook of CELLS; yields the notebook's URL."""
-    root = tmp_path / "lab"
-    root.mkdir()
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS],
-                                            metadata={"kernelspec": {"name": "python3", "language": "python",
-                                                                     "display_name": "Python 3"}}),
-                   root / "widgets.ipynb")
-    port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "MISTUDIO_CACHE_DIR": str(settings.cache_dir), "MISTUDIO_DB_URL": settings.db_url,
-           "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "ws")}
-    log = (tmp_path / "lab.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert server.poll() is None, (tmp_path / "lab.log").read_text()
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/lab/tree/widgets.ipynb?token={token}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
-        ARTIFACTS.mkdir(exist_ok=True)
-        shutil.copy(tmp_path / "lab.log", ARTIFACTS / "jupyterlab.log")
+    with running_lab(tmp_path, hub) as lab:
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS],
+                                                metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                                         "display_name": "Python 3"}}),
+                       lab.root / "widgets.ipynb")
+        yield lab.page_url("lab/tree/widgets.ipynb")
 
 
 def test_download_progress_and_hook_picker_in_jupyterlab(lab: str, hub) -> None:
     from playwright.sync_api import expect, sync_playwright
-
-    from tests.browser.jupyterlab import run_cell
 
     ARTIFACTS.mkdir(exist_ok=True)
     hub.faults.set(path="model.safetensors", throttle_bps=100_000)  # ~6 s for tiny/gpt2's weights

@@ -21,18 +21,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from tests.ports import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 API = "/mistudio/api/v1"
 WORKER_MODULE = "mistudio_jupyter.core.downloads.worker"
 TERMINAL = {"ready", "failed", "cancelled", "interrupted"}
 # Installed server extensions that only slow the start of a server that serves the mistudio API.
 OTHER_EXTENSIONS = ("jupyterlab", "jupyter_lsp", "notebook_shim", "jupyter_server_terminals")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02, what: str = "") -> Any:
