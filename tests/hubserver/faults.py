@@ -29,6 +29,7 @@ class RequestFaults:
 
     stall_s: float = 0.0
     fail_status: int | None = None
+    ignore_range: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Faults:
       `fail_status` (a 5xx).
     - `corrupt`: flip the first byte of every body (same length, different sha256).
     - `stall_s`: wait this long before answering (before any header).
+    - `ignore_range`: answer as if the request had no `Range` header (200 with the whole body).
     """
 
     throttle_bps: int | None = None
@@ -65,6 +67,7 @@ class Faults:
     fail_status: int = 500
     corrupt: bool = False
     stall_s: float = 0.0
+    ignore_range: bool = False
     paths: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -104,7 +107,7 @@ class Faults:
                 if self.fail_requests <= self._seen < self.fail_requests + self.fail_times:
                     fail = self.fail_status
         stall = self.stall_s if self._applies("stall_s", path) else 0.0
-        return RequestFaults(stall, fail)
+        return RequestFaults(stall, fail, self.ignore_range and self._applies("ignore_range", path))
 
     def on_body(self, path: str, length: int) -> BodyFaults:
         """The faults for a response body of `length` bytes to `path` (counts cuts)."""

@@ -6,6 +6,7 @@ listener on another port, the "CDN": another origin, so the client treats it as 
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -339,9 +340,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         hub = self.server.hub
         url = urlsplit(self.path)
-        request = Request(self.command, [unquote(s) for s in url.path.strip("/").split("/")],
-                          parse_qs(url.query), self.headers)
         faults = hub.faults.on_request(url.path)
+        headers = copy.copy(self.headers)
+        if faults.ignore_range:
+            del headers["Range"]
+        request = Request(self.command, [unquote(s) for s in url.path.strip("/").split("/")],
+                          parse_qs(url.query), headers)
         if faults.stall_s:
             time.sleep(faults.stall_s)
         if faults.fail_status:
