@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -199,6 +200,36 @@ def test_corrupt_partial_on_disk_is_discarded_and_fetched_again(manager, setting
 
     assert record.status == "ready" and [r.range for r in cdn_gets(hub)] == [None]
     assert (Path(record.file_path) / BIG_FILE).read_bytes() == file.read_bytes()
+
+
+def test_a_server_that_ignores_range_restarts_the_file_from_its_first_byte(manager, settings, fixture_repos, hub):
+    file = fixture_repos["tiny/llama"].files[BIG_FILE]
+    partial = RepoCache(settings.cache_dir, "tiny/llama").partial(file.etag)
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(file.read_bytes()[: file.size * 2 // 5])
+    hub.faults.set(path="/cdn/", ignore_range=True)
+
+    record = manager.download("tiny/llama").wait(60)
+
+    (get,) = cdn_gets(hub)  # one transfer: restarted in place, not failed verification and fetched again
+    assert get.range == f"bytes={file.size * 2 // 5}-" and get.status == 200 and get.bytes_sent == file.size
+    assert record.status == "ready" and record.bytes_done == record.bytes_total
+    assert (Path(record.file_path) / BIG_FILE).read_bytes() == file.read_bytes()
+
+
+def test_a_low_latency_connection_gets_a_small_fixed_receive_buffer(settings, fixture_repos, hub):
+    """Linux would grow the buffer to tcp_rmem's maximum; on loopback 1 MiB carries 10 GB/s, and a
+    kill loses what the buffer holds."""
+    from huggingface_hub import hf_hub_url
+
+    from mistudio_jupyter.core.downloads import engine
+
+    repo = fixture_repos[BIG]
+    engine_ = engine.Engine(settings.cache_dir, endpoint=hub.url, token=None)
+    url = hf_hub_url(BIG, BIG_FILE, revision=repo.sha, endpoint=hub.url)
+    with engine_._open(BIG, url, 0) as response:
+        sock = response.extensions["network_stream"].get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == engine.LOW_LATENCY_WINDOW_BYTES
 
 
 def test_insufficient_disk_fails_before_any_byte(manager, settings, hub, monkeypatch):

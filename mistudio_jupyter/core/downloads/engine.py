@@ -6,9 +6,10 @@ blob sha1 otherwise) are checked before the partial becomes `blobs/{etag}` with 
 then the snapshot link and the ref are written as huggingface_hub writes them. huggingface_hub
 provides the URL, headers, HTTP session and error types.
 
-The body is read from the connection's socket straight into one reusable block that is appended
-to the partial file; a thread hashes the file behind the writes (from the page cache), so the
-socket is read at the speed of the disk, not of sha256.
+The body is read from the connection's socket straight into reusable blocks that are appended to
+the partial file and then hashed by a thread while still in memory, so receiving and hashing
+overlap and no byte is read twice. On a low-latency path the socket's receive buffer is pinned
+small, so a killed download loses little besides the block in hand.
 """
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ import hashlib
 import logging
 import mmap
 import os
+import queue
 import shutil
 import socket
 import ssl
+import struct
 import threading
 import time
 from pathlib import Path
@@ -38,11 +41,18 @@ MAX_REDIRECTS = 10
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 BLOCK_BYTES = 1 << 20
 HASH_WINDOW_BYTES = 8 << 20
+HASH_QUEUE_BLOCKS = 16
 # Bytes held in memory before they reach the partial file are lost if the process is killed,
 # so a slow stream is flushed after this long even when the block is not full.
 FLUSH_AFTER_S = 0.002
 # How often a wait (for the blob lock, for the hash to catch up) checks the stop event.
 POLL_S = 0.2
+# A kill also loses what the kernel holds in the socket's receive buffer, which Linux autotunes up
+# to tcp_rmem's maximum (often 6-32 MiB) whatever the path. Where the round trip is so short that
+# LOW_LATENCY_WINDOW_BYTES carries LOW_LATENCY_RATE_BPS (under ~100 µs: loopback, a mirror in the
+# same rack) the buffer is pinned to that; on any longer path autotuning is left alone.
+LOW_LATENCY_WINDOW_BYTES = 1 << 20
+LOW_LATENCY_RATE_BPS = 10e9
 
 
 @dataclasses.dataclass
@@ -196,6 +206,7 @@ class Engine:
             raise DownloadFailed(f"too many redirects while downloading from {repo_id}")
         try:
             self._raise_for_status(repo_id, response)
+            _pin_receive_buffer(response)
             yield response
         finally:
             response.close()
@@ -241,10 +252,9 @@ class Engine:
 class _PartialFile:
     """The stable partial file of one blob: append-only, hashed as it grows.
 
-    Bytes are received straight into one block (`space`, `advance`) that is appended to the file
-    when full or FLUSH_AFTER_S old, so a kill loses at most that block. A `_FileHasher` thread
-    hashes the file behind the writes, so the slower hash never holds up the socket (and a full
-    socket buffer is all a kill loses besides that block).
+    Bytes are received straight into a block (`space`, `advance`) that is appended to the file when
+    full or FLUSH_AFTER_S old, so a kill loses at most that block; the written block then goes to
+    a `_BlockHasher` thread, so the slower hash never holds up the socket and no byte is read twice.
     """
 
     def __init__(self, path: Path, file: PlannedFile, stop: threading.Event) -> None:
@@ -257,9 +267,9 @@ class _PartialFile:
         if self.size > file.size:
             os.ftruncate(self._fd, 0)
             self.size = 0
-        self._block, self._filled = memoryview(bytearray(BLOCK_BYTES)), 0
+        self._hashing = _BlockHasher(path, file, self.size)
+        self._block, self._filled = self._hashing.take(stop), 0
         self._flushed_at = time.monotonic()
-        self._hashing = _FileHasher(path, file, self.size)
         self._digest: str | None = None
 
     def __enter__(self) -> "_PartialFile":
@@ -284,7 +294,8 @@ class _PartialFile:
         self._hashing.stop()
         os.ftruncate(self._fd, 0)
         self.size = self._filled = 0
-        self._hashing = _FileHasher(self.path, self._file, 0)
+        self._hashing = _BlockHasher(self.path, self._file, 0)
+        self._block = self._hashing.take(self._stop)
 
     def hexdigest(self) -> str | None:
         """The hash of the whole file, once closed after a complete transfer."""
@@ -294,7 +305,7 @@ class _PartialFile:
         """Write what is pending and close the file; after a `complete` transfer, first wait
         until every byte is hashed (raises `Cancelled` if the stop event is set meanwhile)."""
         try:
-            self._flush()
+            self._write_block()
             if complete:
                 self._digest = self._hashing.result(self._stop)
         finally:
@@ -303,83 +314,105 @@ class _PartialFile:
 
     def _flush(self) -> None:
         if self._filled:
-            try:
-                _write_all(self._fd, self._block[: self._filled])
-            except OSError as error:
-                raise _write_error(self.path, error) from error
-            self._filled = 0
-            self._hashing.grew(self.size)
+            self._write_block()
+            self._block = self._hashing.take(self._stop)
         self._flushed_at = time.monotonic()
 
+    def _write_block(self) -> None:
+        """Append the filled part of the block and pass it to the hasher (which owns it from then on)."""
+        if not self._filled:
+            return
+        try:
+            _write_all(self._fd, self._block[: self._filled])
+        except OSError as error:
+            raise _write_error(self.path, error) from error
+        self._hashing.hand(self._block, self._filled)
+        self._filled = 0
 
-class _FileHasher:
-    """The sha256 (LFS) or git blob sha1 of a growing file from its first byte, computed by a
-    thread that maps the file's new bytes as `grew` reports them (hashlib releases the GIL)."""
 
-    def __init__(self, path: Path, file: PlannedFile, size: int) -> None:
+class _BlockHasher:
+    """The sha256 (LFS) or git blob sha1 of a partial file from its first byte, on a thread: first
+    the bytes already on disk (mapped from the page cache), then each block handed over after it
+    was written, hashed from memory while it is still hot (mapping the page cache again costs ~20%).
+
+    Blocks circulate between `take` and `hand`: HASH_QUEUE_BLOCKS of them, so the receiver runs at
+    most that far ahead of the hash and the memory stays bounded. hashlib releases the GIL.
+    """
+
+    def __init__(self, path: Path, file: PlannedFile, on_disk: int) -> None:
         self._path = path
+        self._on_disk = on_disk
         self._hasher = _new_hasher(file)
-        self._size = size
-        self._hashed = 0
+        self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
+        self._written: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
+        self._blocks_left = HASH_QUEUE_BLOCKS if self._hasher else 1
         self._stopped = False
         self._error: Exception | None = None
-        self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="mistudio-partial-hasher", daemon=True)
         if self._hasher:
             self._thread.start()
 
-    def grew(self, size: int) -> None:
-        with self._changed:
-            self._size = size
-            self._changed.notify_all()
+    def take(self, stop: threading.Event) -> memoryview:
+        """A block to receive into: a free one, a new one while fewer than HASH_QUEUE_BLOCKS exist,
+        else the next one the hash frees."""
+        with contextlib.suppress(queue.Empty):
+            return self._free.get_nowait()
+        if self._blocks_left:
+            self._blocks_left -= 1
+            return memoryview(bytearray(BLOCK_BYTES))
+        while True:
+            try:
+                return self._free.get(timeout=POLL_S)
+            except queue.Empty:
+                if stop.is_set():
+                    raise Cancelled("download cancelled") from None
+
+    def hand(self, block: memoryview, length: int) -> None:
+        """The first `length` bytes of `block` were appended to the file: hash them, then free it."""
+        if self._hasher:
+            self._written.put((block, length))
+        else:
+            self._free.put(block)
 
     def result(self, stop: threading.Event) -> str | None:
-        """The hex digest once every byte so far is hashed; raises `Cancelled` once `stop` is set."""
+        """The hex digest once every handed byte is hashed; raises `Cancelled` once `stop` is set."""
         if not self._hasher:
             return None
-        with self._changed:
-            while self._hashed < self._size and self._error is None:
-                if stop.is_set():
-                    raise Cancelled("download cancelled")
-                self._changed.wait(POLL_S)
+        self._written.put(None)
+        while self._thread.is_alive():
+            if stop.is_set():
+                raise Cancelled("download cancelled")
+            self._thread.join(POLL_S)
         if self._error is not None:
             raise DownloadFailed(f"cannot read {self._path}: {self._error}") from self._error
         return self._hasher.hexdigest()
 
     def stop(self) -> None:
-        with self._changed:
-            self._stopped = True
-            self._changed.notify_all()
+        self._stopped = True
+        self._written.put(None)
         if self._thread.ident is not None:
             self._thread.join()
 
     def _run(self) -> None:
         try:
-            with open(self._path, "rb", buffering=0) as reader:
-                while (end := self._wait_for_bytes()) is not None:
-                    while self._hashed < end and not self._stopped:
-                        self._hash_next(reader.fileno(), end)
+            self._hash_on_disk()
         except (OSError, ValueError) as error:  # ValueError: the file shrank under the mapping
-            with self._changed:
-                self._error = error
-                self._changed.notify_all()
+            self._error = error
+        while (item := self._written.get()) is not None and not self._stopped:
+            block, length = item
+            if self._error is None:
+                self._hasher.update(block[:length])
+            self._free.put(block)
 
-    def _wait_for_bytes(self) -> int | None:
-        """The file size once it is past the hashed bytes, or None once stopped."""
-        with self._changed:
-            while self._hashed >= self._size and not self._stopped:
-                self._changed.wait()
-            return None if self._stopped else self._size
-
-    def _hash_next(self, fd: int, end: int) -> None:
-        """Hash up to HASH_WINDOW_BYTES more, straight from the page cache (no copy)."""
-        start = self._hashed - self._hashed % mmap.ALLOCATIONGRANULARITY
-        length = min(end - start, HASH_WINDOW_BYTES)
-        with mmap.mmap(fd, length, offset=start, access=mmap.ACCESS_READ) as window, memoryview(window) as view:
-            self._hasher.update(view[self._hashed - start:])
-        with self._changed:
-            self._hashed = start + length
-            self._changed.notify_all()
+    def _hash_on_disk(self) -> None:
+        with open(self._path, "rb", buffering=0) as reader:
+            for start in range(0, self._on_disk, HASH_WINDOW_BYTES):
+                if self._stopped:
+                    return
+                length = min(self._on_disk - start, HASH_WINDOW_BYTES)
+                with mmap.mmap(reader.fileno(), length, offset=start, access=mmap.ACCESS_READ) as window:
+                    with memoryview(window) as view:
+                        self._hasher.update(view)
 
 
 def _body_reader(response: Any, timeout_s: float) -> Callable[[memoryview], int]:
@@ -455,6 +488,21 @@ class _SocketBody:
             raise httpx2.RemoteProtocolError("peer closed connection without sending complete message body")
         self._remaining -= count
         return count
+
+
+def _pin_receive_buffer(response: Any) -> None:
+    """Pin the receive buffer of `response`'s connection to LOW_LATENCY_WINDOW_BYTES when its
+    round trip (smoothed RTT + 4 deviations, from TCP_INFO) is short enough; Linux only."""
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if not isinstance(sock, socket.socket) or not hasattr(socket, "TCP_INFO"):
+        return
+    with contextlib.suppress(OSError, struct.error):
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        rtt_us, rttvar_us = struct.unpack_from("=II", info, 68)  # tcpi_rtt, tcpi_rttvar
+        if LOW_LATENCY_RATE_BPS * (rtt_us + 4 * rttvar_us) / 1e6 <= LOW_LATENCY_WINDOW_BYTES:
+            # The kernel doubles the value for its bookkeeping: the window stays near the pinned size.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LOW_LATENCY_WINDOW_BYTES // 2)
 
 
 def _write_all(fd: int, data: memoryview) -> None:
