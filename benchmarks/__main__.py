@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 GPU_LOG = RESULTS / "gpu_check_h100.log"
 TIMEOUT_S = 600
-FLAGS = {"bench_download": ["--repeat", "2"], "bench_estimates": ["--quick"]}
+FLAGS = {"bench_download": ["--repeat", "3"], "bench_estimates": ["--quick"]}
 
 Row = tuple[str, str, str, str, str]  # figure, ours, peer, ratio, goal
 
@@ -68,6 +68,12 @@ def download_rows(r: dict[str, Any]) -> list[Row]:
          f"{r['ratio_vs_curl']:.2f}× curl", "≥ 0.8× curl"),
         (f"download {size}: throughput", f"{gbps['ours']:.2f} GB/s", f"hf_hub_download {gbps['hf_hub_download']:.2f} GB/s",
          f"{r['ratio_vs_hf_hub_download']:.2f}× hf_hub_download", "≥ 1.5×"),
+        (f"download {size}, sha256-verified: throughput", f"{gbps['ours']:.2f} GB/s",
+         f"curl then openssl sha256 {gbps['curl_then_sha256']:.2f} GB/s",
+         f"{r['ratio_vs_curl_then_sha256']:.2f}× verified curl", "–"),
+        ("ceiling of a sha256-verified download here: sha256 alone, in memory",
+         f"ours at {r['ratio_vs_sha256_ceiling']:.0%} of it", f"sha256 {gbps['sha256_in_memory']:.2f} GB/s",
+         f"ceiling {r['sha256_ceiling_vs_curl']:.2f}× curl", "–"),
         ("bytes fetched twice after SIGKILL at 50%", f"{kill['ours']['fetched_twice']:.2%}",
          f"hf_hub_download {kill['hf_hub_download']['fetched_twice']:.1%}", "–", "≤ 1%"),
         ("cancel latency (signal / catalog flag)", f"{_ms(cancel['signal'])} / {_ms(cancel['flag'])}",
