@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from sqlalchemy import (
     JSON, BigInteger, Boolean, DateTime, Float, String, Text, TypeDecorator, UniqueConstraint, create_engine, event, or_,
@@ -23,6 +23,7 @@ from .options import DTYPES, QUANTIZATIONS, SORTABLE, STATUSES, validate_choice
 
 RESUMABLE = ("pending", "cancelled", "failed", "interrupted")
 INT64_MAX = 2**63 - 1
+_IDS_PER_QUERY = 500  # well under SQLite's limit on bound parameters
 
 
 def utcnow() -> dt.datetime:
@@ -211,6 +212,20 @@ class Catalog:
         if record is None:
             raise NotFound(f"no model with id {model_id!r} in the catalog")
         return record
+
+    def get_many(self, model_ids: Iterable[str]) -> list[ModelRecord]:
+        """The entries with these ids that still exist, least recently updated first."""
+        ids, records = list(model_ids), []
+        with self._session() as session:
+            for start in range(0, len(ids), _IDS_PER_QUERY):
+                chunk = ids[start : start + _IDS_PER_QUERY]
+                records.extend(session.scalars(select(ModelRecord).where(ModelRecord.id.in_(chunk))))
+        return sorted(records, key=lambda record: record.updated_at)
+
+    def versions(self) -> dict[str, dt.datetime]:
+        """Every entry's id and last update: what a change tracker compares between two looks."""
+        with self._session() as session:
+            return dict(session.execute(select(ModelRecord.id, ModelRecord.updated_at)).tuples().all())
 
     def update(self, model_id: str, **fields: Any) -> ModelRecord:
         unknown = set(fields) - set(ModelRecord.__table__.columns.keys())

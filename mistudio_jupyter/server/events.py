@@ -1,9 +1,10 @@
 """Download and status events for the WebSocket, from one watcher over the catalog.
 
 Every process that downloads (this server, a kernel, the CLI) writes its progress to the catalog, so
-the server learns about all of them the same way: a single watcher polls the catalog's `updated_at`
-(one one-row query per second when nothing moves, every 0.5 s while something downloads) and turns
-row changes into events. It runs only while at least one socket is open.
+the server learns about all of them the same way: a single watcher looks at the catalog's changes
+(`core.changes.ChangeTracker`: once a second when nothing moves, every 0.5 s while something
+downloads) and turns changed and deleted rows into events. It runs only while at least one socket
+is open.
 """
 from __future__ import annotations
 
@@ -13,13 +14,12 @@ import logging
 import time
 from typing import Any, Awaitable, Callable, Protocol, TypeVar
 
-from ..core.catalog import ModelRecord
+from ..core.changes import CatalogChanges, ChangeTracker
 from ..core.service import ModelManager
 
 ALL_MODELS = "models"
 ACTIVE_INTERVAL_S = 0.5
 IDLE_INTERVAL_S = 1.0
-_PAGE = 100
 _GB = 1e9
 
 T = TypeVar("T")
@@ -39,10 +39,6 @@ def channel_of(model_id: str) -> str:
 
 def message(channel: str | None, event: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"channel": channel, "event": event, "data": data}
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
 def progress_data(record: dict[str, Any]) -> dict[str, Any]:
@@ -68,9 +64,8 @@ class EventHub:
         self._subscriptions: dict[EventSink, set[str]] = {}
         self._watcher: asyncio.Task[None] | None = None
         self._status: dict[str, str] = {}
-        self._seen: dict[str, dt.datetime] = {}
         self._downloading: dict[str, dict[str, Any]] = {}
-        self._watermark: dt.datetime | None = None
+        self._tracker: ChangeTracker | None = None
 
     # -- sockets -------------------------------------------------------------------------------
 
@@ -86,7 +81,7 @@ class EventHub:
         if not self._subscriptions and self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None
-            self._watermark = None  # the next watcher starts from the catalog as it is then
+            self._tracker = None  # the next watcher starts from the catalog as it is then
 
     def subscribe(self, sink: EventSink, channel: str) -> None:
         self._subscriptions.setdefault(sink, set()).add(channel)
@@ -105,7 +100,8 @@ class EventHub:
             self.remove(sink)
 
     def model_deleted(self, model_id: str) -> None:
-        """Announce an entry deleted through this server."""
+        """Announce a deleted entry: at once when deleted through this server, else when the watcher
+        finds it gone."""
         previous = self._status.pop(model_id, None)
         self._downloading.pop(model_id, None)
         self.publish(model_id, "status_changed", {"status": "deleted", "previous": previous, "record": None})
@@ -128,51 +124,27 @@ class EventHub:
                 self._log.warning("mistudio event watcher: poll failed", exc_info=True)
             await asyncio.sleep(ACTIVE_INTERVAL_S if self._downloading else IDLE_INTERVAL_S)
 
-    def _start(self) -> None:
-        records = self._manager.list(sort="-updated_at")
-        self._status = {record.id: record.status for record in records}
-        self._watermark = _aware(records[0].updated_at) if records else dt.datetime.now(dt.timezone.utc)
-        self._seen = {record.id: _aware(record.updated_at) for record in records
-                      if _aware(record.updated_at) >= self._watermark}
-        self._downloading = {record.id: record.to_dict() for record in records if record.status == "downloading"}
-
     async def poll(self) -> None:
-        """Publish the events of every row changed since the last poll, and the progress of running downloads."""
-        if self._watermark is None:
-            await self._run_blocking(self._start)
-        watermark = self._watermark
-        assert watermark is not None
-        changed = await self._run_blocking(lambda: self._changed_since(watermark))
-        for record in reversed(changed):
+        """Publish the events of every row changed or deleted since the last poll, and the progress
+        of running downloads. The first poll only learns the catalog as it is."""
+        first = self._tracker is None
+        tracker = self._tracker = self._tracker or ChangeTracker(self._manager)
+        changes: CatalogChanges = await self._run_blocking(tracker.look)
+        records = [record.to_dict() for record in changes.changed]
+        if first:
+            self._status = {record["id"]: record["status"] for record in records}
+            self._downloading = {record["id"]: record for record in records if record["status"] == "downloading"}
+            return
+        for record in records:
             self._on_change(record)
-        changed_ids = {record["id"] for record in changed}
+        for model_id in changes.deleted:
+            if model_id in self._status:  # not yet announced by `model_deleted`
+                self.model_deleted(model_id)
+        changed_ids = {record["id"] for record in records}
         stale_before = time.time() - self._manager.settings.heartbeat_timeout_s
         for model_id, record in list(self._downloading.items()):
             if model_id not in changed_ids and dt.datetime.fromisoformat(record["updated_at"]).timestamp() >= stale_before:
                 self.publish(model_id, "download_progress", progress_data(record))
-
-    def _changed_since(self, watermark: dt.datetime) -> list[dict[str, Any]]:
-        """Rows updated at or after `watermark` that this watcher has not seen, newest first."""
-        newest = self._manager.list(sort="-updated_at", limit=1)
-        if not newest:
-            return []
-        newest_at = _aware(newest[0].updated_at)
-        if newest_at < watermark or self._seen.get(newest[0].id) == newest_at:
-            return []  # the idle case: one one-row query
-        changed: list[ModelRecord] = []
-        offset = 0
-        while True:
-            page = self._manager.list(sort="-updated_at", limit=_PAGE, offset=offset)
-            fresh = [record for record in page if _aware(record.updated_at) >= watermark]
-            changed.extend(record for record in fresh if self._seen.get(record.id) != _aware(record.updated_at))
-            if len(fresh) < _PAGE:
-                break
-            offset += _PAGE
-        if changed:
-            self._watermark = max(watermark, _aware(changed[0].updated_at))
-            seen = {**self._seen, **{record.id: _aware(record.updated_at) for record in changed}}
-            self._seen = {model_id: at for model_id, at in seen.items() if at >= self._watermark}
-        return [record.to_dict() for record in changed]
 
     def _on_change(self, record: dict[str, Any]) -> None:
         model_id, status = record["id"], record["status"]

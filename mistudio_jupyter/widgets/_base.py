@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anywidget
 import traitlets
 
+from ..core.changes import ChangeTracker
 from ..core.errors import InvalidArgument, MiStudioError
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ class ManagerWidget(anywidget.AnyWidget):
         return self._worker.submit(self._guarded, name, work)
 
     def watch_catalog(self) -> None:
-        """Call `_on_catalog(records)` with the whole catalog every POLL_S seconds until closed."""
+        """Call `_on_catalog(records)` with the whole catalog whenever it changes, until closed."""
         watcher_for(self.manager).subscribe(self._on_catalog)
 
     def _on_catalog(self, records: list[ModelRecord]) -> None:
@@ -153,9 +154,11 @@ def _raise(exc: Exception) -> None:
 
 
 class CatalogWatcher:
-    """Polls one manager's catalog every POLL_S seconds on a thread, while anyone subscribes.
+    """Looks at one manager's catalog every POLL_S seconds on a thread, while anyone subscribes, and
+    hands the whole catalog to every subscriber when something changed (anywhere: another process,
+    another host).
 
-    One poll serves every open widget of the manager; the thread ends with the last subscriber.
+    One look serves every open widget of the manager; the thread ends with the last subscriber.
     """
 
     def __init__(self, manager: ModelManager) -> None:
@@ -184,6 +187,7 @@ class CatalogWatcher:
                 self._wake.set()
 
     def _run(self) -> None:
+        tracker = ChangeTracker(self.manager)
         while True:
             with self._lock:
                 self._wake.clear()
@@ -191,17 +195,21 @@ class CatalogWatcher:
                     self._thread = None
                     return
                 subscribers = list(self._subscribers)
-            try:
-                records = self.manager.list()
-            except Exception:
-                log.exception("mistudio: polling the catalog failed")
-            else:
-                for callback in subscribers:
-                    try:
-                        callback(records)
-                    except Exception:
-                        log.exception("mistudio: a widget failed to take a catalog update")
+            records = self._look(tracker)
+            for callback in subscribers if records is not None else ():
+                try:
+                    callback(records)
+                except Exception:
+                    log.exception("mistudio: a widget failed to take a catalog update")
             self._wake.wait(POLL_S)
+
+    def _look(self, tracker: ChangeTracker) -> list[ModelRecord] | None:
+        """The whole catalog if it changed since the last look, else None."""
+        try:
+            return self.manager.list() if tracker.look() else None
+        except Exception:
+            log.exception("mistudio: looking at the catalog failed")
+            return None
 
 
 _WATCHERS: weakref.WeakKeyDictionary[Any, CatalogWatcher] = weakref.WeakKeyDictionary()

@@ -95,6 +95,28 @@ async def test_watcher_turns_row_changes_into_events(event_hub: EventHub, manage
     assert len(sink.messages) == 8
 
 
+async def test_deletions_are_announced_once_wherever_they_happen(
+        event_hub: EventHub, manager: ModelManager, settings: Settings) -> None:
+    sink = Sink()
+    event_hub.add(sink)
+    event_hub.subscribe(sink, "models")
+    kept, elsewhere, here = (manager.add(repo).id for repo in ("tiny/gpt2", "tiny/llama", "tiny/qwen2"))
+    await event_hub.poll()
+    sink.messages.clear()
+
+    other = ModelManager(settings)  # another process's manager: its own connections to the same catalog
+    other.delete(elsewhere)
+    other.close()
+    manager.delete(here)
+    event_hub.model_deleted(here)  # what the server's DELETE handler does
+    await event_hub.poll()
+    await event_hub.poll()
+
+    deleted = [(m["channel"], m["data"]["previous"]) for m in sink.messages if m["data"].get("status") == "deleted"]
+    assert sorted(deleted) == sorted([(f"model/{here}", "pending"), (f"model/{elsewhere}", "pending")])
+    assert len(sink.messages) == 2 and f"model/{kept}" not in {m["channel"] for m in sink.messages}
+
+
 async def test_watcher_runs_only_while_sockets_are_open(event_hub: EventHub) -> None:
     sink = Sink()
     event_hub.add(sink)

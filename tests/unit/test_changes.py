@@ -1,0 +1,57 @@
+"""The change tracker over a real SQLite catalog, with another process writing to it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from mistudio_jupyter.core.changes import ChangeTracker
+from mistudio_jupyter.core.service import ModelManager
+from mistudio_jupyter.core.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def manager(settings: Settings) -> Iterator[ModelManager]:
+    manager = ModelManager(settings)
+    yield manager
+    manager.close()
+
+
+def in_another_process(settings: Settings, code: str) -> None:
+    """Run `code` with `manager` bound to a ModelManager over the same catalog, in a child process."""
+    script = ("import sys; from mistudio_jupyter.core.service import ModelManager; "
+              f"manager = ModelManager(cache_dir=sys.argv[1], db_url=sys.argv[2]); {code}; manager.close()")
+    subprocess.run([sys.executable, "-c", script, str(settings.cache_dir), settings.db_url], check=True, cwd=REPO)
+
+
+def test_a_tracker_sees_what_other_processes_add_update_and_delete(manager: ModelManager, settings: Settings) -> None:
+    first, second = manager.add("tiny/gpt2"), manager.add("tiny/llama")
+    tracker = ChangeTracker(manager)
+
+    changes = tracker.look()
+    assert [r.id for r in changes.changed] == [first.id, second.id] and changes.deleted == []
+    assert not tracker.look(), "nothing moved: nothing to report"
+
+    in_another_process(settings, f"manager.catalog.update({first.id!r}, bytes_done=7); "
+                                 f"manager.delete({second.id!r}); manager.add('tiny/qwen2')")
+    changes = tracker.look()
+
+    assert [(r.id, r.bytes_done) for r in changes.changed[:1]] == [(first.id, 7)]
+    assert [r.repo_id for r in changes.changed[1:]] == ["tiny/qwen2"]
+    assert changes.deleted == [second.id]
+    assert not tracker.look()
+
+
+def test_a_first_look_reads_a_large_catalog_whole(manager: ModelManager) -> None:
+    ids = {manager.catalog.add(f"org/model-{n}")[0].id for n in range(1_234)}
+
+    changes = ChangeTracker(manager).look()
+
+    assert {record.id for record in changes.changed} == ids
+    updated = [record.updated_at for record in changes.changed]
+    assert updated == sorted(updated)
