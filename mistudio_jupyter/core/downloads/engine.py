@@ -366,6 +366,8 @@ class _BlockHasher:
             except queue.Empty:
                 if stop.is_set():
                     raise Cancelled("download cancelled") from None
+                if not self._thread.is_alive():
+                    raise self._failure() from self._error
 
     def hand(self, block: memoryview, length: int) -> None:
         """The first `length` bytes of `block` were appended to the file: hash them, then free it."""
@@ -384,7 +386,7 @@ class _BlockHasher:
                 raise Cancelled("download cancelled")
             self._thread.join(POLL_S)
         if self._error is not None:
-            raise DownloadFailed(f"cannot read {self._path}: {self._error}") from self._error
+            raise self._failure() from self._error
         return self._hasher.hexdigest()
 
     def stop(self) -> None:
@@ -396,13 +398,15 @@ class _BlockHasher:
     def _run(self) -> None:
         try:
             self._hash_on_disk()
-        except (OSError, ValueError) as error:  # ValueError: the file shrank under the mapping
-            self._error = error
-        while (item := self._written.get()) is not None and not self._stopped:
-            block, length = item
-            if self._error is None:
+            while (item := self._written.get()) is not None and not self._stopped:
+                block, length = item
                 self._hasher.update(block[:length])
-            self._free.put(block)
+                self._free.put(block)
+        except Exception as error:  # noqa: BLE001 - e.g. the file shrank under the mapping: `result` and `take` raise it
+            self._error = error
+
+    def _failure(self) -> DownloadFailed:
+        return DownloadFailed(f"cannot hash {self._path}: {self._error or 'the hash thread stopped'}")
 
     def _hash_on_disk(self) -> None:
         with open(self._path, "rb", buffering=0) as reader:
