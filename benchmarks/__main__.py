@@ -98,7 +98,9 @@ def estimates_rows(r: dict[str, Any]) -> list[Row]:
          f"worst {r['worst_total_err_without_idle_mapped']:.2%}", "measured RSS", "–", "≤ 2%"),
         ("exact parameter counts of every reference config", "all exact" if r["params_exact"] else "NOT exact",
          "published counts", "–", "exact"),
-    ]
+    ] + ([("CPU process overhead this run (qwen2-tiny fp32 load; see notes)",
+           f"{r['overhead_measured'] / 1e6:.0f} MB, of it shared libraries {r['overhead_rss_file'] / 1e6:.0f} MB",
+           f"OVERHEAD_BYTES {r['overhead_constant'] / 1e6:.0f} MB", "–", "–")] if "overhead_measured" in r else [])
 
 
 def server_rows(r: dict[str, Any]) -> list[Row]:

@@ -196,7 +196,11 @@ def main() -> None:
     worst_footprint = max(abs(r["err_footprint"]) for r in rows)
     worst_total = max(abs(r["err_total"]) for r in rows)
     worst_in_use = max(abs(r["err_total_in_use"]) for r in rows)
-    print(json.dumps({"rows": len(rows), "worst_footprint_err": worst_footprint, "worst_total_err": worst_total,
+    # The process overhead as this run finds it: a load whose weights are negligible.
+    tiny = next((r for r in rows if r["model"] == "qwen2-tiny" and r["option"] == "fp32"), None)
+    overhead = {"overhead_measured": tiny["weights_rss_gap"] + sizing.OVERHEAD_BYTES["cpu"]["plain"],
+                "overhead_rss_file": tiny["rss_file"], "overhead_constant": sizing.OVERHEAD_BYTES["cpu"]["plain"]} if tiny else {}
+    print(json.dumps({"rows": len(rows), **overhead, "worst_footprint_err": worst_footprint, "worst_total_err": worst_total,
                       "worst_total_err_without_idle_mapped": worst_in_use, "footprint_ok": worst_footprint <= 0.001,
                       "total_ok": worst_in_use <= 0.02,
                       "params_exact": all(r["params_exact"] for r in big)}))
