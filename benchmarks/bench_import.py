@@ -2,7 +2,7 @@
 against peers measured the same way (`import huggingface_hub`, which it builds on; `%load_ext autoreload`,
 a stock IPython extension). Also checks that neither pulls in torch.
 
-    .venv/bin/python benchmarks/bench_import.py [--repeat 5]
+    .venv/bin/python benchmarks/bench_import.py [--repeat 9]
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ LOAD_EXT = ("from IPython.core.interactiveshell import InteractiveShell; s = Int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=9)
     args = parser.parse_args()
     result = {
         "import_s": fresh_seconds("import mistudio_jupyter", args.repeat),

@@ -37,15 +37,15 @@ def machine() -> dict[str, Any]:
 
 
 def fresh_seconds(code: str, repeat: int = 5) -> float:
-    """Median wall seconds of `python -c CODE` in a fresh interpreter, minus an empty interpreter's."""
+    """Median over `repeat` pairs of the wall seconds of `python -c CODE` in a fresh interpreter minus an
+    empty interpreter's, run back to back so that both see the same load."""
     def run(snippet: str) -> float:
         started = time.perf_counter()
         subprocess.run([sys.executable, "-c", snippet], check=True, cwd=ROOT, env={**os.environ, **ENV},
                        stdout=subprocess.DEVNULL)
         return time.perf_counter() - started
 
-    base = statistics.median(run("pass") for _ in range(repeat))
-    return max(statistics.median(run(code) for _ in range(repeat)) - base, 0.0)
+    return max(statistics.median(run(code) - run("pass") for _ in range(repeat)), 0.0)
 
 
 def last_json_line(text: str) -> dict[str, Any] | None:
