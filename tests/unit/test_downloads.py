@@ -218,7 +218,7 @@ def test_a_server_that_ignores_range_restarts_the_file_from_its_first_byte(manag
 
 
 def test_a_low_latency_connection_gets_a_small_fixed_receive_buffer(settings, fixture_repos, hub):
-    """Linux would grow the buffer to tcp_rmem's maximum; on loopback 1 MiB carries 10 GB/s, and a
+    """Linux would grow the buffer to tcp_rmem's maximum; on loopback 2 MiB carry 10 GB/s, and a
     kill loses what the buffer holds."""
     from huggingface_hub import hf_hub_url
 

@@ -49,9 +49,9 @@ FLUSH_AFTER_S = 0.002
 POLL_S = 0.2
 # A kill also loses what the kernel holds in the socket's receive buffer, which Linux autotunes up
 # to tcp_rmem's maximum (often 6-32 MiB) whatever the path. Where the round trip is so short that
-# LOW_LATENCY_WINDOW_BYTES carries LOW_LATENCY_RATE_BPS (under ~100 µs: loopback, a mirror in the
+# LOW_LATENCY_WINDOW_BYTES carries LOW_LATENCY_RATE_BPS (under ~200 µs: loopback, a mirror in the
 # same rack) the buffer is pinned to that; on any longer path autotuning is left alone.
-LOW_LATENCY_WINDOW_BYTES = 1 << 20
+LOW_LATENCY_WINDOW_BYTES = 2 << 20
 LOW_LATENCY_RATE_BPS = 10e9
 
 
