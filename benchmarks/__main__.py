@@ -86,7 +86,7 @@ def anatomy_rows(r: dict[str, Any]) -> list[Row]:
         ("Llama-3-70B architecture + hooks (meta device)", f"first {r['arch_70b_first_s']:.2f} s, warm "
          f"{r['arch_70b_warm_median_s']:.2f} s", "–", "–", "≤ 1 s"),
         (f"capture 4 hooks, {r['capture_params'] / 1e6:.0f}M-param forward", _ms(r["capture_4_hooks_median_s"]),
-         f"plain forward {_ms(r['forward_median_s'])}", f"+{r['capture_overhead_ratio']:.1%}", "≤ +10%"),
+         f"plain forward {_ms(r['forward_median_s'])}", f"{r['capture_overhead_ratio']:+.1%}", "≤ +10%"),
     ]
 
 
