@@ -37,6 +37,7 @@ from mistudio_jupyter.core.hub import HubClient, PlannedFile  # noqa: E402
 from mistudio_jupyter.core.service import ModelManager  # noqa: E402
 from mistudio_jupyter.core.settings import Settings  # noqa: E402
 from tests.hubserver import HubServer, build_fixtures, default_root  # noqa: E402
+from tests.polling import wait_for  # noqa: E402
 
 REPO = "bench/1gb"
 FILE = "model.safetensors"
@@ -191,14 +192,8 @@ def _worker_pid(manager: ModelManager, model_id: str) -> int | None:
     return local_worker_pid(manager.catalog.get(model_id))
 
 
-def _wait_for(predicate: Callable[[], Any], timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.002)
-    raise TimeoutError("benchmark step did not happen in time")
+def _wait_for(predicate: Callable[[], Any]) -> Any:
+    return wait_for(predicate, timeout=120.0, interval=0.002, what="a benchmark step")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

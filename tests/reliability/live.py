@@ -19,8 +19,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
+from tests.polling import wait_for
 from tests.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -29,18 +30,6 @@ WORKER_MODULE = "mistudio_jupyter.core.downloads.worker"
 TERMINAL = {"ready", "failed", "cancelled", "interrupted"}
 # Installed server extensions that only slow the start of a server that serves the mistudio API.
 OTHER_EXTENSIONS = ("jupyterlab", "jupyter_lsp", "notebook_shim", "jupyter_server_terminals")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02, what: str = "") -> Any:
-    """Poll `predicate` until it returns something truthy; TimeoutError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(interval)
 
 
 def sha256_of(path: Path) -> str:

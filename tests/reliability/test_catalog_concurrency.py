@@ -20,7 +20,8 @@ from mistudio_jupyter.core.downloads.cache import RepoCache
 from tests.hubserver import HubServer, RepoSpec
 
 from .conftest import cdn_bytes, lfs_file
-from .live import REPO_ROOT, JupyterServer, kill_workers, partials, wait_for, worker_pids
+from tests.polling import wait_for
+from .live import REPO_ROOT, JupyterServer, kill_workers, partials, worker_pids
 
 REPOS = ("tiny/llama", "tiny/qwen2", "tiny/gemma")
 DONE = {"ready", "failed", "cancelled", "interrupted"}

@@ -20,7 +20,8 @@ from mistudio_jupyter.core.downloads.cache import RepoCache
 from tests.hubserver import HubServer, RepoSpec
 
 from .conftest import cdn_bytes, lfs_file
-from .live import HubProcess, JupyterServer, jupyter, kill_workers, partials, sha256_of, wait_for, worker_pids
+from tests.polling import wait_for
+from .live import HubProcess, JupyterServer, jupyter, kill_workers, partials, sha256_of, worker_pids
 
 BIG = "tiny/big"
 THROTTLE = 20_000_000  # 50 MB in 2.5 s

@@ -11,7 +11,8 @@ from pathlib import Path
 from tests.hubserver import HubServer, RepoSpec
 
 from .conftest import cdn_bytes, lfs_file
-from .live import JupyterServer, sha256_of, wait_for
+from tests.polling import wait_for
+from .live import JupyterServer, sha256_of
 
 DOWNLOADS = ("tiny/llama", "tiny/qwen3", "tiny/phi3", "tiny/mistral")
 PREVIEWS = ("tiny/gpt2", "tiny/pythia", "tiny/gemma", "tiny/gemma2", "tiny/qwen2")  # none downloaded here

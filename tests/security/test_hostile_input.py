@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -15,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from mistudio_jupyter import cli
-from mistudio_jupyter.core.downloads.cache import RepoCache
-from tests.reliability.live import JupyterServer, tree, wait_for, worker_pids
+from tests.polling import wait_for
+from tests.reliability.live import JupyterServer, worker_pids
 
 from .conftest import assert_refusal, plant_outside, state
 

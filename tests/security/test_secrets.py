@@ -10,7 +10,8 @@ from pathlib import Path
 import psutil
 
 from tests.hubserver import HubServer
-from tests.reliability.live import JupyterServer, wait_for
+from tests.polling import wait_for
+from tests.reliability.live import JupyterServer
 
 TOKEN = "hf_test_good"
 BAD_TOKEN = "hf_test_notvalid_secret"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import http.cookies
-from pathlib import Path
 from typing import Any
 
 import pytest

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -28,6 +28,7 @@ from mistudio_jupyter.core.errors import (
     InvalidToken,
 )
 from mistudio_jupyter.core.service import ModelManager
+from tests.polling import wait_for
 
 BIG = "tiny/big"
 BIG_FILE = "model.safetensors"
@@ -52,16 +53,6 @@ def manager(settings):
 def cdn_gets(hub, path: str = BIG_FILE) -> list[Any]:
     """The GETs that carried a file's bytes (LFS files come from the CDN origin)."""
     return [r for r in hub.log if r.method == "GET" and r.path.startswith("/cdn/") and r.path.endswith("/" + path)]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, every: float = 0.01) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def partial_size(settings, repo_id: str, etag: str) -> int:
@@ -141,11 +132,11 @@ def test_sigkill_at_half_then_resume_refetches_under_one_percent(manager, settin
     big = fixture_repos[BIG].files[BIG_FILE]
     hub.faults.set(path=BIG_FILE, throttle_bps=20_000_000)
     handle = manager.download(BIG)
-    wait_until(lambda: partial_size(settings, BIG, big.etag) >= big.size // 2)
+    wait_for(lambda: partial_size(settings, BIG, big.etag) >= big.size // 2)
     os.kill(local_worker_pid(manager.get(handle.model_id)), signal.SIGKILL)
 
     # at once: from the pid, long before a heartbeat could go stale
-    wait_until(lambda: manager.get(handle.model_id).status == "interrupted", timeout=1)
+    wait_for(lambda: manager.get(handle.model_id).status == "interrupted", timeout=1)
     first = sum(r.bytes_sent for r in cdn_gets(hub))
     hub.faults.reset()
 
@@ -250,7 +241,7 @@ def test_cancel_stops_within_a_second_and_discard_removes_partials(manager, sett
     etag = fixture_repos[BIG].files[BIG_FILE].etag
     hub.faults.set(path=BIG_FILE, throttle_bps=5_000_000)
     handle = manager.download(BIG)
-    wait_until(lambda: partial_size(settings, BIG, etag) > 0)
+    wait_for(lambda: partial_size(settings, BIG, etag) > 0)
 
     started = time.monotonic()
     record = handle.cancel()
@@ -263,10 +254,10 @@ def test_cancel_stops_within_a_second_and_discard_removes_partials(manager, sett
     assert kept > 0
 
     handle = manager.resume(handle.model_id)
-    wait_until(lambda: partial_size(settings, BIG, etag) > kept)
+    wait_for(lambda: partial_size(settings, BIG, etag) > kept)
     started = time.monotonic()
     manager.catalog.request_cancel(handle.model_id)  # as another host would: the flag only
-    wait_until(lambda: manager.catalog.get(handle.model_id).status == "cancelled", timeout=5)
+    wait_for(lambda: manager.catalog.get(handle.model_id).status == "cancelled", timeout=5)
     remote = time.monotonic() - started
     print(f"cancel latency (catalog flag only): {remote * 1000:.0f} ms")
     assert remote <= 2.0
@@ -300,9 +291,9 @@ def test_queue_runs_at_most_max_parallel_downloads(settings, hub):
     manager = ModelManager(dataclasses.replace(settings, max_parallel_downloads=1))
     hub.faults.set(path=BIG_FILE, throttle_bps=2_000_000)
     first = manager.download(BIG)
-    wait_until(lambda: manager.get(first.model_id).current_file)
+    wait_for(lambda: manager.get(first.model_id).current_file)
     second = manager.download("tiny/gpt2")
-    wait_until(lambda: manager.get(second.model_id).status == "pending" and manager.get(second.model_id).worker)
+    wait_for(lambda: manager.get(second.model_id).status == "pending" and manager.get(second.model_id).worker)
     time.sleep(0.5)
     assert manager.get(second.model_id).status == "pending"
 
@@ -359,7 +350,7 @@ def test_token_never_reaches_argv_catalog_or_logs(manager, settings, hub, caplog
     token = "hf_test_good"
     hub.faults.set(path="/cdn/", throttle_bps=1_000_000)
     handle = manager.download("tiny/gated", token=token)
-    pid = wait_until(lambda: local_worker_pid(manager.get(handle.model_id)))
+    pid = wait_for(lambda: local_worker_pid(manager.get(handle.model_id)))
     argv = Path(f"/proc/{pid}/cmdline").read_bytes()
     environ = Path(f"/proc/{pid}/environ").read_bytes()
     record = handle.wait(60)
@@ -397,7 +388,7 @@ def test_deleting_a_download_in_progress_is_a_conflict(manager, settings, fixtur
     etag = fixture_repos[BIG].files[BIG_FILE].etag
     hub.faults.set(path=BIG_FILE, throttle_bps=2_000_000)
     handle = manager.download(BIG)
-    wait_until(lambda: partial_size(settings, BIG, etag) > 0)
+    wait_for(lambda: partial_size(settings, BIG, etag) > 0)
     with pytest.raises(Conflict):
         manager.delete(handle.model_id)
     manager.cancel(handle.model_id)

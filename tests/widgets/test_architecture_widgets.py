@@ -8,7 +8,9 @@ from mistudio_jupyter.core.anatomy.hooks import HookPoint
 from mistudio_jupyter.core.errors import RepoNotFound
 from mistudio_jupyter.widgets import ArchitectureViewer, ModelsPanel
 
-from .conftest import Comm, send, set_from_view, until
+from tests.polling import wait_for
+
+from .conftest import Comm, send, set_from_view
 
 PICKED = ["blocks.0.hook_resid_pre", "blocks.1.hook_attn_out", "blocks.1.hook_resid_post"]
 
@@ -47,15 +49,15 @@ def test_panel_lists_models_live_and_opens_an_architecture(manager, widgets):
     widgets.append(panel)
     assert [model["id"] for model in panel.models] == [ready.id]
     added = manager.add("tiny/pythia")  # from elsewhere: the panel sees it on its next poll
-    until(lambda: len(panel.models) == 2, timeout=3, what="the new entry")
+    wait_for(lambda: len(panel.models) == 2, timeout=3, what="the new entry")
 
     send(panel, action="architecture", id=ready.id)
-    until(lambda: panel.hooks, what="the hooks")
+    wait_for(lambda: panel.hooks, what="the hooks")
     assert panel.architecture["summary"]["num_layers"] == 2 and panel.error is None
     panel.selected = PICKED
     comm = Comm(panel)
     send(panel, action="architecture", id=added.id)
-    until(lambda: panel.hooks and panel.hooks[0].module.startswith("gpt_neox"), what="the other model's hooks")
+    wait_for(lambda: panel.hooks and panel.hooks[0].module.startswith("gpt_neox"), what="the other model's hooks")
     first = next(data["state"] for _, data in comm.messages if "architecture" in data.get("state", {}))
     assert first == {"architecture": None, "hooks": [], "selected": []}, "cleared at once, in one message"
     assert panel.selected == []
@@ -64,9 +66,9 @@ def test_panel_lists_models_live_and_opens_an_architecture(manager, widgets):
     assert panel.filters["family"] == "gpt2"
 
     send(panel, action="delete", id=added.id)
-    until(lambda: [model["id"] for model in panel.models] == [ready.id], timeout=3, what="the deletion")
+    wait_for(lambda: [model["id"] for model in panel.models] == [ready.id], timeout=3, what="the deletion")
     send(panel, action="delete", id="no-such-id")
-    assert until(lambda: panel.error, what="an error")["code"] == "not_found"
+    assert wait_for(lambda: panel.error, what="an error")["code"] == "not_found"
 
 
 def test_every_widget_displays_as_its_own_model(manager, widgets):

@@ -9,7 +9,9 @@ from mistudio_jupyter.core.service import ModelManager
 from mistudio_jupyter.widgets import DownloadForm, DownloadProgress
 from mistudio_jupyter.widgets._base import POLL_S, watcher_for
 
-from .conftest import Comm, send, until
+from tests.polling import wait_for
+
+from .conftest import Comm, send
 
 TOKEN = "hf_test_good"
 
@@ -20,7 +22,7 @@ def test_progress_follows_a_download_to_ready_at_most_twice_a_second(manager, hu
     progress = DownloadProgress(handle.model_id, manager=manager)
     widgets.append(progress)
     comm = Comm(progress)
-    until(lambda: progress.record["status"] == "ready", timeout=30, what="ready")
+    wait_for(lambda: progress.record["status"] == "ready", timeout=30, what="ready")
 
     sent = comm.updates("record")
     fractions = [record["progress"] for record in sent]
@@ -43,7 +45,7 @@ def test_a_download_started_elsewhere_shows_in_an_open_widget(manager, settings,
         elsewhere.download(record.id).wait(timeout=30)
     finally:
         elsewhere.close()
-    until(lambda: progress.record["status"] == "ready", timeout=5, what="the widget to see it")
+    wait_for(lambda: progress.record["status"] == "ready", timeout=5, what="the widget to see it")
 
 
 def test_cancel_and_resume_from_the_view(manager, hub, widgets):
@@ -51,14 +53,14 @@ def test_cancel_and_resume_from_the_view(manager, hub, widgets):
     handle = manager.download("tiny/gpt2")
     progress = DownloadProgress(handle.model_id, manager=manager)
     widgets.append(progress)
-    until(lambda: progress.record["bytes_done"] > 0, what="some bytes")
+    wait_for(lambda: progress.record["bytes_done"] > 0, what="some bytes")
     send(progress, action="cancel", id=handle.model_id)
-    until(lambda: progress.record["status"] == "cancelled", what="cancelled")
+    wait_for(lambda: progress.record["status"] == "cancelled", what="cancelled")
     kept = progress.record["bytes_done"]
     assert kept > 0 and progress.error is None
     hub.faults.reset()
     send(progress, action="resume", id=handle.model_id)
-    until(lambda: progress.record["status"] == "ready", timeout=30, what="ready after resume")
+    wait_for(lambda: progress.record["status"] == "ready", timeout=30, what="ready after resume")
     assert progress.error is None
 
 
@@ -73,7 +75,7 @@ def test_the_watcher_stops_when_the_last_widget_closes(manager, widgets):
     assert watcher.running, "one poll serves the widgets still open"
     comm = Comm(second)
     second.close()
-    until(lambda: not watcher.running, timeout=2, what="the watcher thread to end")
+    wait_for(lambda: not watcher.running, timeout=2, what="the watcher thread to end")
     manager.catalog.update(record.id, status="downloading", bytes_done=10, bytes_total=100)
     time.sleep(3 * POLL_S)
     assert comm.updates("record") == [] and second.record["status"] == "pending"
@@ -83,7 +85,7 @@ def test_form_preview_echoes_the_request(manager, widgets):
     form = DownloadForm(manager=manager)
     widgets.append(form)
     send(form, action="preview", repo_id="tiny/llama", revision="main")
-    preview = until(lambda: form.preview, what="a preview")
+    preview = wait_for(lambda: form.preview, what="a preview")
     assert (preview["repo_id"], preview["revision"]) == ("tiny/llama", "main")
     assert preview["family"] == "llama" and preview["memory"] and form.error is None
 
@@ -92,16 +94,16 @@ def test_form_errors_are_set_and_cleared(manager, widgets):
     form = DownloadForm(manager=manager)
     widgets.append(form)
     send(form, action="preview", repo_id="not a repo", revision="main")
-    assert until(lambda: form.error, what="an error")["code"] == "invalid_repo_id"
+    assert wait_for(lambda: form.error, what="an error")["code"] == "invalid_repo_id"
     send(form, action="preview", repo_id="tiny/nope", revision="main")
-    until(lambda: form.error and form.error["code"] == "repo_not_found", what="repo_not_found")
+    wait_for(lambda: form.error and form.error["code"] == "repo_not_found", what="repo_not_found")
     send(form, action="preview", repo_id="tiny/gpt2", revision="main")
-    until(lambda: form.preview and form.preview["repo_id"] == "tiny/gpt2", what="the preview")
+    wait_for(lambda: form.preview and form.preview["repo_id"] == "tiny/gpt2", what="the preview")
     assert form.error is None
     send(form, action="explode")
-    assert until(lambda: form.error, what="an error")["code"] == "invalid_argument"
+    assert wait_for(lambda: form.error, what="an error")["code"] == "invalid_argument"
     send(form, action="preview", repository="tiny/gpt2")
-    until(lambda: form.error and "preview" in form.error["message"], what="a bad message error")
+    wait_for(lambda: form.error and "preview" in form.error["message"], what="a bad message error")
 
 
 def test_form_download_uses_the_token_once_and_never_shows_it(manager, widgets):
@@ -110,7 +112,7 @@ def test_form_download_uses_the_token_once_and_never_shows_it(manager, widgets):
     comm = Comm(form)
     send(form, action="download", repo_id="tiny/gated", revision="main", quantization="none", dtype="auto",
          token=TOKEN)
-    until(lambda: form.record and form.record["status"] == "ready", timeout=30, what="the gated download")
+    wait_for(lambda: form.record and form.record["status"] == "ready", timeout=30, what="the gated download")
     assert form.error is None
     state = json.dumps(form.get_state(), default=str) + json.dumps([data for _, data in comm.messages], default=str)
     assert TOKEN not in state
@@ -123,6 +125,6 @@ def test_form_download_without_a_token_of_a_gated_repo_fails_clearly(manager, wi
     widgets.append(form)
     send(form, action="download", repo_id="tiny/gated", revision="main", quantization="bnb-4bit", dtype="auto",
          token=None)
-    until(lambda: (form.record or {}).get("status") == "failed" or form.error, timeout=30, what="the failure")
+    wait_for(lambda: (form.record or {}).get("status") == "failed" or form.error, timeout=30, what="the failure")
     error = form.error or form.record["error"]
     assert error["code"] in ("gated_login_required", "gated_not_approved")

@@ -7,7 +7,7 @@ import pytest
 from mistudio_jupyter.magics import run_line
 from mistudio_jupyter.widgets import ArchitectureViewer, DownloadProgress, ModelsPanel
 
-from .conftest import until
+from tests.polling import wait_for
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def test_download_returns_a_live_progress_widget_at_once(manager, hub, shown):
     progress = shown("download tiny/gpt2")
     assert isinstance(progress, DownloadProgress)
     assert progress.record["status"] in ("pending", "downloading"), "returned before the download ended"
-    until(lambda: progress.record["status"] == "ready", timeout=30, what="ready")
+    wait_for(lambda: progress.record["status"] == "ready", timeout=30, what="ready")
     listing = shown("list")
     assert isinstance(listing, pandas.DataFrame) and list(listing["status"]) == ["ready"]
 
@@ -39,13 +39,13 @@ def test_cancel_resume_and_delete(manager, hub, shown, capsys):
     hub.faults.set(path="model.safetensors", throttle_bps=50_000)
     progress = shown("download tiny/gpt2")
     model_id = progress.entry_id
-    until(lambda: progress.record["bytes_done"] > 0, what="some bytes")
+    wait_for(lambda: progress.record["bytes_done"] > 0, what="some bytes")
     assert shown(f"cancel {model_id}") is None
     assert capsys.readouterr().out.startswith("tiny/gpt2: cancelled (")
     hub.faults.reset()
     resumed = shown(f"resume {model_id}")
     assert isinstance(resumed, DownloadProgress)
-    until(lambda: resumed.record["status"] == "ready", timeout=30, what="ready")
+    wait_for(lambda: resumed.record["status"] == "ready", timeout=30, what="ready")
     assert shown(f"delete {model_id}") is None
     assert capsys.readouterr().out.startswith(f"Deleted {model_id}; freed ")
 
