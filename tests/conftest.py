@@ -71,4 +71,4 @@ def hf_cache(tmp_path: Path) -> Path:
 def settings(hub: HubServer, hf_cache: Path, tmp_path: Path) -> Settings:
     """Settings over `hf_cache`, a fresh SQLite catalog and the test Hub."""
     return Settings.from_env(cache_dir=hf_cache, db_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
-                             hub_endpoint=hub.url)
+                             hub_endpoint=hub.url, runtime_dir=tmp_path / "runtime")

@@ -328,6 +328,16 @@ class Catalog:
                 raise NotFound(f"model {model_id!r} is no longer claimed by {worker}")
             return bool(session.scalar(select(ModelRecord.cancel_requested).where(ModelRecord.id == model_id)))
 
+    def hand_over(self, model_id: str, worker: str, successor: str) -> bool:
+        """Pass the claim held by `worker` to `successor`; False when `worker` no longer holds it."""
+        statement = (
+            update(ModelRecord)
+            .where(ModelRecord.id == model_id, ModelRecord.worker == worker)
+            .values(worker=successor, heartbeat_at=utcnow(), updated_at=utcnow())
+        )
+        with self._session() as session, session.begin():
+            return session.execute(statement).rowcount == 1
+
     def request_cancel(self, model_id: str) -> ModelRecord:
         return self.update(model_id, cancel_requested=True)
 

@@ -9,10 +9,13 @@ import contextlib
 import dataclasses
 import fnmatch
 import json
+import re
 from typing import Any, Iterator
 
 from .errors import (
+    DownloadFailed,
     EntryNotFound,
+    InvalidArgument,
     GatedLoginRequired,
     GatedNotApproved,
     HubUnreachable,
@@ -35,6 +38,10 @@ SAFETENSORS_PATTERNS = ("*.safetensors", "model.safetensors.index.json")
 PICKLE_PATTERNS = ("*.bin", "*.bin.index.json", "*.pt", "*.pth", "*.ckpt")
 HEADER_GUESS_BYTES = 32 * 1024
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+MAX_REVISION_LENGTH = 255
+_REVISION_FORBIDDEN = ("~", "^", ":", "?", "*", "[", "\\")
+_GIT_OBJECT_ID = re.compile(r"[0-9a-f]{40}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,11 +113,52 @@ def validate_repo_id(repo_id: object) -> str:
 
 
 def validate_revision(revision: object) -> str:
-    if not isinstance(revision, str) or not revision or len(revision) > 255 or ".." in revision:
-        raise InvalidRepoId(f"{revision!r} is not a valid revision")
-    if any(ch.isspace() or ord(ch) < 32 for ch in revision) or revision.startswith("/"):
-        raise InvalidRepoId(f"{revision!r} is not a valid revision")
+    """Return `revision` if git would accept it as a branch, tag or commit; raise InvalidArgument otherwise.
+
+    The revision names a folder under the cache's `refs/`, so anything that could leave it (`.`, `..`,
+    empty components, a trailing `/`) is refused, as are the other forms `git check-ref-format` rejects.
+    """
+    if not isinstance(revision, str) or not revision:
+        raise InvalidArgument("a revision (branch, tag or commit) must be a non-empty string")
+    problem = _revision_problem(revision)
+    if problem:
+        raise InvalidArgument(f"{revision!r} is not a valid revision: {problem}")
     return revision
+
+
+def _revision_problem(revision: str) -> str:
+    if len(revision) > MAX_REVISION_LENGTH:
+        return f"longer than {MAX_REVISION_LENGTH} characters"
+    if any(ord(ch) < 32 or ord(ch) == 127 or ch.isspace() for ch in revision):
+        return "it contains a space or a control character"
+    if any(ch in _REVISION_FORBIDDEN for ch in revision):
+        return f"it contains one of {' '.join(_REVISION_FORBIDDEN)}"
+    if "@{" in revision or revision == "@":
+        return "'@{' and '@' alone are reserved"
+    if revision.startswith("-"):
+        return "it starts with '-'"
+    if revision.endswith((".", "/")) or revision.startswith("/"):
+        return "it starts with '/' or ends with '/' or '.'"
+    for component in revision.split("/"):
+        if not component:
+            return "it has an empty path component ('//')"
+        if component.startswith(".") or component.endswith(".lock"):
+            return "a path component starts with '.' or ends with '.lock'"
+    return ""
+
+
+def validate_token(token: object, *, source: str = "the token") -> str | None:
+    """Return `token` if an HTTP header can carry it (printable ASCII, no spaces); raise InvalidArgument.
+
+    The message never repeats the token.
+    """
+    if token is None:
+        return None
+    if not isinstance(token, str) or not token or not all(33 <= ord(ch) <= 126 for ch in token):
+        raise InvalidArgument(
+            f"{source} is not a Hugging Face token: a token is printable ASCII without spaces (hf_...)"
+        )
+    return token
 
 
 class HubClient:
@@ -126,12 +174,12 @@ class HubClient:
     def resolve_token(self, token: str | None = None) -> str | None:
         """The token to use: the argument, else HF_TOKEN (settings), else the huggingface_hub login."""
         if token:
-            return token
+            return validate_token(token)
         if self.settings.token:
-            return self.settings.token
+            return validate_token(self.settings.token, source="HF_TOKEN")
         from huggingface_hub import get_token
 
-        return get_token()
+        return validate_token(get_token(), source="the token saved by `hf auth login`")
 
     @contextlib.contextmanager
     def errors(self, repo_id: str, token: str | None = None) -> Iterator[None]:
@@ -177,15 +225,17 @@ class HubClient:
     def file_plan(self, repo_id: str, revision: str | None = None, token: str | None = None) -> FilePlan:
         """The files a download of this revision fetches, with sizes, hashes and safety flags."""
         info = self.model_info(repo_id, revision, token)
+        if not isinstance(info.sha, str) or not _GIT_OBJECT_ID.fullmatch(info.sha):
+            raise DownloadFailed(f"the Hub answered an invalid commit id for {repo_id}; nothing was downloaded")
         siblings = {sibling.rfilename: sibling for sibling in info.siblings or []}
         selected, warnings, pickle_only = select_files(list(siblings))
+        files = [_planned(siblings[path], repo_id) for path in selected]
         config = self.read_json(repo_id, info.sha, "config.json", token) if "config.json" in siblings else None
         remote_code = bool(config and config.get("auto_map"))
         if config is None:
             warnings.append("no config.json: the architecture cannot be read and transformers cannot load it")
         if remote_code:
             warnings.append("needs custom code from the repo (auto_map); it is never executed unless allowed")
-        files = [_planned(siblings[path]) for path in selected]
         return FilePlan(
             repo_id=repo_id, revision=revision or "main", commit=info.sha, files=files, warnings=warnings,
             gated=bool(info.gated), remote_code=remote_code, pickle_only=pickle_only, config=config, info=info,
@@ -275,11 +325,42 @@ def _matching(paths: list[str], patterns: tuple[str, ...]) -> list[str]:
     return [path for path in paths if any(fnmatch.fnmatch(path, pattern) for pattern in patterns)]
 
 
-def _planned(sibling: Any) -> PlannedFile:
+def _planned(sibling: Any, repo_id: str) -> PlannedFile:
+    """The file to fetch for a sibling of the Hub's answer, refusing names and ids that are not what
+    the Hub would send: they become paths in the cache, and a mirror can be anyone's."""
+    path = sibling.rfilename
+    if not is_safe_repo_path(path):
+        raise DownloadFailed(f"the Hub listed a file name that is not a safe relative path in {repo_id}; "
+                             "nothing was downloaded")
     lfs = getattr(sibling, "lfs", None)
     sha256 = getattr(lfs, "sha256", None) if lfs is not None else None
     size = getattr(lfs, "size", None) if lfs is not None else None
-    return PlannedFile(path=sibling.rfilename, size=int(size or sibling.size or 0), blob_id=sibling.blob_id, sha256=sha256)
+    blob_id = sibling.blob_id
+    if not _well_formed_ids(lfs is not None, blob_id, sha256):
+        raise DownloadFailed(f"the Hub gave {path} of {repo_id} a malformed blob id or sha256 (expected 40 or 64 "
+                             "lowercase hex digits); nothing was downloaded")
+    return PlannedFile(path=path, size=int(size or sibling.size or 0), blob_id=blob_id, sha256=sha256)
+
+
+def _well_formed_ids(lfs: bool, blob_id: object, sha256: object) -> bool:
+    """An LFS file needs its sha256, any other file its git blob id; whatever is given is well formed."""
+    if lfs and not _matches(_SHA256, sha256):
+        return False
+    return _matches(_GIT_OBJECT_ID, blob_id) if blob_id is not None or not lfs else True
+
+
+def _matches(pattern: re.Pattern[str], value: object) -> bool:
+    return isinstance(value, str) and pattern.fullmatch(value) is not None
+
+
+def is_safe_repo_path(path: object) -> bool:
+    """Whether `path` is a relative POSIX path inside a repo: no `.`/`..` or empty components, no
+    absolute path, backslash or control character."""
+    if not isinstance(path, str) or not path or path.startswith("/"):
+        return False
+    if any(ord(ch) < 32 or ord(ch) == 127 or ch == "\\" for ch in path):
+        return False
+    return all(part not in ("", ".", "..") for part in path.split("/"))
 
 
 def map_hub_error(error: BaseException, repo_id: str, token: str | None, endpoint: str) -> MiStudioError | None:

@@ -109,6 +109,7 @@ class ModelManager:
         Returns at once; `handle.wait()` gives the ready record or raises the job's error, and
         `on_progress(record)` is called on every progress or status change.
         """
+        self.hub.resolve_token(token)  # a token no HTTP header can carry is refused before anything is added
         try:
             record = self.catalog.get(_valid_id(repo_or_id)) if "/" not in repo_or_id else None
         except NotFound:
@@ -120,6 +121,7 @@ class ModelManager:
 
     def resume(self, model_id: str, *, token: str | None = None) -> "DownloadHandle":
         """Continue a cancelled, failed or interrupted download from the bytes on disk."""
+        self.hub.resolve_token(token)
         return self.downloads.start(self.get(model_id), token=token)
 
     def cancel(self, model_id: str, *, discard: bool = False) -> ModelRecord:

@@ -22,6 +22,13 @@ def _jupyter_data_dir(env: Mapping[str, str]) -> Path:
     return Path(env.get("XDG_DATA_HOME") or home / ".local" / "share") / "jupyter"
 
 
+def _jupyter_runtime_dir(env: Mapping[str, str]) -> Path:
+    """Jupyter's runtime dir, as jupyter_core computes it."""
+    if env.get("JUPYTER_RUNTIME_DIR"):
+        return Path(env["JUPYTER_RUNTIME_DIR"])
+    return _jupyter_data_dir(env) / "runtime"
+
+
 def _default_hub_cache(env: Mapping[str, str]) -> Path:
     """The standard Hugging Face hub cache, with huggingface_hub's precedence of variables."""
     if env.get("HF_HUB_CACHE"):
@@ -38,7 +45,8 @@ class Settings:
 
     Build it with `Settings.from_env(**overrides)`: explicit arguments win over
     `MISTUDIO_*` / `HF_*` environment variables, which win over the defaults.
-    The token is never persisted; it is only the fallback for requests that bring none.
+    The token is never persisted; it is only the fallback for requests that bring none. Download
+    workers' logs go to a private folder of Jupyter's runtime dir (`JUPYTER_RUNTIME_DIR`).
     """
 
     cache_dir: Path
@@ -48,6 +56,7 @@ class Settings:
     max_parallel_downloads: int = 2
     heartbeat_timeout_s: float = 30.0
     disk_margin_bytes: int = 512 * 1024 * 1024
+    runtime_dir: Path = dataclasses.field(default_factory=lambda: _jupyter_runtime_dir(os.environ))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -64,6 +73,7 @@ class Settings:
         values: dict[str, Any] = {
             "hub_endpoint": (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/"),
             "token": env.get("HF_TOKEN") or None,
+            "runtime_dir": _jupyter_runtime_dir(env),
         }
         if env.get("MISTUDIO_MAX_PARALLEL_DOWNLOADS"):
             values["max_parallel_downloads"] = int(env["MISTUDIO_MAX_PARALLEL_DOWNLOADS"])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Callable, TypeVar
 
 from jupyter_server.extension.application import ExtensionApp
@@ -48,7 +49,8 @@ class MiStudio(ExtensionApp):
 
     def initialize_settings(self) -> None:
         settings = Settings.from_env(cache_dir=self.cache_dir, db_url=self.db_url, hub_endpoint=self.hub_endpoint,
-                                     max_parallel_downloads=self.max_parallel_downloads)
+                                     max_parallel_downloads=self.max_parallel_downloads,
+                                     runtime_dir=Path(self.serverapp.runtime_dir))
         self.manager = ModelManager(settings)
         self.catalog_executor = ThreadPoolExecutor(self.catalog_threads, thread_name_prefix="mistudio-catalog")
         self.slow_executor = ThreadPoolExecutor(self.slow_threads, thread_name_prefix="mistudio-slow")

@@ -18,6 +18,7 @@ from ..core.changes import CatalogChanges, ChangeTracker
 from ..core.service import ModelManager
 
 ALL_MODELS = "models"
+MAX_SUBSCRIPTIONS = 1000  # channels per socket: more than a catalog's worth of model channels
 ACTIVE_INTERVAL_S = 0.5
 IDLE_INTERVAL_S = 1.0
 _GB = 1e9
@@ -83,8 +84,13 @@ class EventHub:
             self._watcher = None
             self._tracker = None  # the next watcher starts from the catalog as it is then
 
-    def subscribe(self, sink: EventSink, channel: str) -> None:
-        self._subscriptions.setdefault(sink, set()).add(channel)
+    def subscribe(self, sink: EventSink, channel: str) -> bool:
+        """Add a channel to a socket's subscriptions; False when it already has MAX_SUBSCRIPTIONS."""
+        channels = self._subscriptions.setdefault(sink, set())
+        if channel not in channels and len(channels) >= MAX_SUBSCRIPTIONS:
+            return False
+        channels.add(channel)
+        return True
 
     def unsubscribe(self, sink: EventSink, channel: str) -> None:
         self._subscriptions.get(sink, set()).discard(channel)

@@ -23,7 +23,7 @@ from ..core.catalog import ModelRecord
 from ..core.errors import InvalidArgument, MiStudioError
 from . import openapi
 from .errors import PayloadTooLarge, error_response, redact
-from .events import message
+from .events import MAX_SUBSCRIPTIONS, message
 
 if TYPE_CHECKING:
     from ..core.service import ModelManager
@@ -59,7 +59,18 @@ class RecordJSON:
         return "[" + ",".join(parts) + "]"
 
 
-class MiStudioHandler(ExtensionHandlerMixin, APIHandler):
+class JSONErrors:
+    """Every error answer of a route as `{"error": {"code", "message"}}`, never Jupyter's HTML page."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        status, body = error_response(exc_info[1] if exc_info else None, status_code)
+        self.set_status(status)  # type: ignore[attr-defined]
+        self.set_header("Content-Type", "application/json")  # type: ignore[attr-defined]
+        self.finish(json.dumps(body))  # type: ignore[attr-defined]
+
+
+class MiStudioHandler(JSONErrors, ExtensionHandlerMixin, APIHandler):
     """Base of the REST handlers; `route` is the handler's path template in the OpenAPI document."""
 
     auth_resource = AUTH_RESOURCE
@@ -113,11 +124,6 @@ class MiStudioHandler(ExtensionHandlerMixin, APIHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(text)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc_info = kwargs.get("exc_info")
-        status, body = error_response(exc_info[1] if exc_info else None, status_code)
-        self.reply(body, status)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, MiStudioError):  # an expected outcome, not a server fault: no traceback
@@ -261,7 +267,7 @@ class PruneCacheHandler(MiStudioHandler):
         self.reply(await self.slow(self.manager.prune_cache))
 
 
-class EventsHandler(ExtensionHandlerMixin, WebSocketMixin, websocket.WebSocketHandler, JupyterHandler):
+class EventsHandler(JSONErrors, ExtensionHandlerMixin, WebSocketMixin, websocket.WebSocketHandler, JupyterHandler):
     """The event socket: `{"action": "subscribe"|"unsubscribe", "channel": "models"|"model/{id}"}` in,
     `{"channel", "event", "data"}` out."""
 
@@ -274,7 +280,17 @@ class EventsHandler(ExtensionHandlerMixin, WebSocketMixin, websocket.WebSocketHa
 
     async def pre_get(self) -> None:
         if not await ensure_async(self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE)):
-            raise web.HTTPError(403)
+            raise web.HTTPError(403, "this user may not read mistudio events")
+
+    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Any:
+        """Tornado refuses a bad handshake (no Upgrade, foreign Origin, missing key) with plain
+        text, bypassing `write_error`: those answers get the JSON error shape too."""
+        if self.get_status() >= 400 and not self._headers.get("Content-Type", "").startswith("application/json"):
+            text = chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else chunk
+            _, body = error_response(web.HTTPError(self.get_status(), "%s", text or self._reason))
+            self.set_header("Content-Type", "application/json")
+            chunk = json.dumps(body)
+        return super().finish(chunk)
 
     @ws_authenticated
     async def get(self, *args: Any, **kwargs: Any) -> None:
@@ -295,10 +311,13 @@ class EventsHandler(ExtensionHandlerMixin, WebSocketMixin, websocket.WebSocketHa
                       'expected {"action": "subscribe"|"unsubscribe", "channel": "models"|"model/{id}"}'}))
             return
         action, channel = request["action"], request["channel"]
-        if action == "subscribe":
-            self.app.events.subscribe(self, channel)
-        else:
+        if action == "unsubscribe":
             self.app.events.unsubscribe(self, channel)
+        elif not self.app.events.subscribe(self, channel):
+            self.send(message(channel, "error", {"code": "too_many_subscriptions", "message":
+                      f"a socket may subscribe to at most {MAX_SUBSCRIPTIONS} channels; unsubscribe from some, "
+                      'or subscribe to "models" for every model'}))
+            return
         self.send(message(channel, f"{action}d", {}))
 
     def on_close(self) -> None:
@@ -313,6 +332,18 @@ class EventsHandler(ExtensionHandlerMixin, WebSocketMixin, websocket.WebSocketHa
         return True
 
 
+class UnknownRouteHandler(JSONErrors, ExtensionHandlerMixin, APIHandler):
+    """Any other path under the API prefix: a JSON 404 rather than Jupyter's HTML page."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @web.authenticated
+    def get(self) -> None:
+        raise web.HTTPError(404, "no such mistudio endpoint; see the OpenAPI document")
+
+    post = put = patch = delete = get
+
+
 HANDLERS: tuple[type[MiStudioHandler | EventsHandler], ...] = (
     ModelsHandler, PreviewHandler, ModelHandler, DownloadHandler, CancelHandler, ResumeHandler,
     ArchitectureHandler, HooksHandler, EstimateHandler, SystemHandler, CacheHandler, PruneCacheHandler,
@@ -321,5 +352,7 @@ HANDLERS: tuple[type[MiStudioHandler | EventsHandler], ...] = (
 
 
 def routes() -> list[tuple[str, type]]:
-    """The tornado routes (relative to base_url), in matching order: fixed paths before `{id}`."""
-    return [(API_PREFIX + handler.route.replace("{id}", "(?P<model_id>[^/]+)"), handler) for handler in HANDLERS]
+    """The tornado routes (relative to base_url), in matching order: fixed paths before `{id}`, and
+    last the JSON 404 for every other path under the prefix."""
+    matched = [(API_PREFIX + handler.route.replace("{id}", "(?P<model_id>[^/]+)"), handler) for handler in HANDLERS]
+    return [*matched, (API_PREFIX + "(?:/.*)?", UnknownRouteHandler)]

@@ -104,6 +104,9 @@ def check_query(route: str, method: str, arguments: Mapping[str, list[bytes]], i
 
     A bare numeric argument (`?1700000000000`, JupyterLab's default cache-buster) is not a parameter.
     """
+    if any(_has_control_character(text) for name, values in arguments.items()
+           for text in (name, *(value.decode("utf-8", "replace") for value in values))):
+        raise InvalidArgument("query parameters must not contain control characters (NUL, newline, ...)")
     accepted = query_parameters(route, method)
     cache_busters = {name for name, values in arguments.items() if name.isdigit() and values in ([b""], [])}
     unknown = sorted(set(arguments) - set(accepted) - ignore - cache_busters)
@@ -115,6 +118,10 @@ def check_query(route: str, method: str, arguments: Mapping[str, list[bytes]], i
             values[name] = _convert(name, arguments[name][-1].decode("utf-8", "replace"), schema)
             _check(validator(pointer), values[name], name)
     return values
+
+
+def _has_control_character(text: str) -> bool:
+    return any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in text)
 
 
 def _convert(name: str, raw: str, schema: Mapping[str, Any]) -> Any:

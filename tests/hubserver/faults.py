@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from email.message import Message
-from typing import Any
+from typing import Any, Callable
 
 _COUNTED = {"fail_requests", "fail_times", "cut_after_bytes", "cut_times"}
 
@@ -30,6 +30,8 @@ class RequestFaults:
     stall_s: float = 0.0
     fail_status: int | None = None
     ignore_range: bool = False
+    range_shift: int = 0
+    range_header_lies: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +59,9 @@ class Faults:
     - `corrupt`: flip the first byte of every body (same length, different sha256).
     - `stall_s`: wait this long before answering (before any header).
     - `ignore_range`: answer as if the request had no `Range` header (200 with the whole body).
+    - `range_shift`: answer a ranged request with the bytes from this many bytes before the asked start;
+      its `Content-Range` says so, or, with `range_header_lies`, claims the range that was asked for.
+    - `model_info`: repo id → a function that rewrites the model info the Hub answers (a hostile mirror).
     """
 
     throttle_bps: int | None = None
@@ -68,6 +73,9 @@ class Faults:
     corrupt: bool = False
     stall_s: float = 0.0
     ignore_range: bool = False
+    range_shift: int = 0
+    range_header_lies: bool = False
+    model_info: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = dataclasses.field(default_factory=dict)
     paths: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -94,6 +102,7 @@ class Faults:
         for name in _FIELDS:
             setattr(self, name, getattr(_DEFAULTS, name))
         self.paths = {}
+        self.model_info = {}
 
     def _applies(self, name: str, path: str) -> bool:
         return self.paths.get(name, "") in path
@@ -107,7 +116,9 @@ class Faults:
                 if self.fail_requests <= self._seen < self.fail_requests + self.fail_times:
                     fail = self.fail_status
         stall = self.stall_s if self._applies("stall_s", path) else 0.0
-        return RequestFaults(stall, fail, self.ignore_range and self._applies("ignore_range", path))
+        shift = self.range_shift if self._applies("range_shift", path) else 0
+        return RequestFaults(stall, fail, self.ignore_range and self._applies("ignore_range", path), shift,
+                             self.range_header_lies)
 
     def on_body(self, path: str, length: int) -> BodyFaults:
         """The faults for a response body of `length` bytes to `path` (counts cuts)."""
@@ -125,5 +136,5 @@ class Faults:
         )
 
 
-_FIELDS = {field.name for field in dataclasses.fields(Faults)} - {"paths"}
+_FIELDS = {field.name for field in dataclasses.fields(Faults)} - {"paths", "model_info"}
 _DEFAULTS = Faults()

@@ -179,7 +179,9 @@ class HubServer:
             if rest[:1] == ["tree"]:
                 return self._tree(commit, "/".join(rest[2:]), request)
             if len(rest) <= 2:
-                return json_response(model_info(spec, commit))
+                rewrite = self.faults.model_info.get(spec.repo_id)
+                info = model_info(spec, commit)
+                return json_response(rewrite(info) if rewrite else info)
         return error(404, f"Not found: /api/models/{'/'.join(segments)}")
 
     def _tree(self, commit: Commit, prefix: str, request: Request) -> Response:
@@ -249,6 +251,14 @@ def ranged(content: Content, request: Request, headers: dict[str, str]) -> Respo
     start, end = span
     return Response(206, {**headers, "Content-Range": f"bytes {start}-{end - 1}/{content.size}"},
                     content=content, start=start, end=end)
+
+
+def shift_range(response: Response, shift: int, header_lies: bool) -> None:
+    """Send the bytes from `shift` before the range asked for, saying so unless the header lies."""
+    response.start, response.end = max(0, response.start - shift), max(0, response.end - shift)
+    if not header_lies and response.content is not None:
+        size = response.content.size
+        response.headers["Content-Range"] = f"bytes {response.start}-{response.end - 1}/{size}"
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -352,6 +362,8 @@ class _Handler(BaseHTTPRequestHandler):
             response = error(faults.fail_status, "Injected server error")
         else:
             response = hub.route(request)
+        if faults.range_shift and response.status == 206:
+            shift_range(response, faults.range_shift, faults.range_header_lies)
         record = RequestRecord(self.command, url.path, response.status, self.headers.get("Range"), 0,
                                self.headers, url.query)
         hub.record(record)

@@ -87,7 +87,7 @@ def kill_workers(db_path: Path) -> None:
 class JupyterServer:
     """`jupyter server` with the mistudio extension, in its own process, over a tmp catalog and cache.
 
-    Its TMPDIR is `root/tmp`, so worker logs land in `root/tmp/mistudio-{uid}/downloads/`.
+    Its JUPYTER_RUNTIME_DIR is `root/runtime`, so worker logs land in `root/runtime/mistudio/downloads/`.
     """
 
     def __init__(self, root: Path, hub_url: str, *, max_parallel: int = 2, token: str = "e2e-test-token",
@@ -117,7 +117,7 @@ class JupyterServer:
 
     @property
     def worker_logs(self) -> Path:
-        return self.tmp / f"mistudio-{os.getuid()}" / "downloads"
+        return self.root / "runtime" / "mistudio" / "downloads"
 
     def start(self, timeout: float = 60.0) -> "JupyterServer":
         command = [sys.executable, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
@@ -220,8 +220,11 @@ class EventClient:
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
+    def send(self, request: dict[str, Any]) -> None:
+        self._socket.send(json.dumps(request))
+
     def subscribe(self, channel: str = "models") -> None:
-        self._socket.send(json.dumps({"action": "subscribe", "channel": channel}))
+        self.send({"action": "subscribe", "channel": channel})
         wait_for(lambda: any(m.get("event") == "subscribed" and m.get("channel") == channel for m in self.messages),
                  10, what=f"subscribed to {channel}")
 

@@ -108,7 +108,7 @@ BAD_REQUESTS = [
     ("POST", "/models", b'{"repo_id": "../../etc/passwd"}', 400, "invalid_repo_id"),
     ("POST", "/models", b'{"repo_id": "a/b/c"}', 400, "invalid_repo_id"),
     ("POST", "/models", b'{"repo_id": "no spaces/allowed"}', 400, "invalid_repo_id"),
-    ("POST", "/models", b'{"repo_id": "tiny/gpt2", "revision": "../../x"}', 400, "invalid_repo_id"),
+    ("POST", "/models", b'{"repo_id": "tiny/gpt2", "revision": "../../x"}', 400, "invalid_argument"),
     ("POST", "/models", json.dumps({"repo_id": "tiny/gpt2", "name": "x" * 100_000}).encode(), 413, "payload_too_large"),
     ("POST", "/models/preview", b'{"repo_id": "tiny/gpt2", "context": "long"}', 400, "invalid_argument"),
     ("POST", "/models/preview", b'{"repo_id": "tiny/gpt2", "batch": 0}', 400, "invalid_argument"),

@@ -360,7 +360,7 @@ def test_token_never_reaches_argv_catalog_or_logs(manager, settings, hub, caplog
     with manager.catalog.engine.connect() as connection:
         rows = connection.execute(text("SELECT * FROM models")).fetchall()
     assert token not in repr(rows)
-    assert token not in (log_dir() / f"{handle.model_id}.log").read_text()
+    assert token not in (log_dir(manager.settings) / f"{handle.model_id}.log").read_text()
     assert token not in caplog.text
     resolve = [r for r in hub.log if "/resolve/" in r.path and r.path.endswith(BIG_FILE)]
     assert resolve[0].headers.get("Authorization") == f"Bearer {token}"

@@ -14,12 +14,14 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..errors import InsufficientDisk
-from ..hub import FilePlan, PlannedFile
+from ..errors import DownloadFailed, InsufficientDisk, InvalidArgument
+from ..hub import FilePlan, PlannedFile, is_safe_repo_path, validate_revision
 
 PARTIAL_SUFFIX = ".mistudio.incomplete"
 FREE_BYTES_ENV = "MISTUDIO_FREE_DISK_BYTES"
-_PARTIAL_NAME = re.compile(r"^(?P<etag>[0-9a-f]+)(\.mistudio|\.[0-9a-f]{8})?\.incomplete$")
+_ETAG = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_PARTIAL_NAME = re.compile(r"^(?P<etag>[0-9a-f]{40}|[0-9a-f]{64})(\.mistudio|\.[0-9a-f]{8})?\.incomplete$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,18 +40,22 @@ class RepoCache:
         return self.cache_dir / self.folder_name
 
     def blob(self, etag: str) -> Path:
-        return self.root / "blobs" / etag
+        return self.root / "blobs" / _checked_etag(etag)
 
     def partial(self, etag: str) -> Path:
-        return self.root / "blobs" / f"{etag}{PARTIAL_SUFFIX}"
+        return self.root / "blobs" / f"{_checked_etag(etag)}{PARTIAL_SUFFIX}"
 
     def lock(self, etag: str) -> Path:
-        return self.cache_dir / ".locks" / self.folder_name / f"{etag}.lock"
+        return self.cache_dir / ".locks" / self.folder_name / f"{_checked_etag(etag)}.lock"
 
     def snapshot(self, commit: str) -> Path:
+        if not _COMMIT.fullmatch(commit):
+            raise DownloadFailed("refusing a commit id that is not 40 hex digits as a snapshot folder")
         return self.root / "snapshots" / commit
 
     def pointer(self, commit: str, path: str) -> Path:
+        if not is_safe_repo_path(path):
+            raise DownloadFailed("refusing a file name that would leave its snapshot folder")
         return self.snapshot(commit).joinpath(*path.split("/"))
 
     def link(self, blob: Path, pointer: Path) -> None:
@@ -61,17 +67,29 @@ class RepoCache:
         pointer.unlink(missing_ok=True)
         os.symlink(target, pointer)
 
+    def ref(self, revision: str) -> Path:
+        """The file recording which commit `revision` (a branch or tag) is."""
+        try:
+            validate_revision(revision)
+        except InvalidArgument:
+            raise DownloadFailed("refusing a revision that would leave the repo's refs folder") from None
+        return self.root / "refs" / revision
+
     def write_ref(self, revision: str, commit: str) -> None:
         """Record that `revision` (a branch or tag) is `commit`, atomically; nothing for a commit hash."""
         if revision == commit:
             return
-        ref = self.root / "refs" / revision
+        ref = self.ref(revision)
         ref.parent.mkdir(parents=True, exist_ok=True)
         if ref.is_file() and ref.read_text() == commit:
             return
         temporary = ref.with_name(f"{ref.name}.{os.getpid()}.tmp")
-        temporary.write_text(commit)
-        os.replace(temporary, ref)
+        try:
+            temporary.write_text(commit)
+            os.replace(temporary, ref)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            raise DownloadFailed(f"cannot record revision {revision!r} of {self.repo_id}: {error.strerror}") from None
 
     def bytes_on_disk(self, file: PlannedFile) -> int:
         """How much of `file` is already here: all of it as a blob, or the valid part of our partial."""
@@ -96,6 +114,13 @@ class RepoCache:
             match = _PARTIAL_NAME.match(path.name)
             if match and not path.is_symlink():
                 yield path, match["etag"]
+
+
+def _checked_etag(etag: str) -> str:
+    """`etag` when it is a git blob id or a sha256: it names files, so nothing else may become a path."""
+    if not _ETAG.fullmatch(etag):
+        raise DownloadFailed("refusing a blob id that is not 40 or 64 hex digits as a cache file name")
+    return etag
 
 
 def missing_bytes(cache_dir: Path, plan: FilePlan) -> int:

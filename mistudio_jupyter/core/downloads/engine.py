@@ -21,6 +21,7 @@ import logging
 import mmap
 import os
 import queue
+import re
 import shutil
 import socket
 import ssl
@@ -53,6 +54,7 @@ POLL_S = 0.2
 # same rack) the buffer is pinned to that; on any longer path autotuning is left alone.
 LOW_LATENCY_WINDOW_BYTES = 2 << 20
 LOW_LATENCY_RATE_BPS = 10e9
+_CONTENT_RANGE = re.compile(r"bytes (?P<start>\d+)-\d+/(?P<total>\d+)")
 
 
 @dataclasses.dataclass
@@ -171,6 +173,8 @@ class Engine:
             if response.status_code == 200 and sink.size:
                 progress.bytes_done -= sink.size
                 sink.restart()
+            elif response.status_code == 206:
+                _check_content_range(response.headers.get("Content-Range", ""), sink.size, file, repo_id)
             readinto = _body_reader(response, self.read_timeout_s)
             while not self.stop.is_set():
                 count = readinto(sink.space())
@@ -298,7 +302,7 @@ class _PartialFile:
         self._block = self._hashing.take(self._stop)
 
     def hexdigest(self) -> str | None:
-        """The hash of the whole file, once closed after a complete transfer."""
+        """The hash of the whole file, once closed after a complete transfer (None before)."""
         return self._digest
 
     def close(self, complete: bool = True) -> None:
@@ -345,12 +349,11 @@ class _BlockHasher:
         self._hasher = _new_hasher(file)
         self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
         self._written: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
-        self._blocks_left = HASH_QUEUE_BLOCKS if self._hasher else 1
+        self._blocks_left = HASH_QUEUE_BLOCKS
         self._stopped = False
         self._error: Exception | None = None
         self._thread = threading.Thread(target=self._run, name="mistudio-partial-hasher", daemon=True)
-        if self._hasher:
-            self._thread.start()
+        self._thread.start()
 
     def take(self, stop: threading.Event) -> memoryview:
         """A block to receive into: a free one, a new one while fewer than HASH_QUEUE_BLOCKS exist,
@@ -371,15 +374,10 @@ class _BlockHasher:
 
     def hand(self, block: memoryview, length: int) -> None:
         """The first `length` bytes of `block` were appended to the file: hash them, then free it."""
-        if self._hasher:
-            self._written.put((block, length))
-        else:
-            self._free.put(block)
+        self._written.put((block, length))
 
-    def result(self, stop: threading.Event) -> str | None:
+    def result(self, stop: threading.Event) -> str:
         """The hex digest once every handed byte is hashed; raises `Cancelled` once `stop` is set."""
-        if not self._hasher:
-            return None
         self._written.put(None)
         while self._thread.is_alive():
             if stop.is_set():
@@ -509,29 +507,36 @@ def _pin_receive_buffer(response: Any) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LOW_LATENCY_WINDOW_BYTES // 2)
 
 
+def _check_content_range(header: str, start: int, file: PlannedFile, repo_id: str) -> None:
+    """A 206 must carry the bytes asked for, of a file of the planned size: anything else would be
+    appended at the wrong offset (the hash would catch it, but only after the whole transfer)."""
+    match = _CONTENT_RANGE.fullmatch(header.strip())
+    if match is None or int(match["start"]) != start or int(match["total"]) != file.size:
+        raise DownloadFailed(f"the server answered a request for {file.path} of {repo_id} from byte {start} "
+                             f"with Content-Range {header[:80]!r}; nothing from it was kept")
+
+
 def _write_all(fd: int, data: memoryview) -> None:
     while data:
         data = data[os.write(fd, data):]
 
 
 def _new_hasher(file: PlannedFile) -> Any:
-    """sha256 for LFS files; for regular files the git blob sha1, whose header is the size."""
+    """sha256 for LFS files; for regular files the git blob sha1, whose header is the size. Every
+    file is verified: the plan only holds files with one of the two."""
     if file.sha256:
         return hashlib.sha256()
-    if file.blob_id and len(file.blob_id) == 40:
-        hasher = hashlib.sha1()
-        hasher.update(b"blob %d\0" % file.size)
-        return hasher
-    return None
+    hasher = hashlib.sha1()
+    hasher.update(b"blob %d\0" % file.size)
+    return hasher
 
 
 def _verification_problem(file: PlannedFile, sink: _PartialFile) -> str:
     """Why the finished partial file is not `file`, or '' when it is."""
     if sink.size != file.size:
         return f"size {sink.size} instead of {file.size}"
-    expected = file.sha256 or (file.blob_id if sink.hexdigest() else None)
-    actual = sink.hexdigest()
-    if expected and actual != expected:
+    expected, actual = file.sha256 or file.blob_id, sink.hexdigest()
+    if actual != expected:
         return f"hash {actual} instead of {expected}"
     return ""
 
@@ -545,4 +550,4 @@ def _write_error(path: Path, error: OSError) -> MiStudioError:
         free = shutil.disk_usage(path.parent).free
         return InsufficientDisk(f"the disk filled while writing {path.name}: {free / 1e9:.2f} GB free in "
                                 f"{path.parent}; free some space and resume")
-    return DownloadFailed(f"cannot write {path}: {error}")
+    return DownloadFailed(f"cannot write {path.name}: {error.strerror}")

@@ -1,8 +1,8 @@
 """Download jobs, coordinated through the catalog: start, join, watch, cancel, delete, sweep.
 
 Each job runs in a child process (`python -m mistudio_jupyter.core.downloads.worker ID`). The
-parent claims the catalog row for the child's `host:pid` before the child does anything, so of
-two racing requests for one entry exactly one starts a job and the other joins it. The token and
+parent claims the catalog row before it starts the child, then hands the claim to the child's
+`host:pid`, so of racing requests for one entry exactly one starts a process and the others join it. The token and
 options reach the child on its stdin, never in argv or the catalog.
 """
 from __future__ import annotations
@@ -11,12 +11,13 @@ import datetime as dt
 import json
 import os
 import signal
+import stat
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -198,14 +199,33 @@ class DownloadManager:
             "allow_pickle": allow_pickle,
             "allow_remote_code": allow_remote_code,
         }
-        process = self._spawn(record.id)
-        if not self.catalog.claim(record.id, worker_name(process.pid), stale_after_s=self.settings.heartbeat_timeout_s):
-            _abandon(process)
+        # Claim first, spawn once: of racing requests only the one that wins the row starts a process.
+        reservation = f"{socket.gethostname()}:starting-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        if not self.catalog.claim(record.id, reservation, stale_after_s=self.settings.heartbeat_timeout_s):
+            return DownloadHandle(self, record.id, None, on_progress)
+        process = self._spawn_claimed(record.id, reservation)
+        if process is None:
             return DownloadHandle(self, record.id, None, on_progress)
         assert process.stdin is not None
         process.stdin.write(json.dumps(request).encode())
         process.stdin.close()
         return DownloadHandle(self, record.id, process, on_progress)
+
+    def _spawn_claimed(self, model_id: str, reservation: str) -> subprocess.Popen[bytes] | None:
+        """Start the worker of a row claimed as `reservation` and hand the claim to it; None when the
+        row was deleted or taken over meanwhile (the child is stopped before it does anything)."""
+        try:
+            process = self._spawn(model_id)
+        except (OSError, DownloadFailed) as error:
+            failure = error if isinstance(error, DownloadFailed) else DownloadFailed(
+                f"cannot start a download worker: {error.strerror}")
+            self.catalog.heartbeat(model_id, reservation, status="failed", error_code=failure.code,
+                                   error_message=failure.message)
+            raise failure from None
+        if not self.catalog.hand_over(model_id, reservation, worker_name(process.pid)):
+            _abandon(process)
+            return None
+        return process
 
     def cancel(self, model_id: str, *, discard: bool = False) -> ModelRecord:
         """Stop the job of `model_id` from any process: the catalog flag, plus SIGTERM when local."""
@@ -308,8 +328,9 @@ class DownloadManager:
                 "heartbeat_timeout_s": settings.heartbeat_timeout_s, "disk_margin_bytes": settings.disk_margin_bytes}
 
     def _spawn(self, model_id: str) -> subprocess.Popen[bytes]:
-        log_path = log_dir() / f"{model_id}.log"
-        with open(log_path, "ab") as log:
+        log_path = log_dir(self.settings) / f"{model_id}.log"
+        descriptor = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        with open(descriptor, "ab") as log:
             return subprocess.Popen(
                 [sys.executable, "-m", WORKER_MODULE, model_id],
                 stdin=subprocess.PIPE, stdout=log, stderr=log, close_fds=True,
@@ -318,10 +339,19 @@ class DownloadManager:
             )
 
 
-def log_dir() -> Path:
-    """Where download workers write their logs."""
-    path = Path(tempfile.gettempdir()) / f"mistudio-{os.getuid() if hasattr(os, 'getuid') else 'user'}" / "downloads"
-    path.mkdir(parents=True, exist_ok=True)
+def log_dir(settings: Settings) -> Path:
+    """Where download workers write their logs: `{runtime_dir}/mistudio/downloads`, private (0700).
+
+    A folder there that is a link, or belongs to another user, is refused rather than written into.
+    """
+    path = settings.runtime_dir / "mistudio" / "downloads"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+        raise DownloadFailed("the download log folder in the Jupyter runtime dir is a link or belongs to another "
+                             "user; remove it or set JUPYTER_RUNTIME_DIR")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(path, 0o700)
     return path
 
 

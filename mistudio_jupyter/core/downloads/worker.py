@@ -143,7 +143,7 @@ class Job:
         except Exception as error:  # noqa: BLE001 - any failure must reach the catalog, not just the log
             self.interrupt.armed = False
             log.exception("download of %s failed", self.model_id)
-            self._finish(status="failed", error_code="download_failed", error_message=f"{type(error).__name__}: {error}")
+            self._finish(status="failed", error_code="download_failed", error_message=_describe(error))
         return 0
 
     def _download(self) -> dict[str, Any]:
@@ -215,6 +215,13 @@ class Job:
             self.catalog.heartbeat(self.model_id, self.worker, **final)
         except NotFound:
             log.info("%s was deleted or taken over; its final status is not written", self.model_id)
+
+
+def _describe(error: Exception) -> str:
+    """An unexpected failure as the catalog shows it: for OS errors the reason without the file path
+    (the message reaches REST clients; the log has the traceback)."""
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return f"{type(error).__name__}: {reason}"
 
 
 def completion_fields(plan: FilePlan, snapshot: Path) -> dict[str, Any]:
