@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from sqlalchemy import (
-    JSON, BigInteger, Boolean, DateTime, Float, String, Text, TypeDecorator, UniqueConstraint, create_engine, event, or_,
+    JSON, BigInteger, Boolean, DateTime, Float, Integer, String, Text, TypeDecorator, UniqueConstraint, create_engine, event, or_,
     select, update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -76,6 +76,7 @@ class ModelRecord(Base):
     speed_bps: Mapped[float | None] = mapped_column(Float)
     eta_s: Mapped[float | None] = mapped_column(Float)
     current_file: Mapped[str | None] = mapped_column(String(1024))
+    connections: Mapped[int | None] = mapped_column(Integer)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     gated: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -112,6 +113,7 @@ class ModelRecord(Base):
             "speed_bps": self.speed_bps,
             "eta_s": self.eta_s,
             "current_file": self.current_file,
+            "connections": self.connections,
             "error": error,
             "gated": self.gated,
             "summary": (self.architecture or {}).get("summary"),

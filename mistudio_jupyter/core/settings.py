@@ -29,6 +29,15 @@ def _jupyter_runtime_dir(env: Mapping[str, str]) -> Path:
     return _jupyter_data_dir(env) / "runtime"
 
 
+def _whole_number(variable: str, text: str) -> int:
+    from .errors import InvalidArgument
+
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidArgument(f"{variable} must be a whole number, got {text!r}") from None
+
+
 def _default_hub_cache(env: Mapping[str, str]) -> Path:
     """The standard Hugging Face hub cache, with huggingface_hub's precedence of variables."""
     if env.get("HF_HUB_CACHE"):
@@ -54,6 +63,7 @@ class Settings:
     hub_endpoint: str = DEFAULT_ENDPOINT
     token: str | None = dataclasses.field(default=None, repr=False)
     max_parallel_downloads: int = 2
+    max_connections: int = 16
     heartbeat_timeout_s: float = 30.0
     disk_margin_bytes: int = 512 * 1024 * 1024
     runtime_dir: Path = dataclasses.field(default_factory=lambda: _jupyter_runtime_dir(os.environ))
@@ -75,8 +85,10 @@ class Settings:
             "token": env.get("HF_TOKEN") or None,
             "runtime_dir": _jupyter_runtime_dir(env),
         }
-        if env.get("MISTUDIO_MAX_PARALLEL_DOWNLOADS"):
-            values["max_parallel_downloads"] = int(env["MISTUDIO_MAX_PARALLEL_DOWNLOADS"])
+        for name in ("max_parallel_downloads", "max_connections"):
+            variable = f"MISTUDIO_{name.upper()}"
+            if env.get(variable):
+                values[name] = _whole_number(variable, env[variable])
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(cache_dir=Path(cache_dir).expanduser(), db_url=str(db_url), **values)
         settings.validate()
@@ -87,5 +99,7 @@ class Settings:
 
         if self.max_parallel_downloads < 1:
             raise InvalidArgument("max_parallel_downloads must be at least 1")
+        if self.max_connections < 1:
+            raise InvalidArgument("max_connections must be at least 1")
         if not self.hub_endpoint.startswith(("http://", "https://")):
             raise InvalidArgument(f"hub endpoint must be an http(s) URL, got {self.hub_endpoint!r}")

@@ -34,6 +34,8 @@ class MiStudio(ExtensionApp):
                      help="SQLAlchemy URL of the catalog (default: SQLite in the Jupyter data dir).")
     max_parallel_downloads = Integer(None, allow_none=True, config=True,
                                      help="How many downloads run at once.")
+    max_connections = Integer(None, allow_none=True, config=True,
+                              help="At most this many connections per download (ranges of its files at once).")
     hub_endpoint = Unicode(None, allow_none=True, config=True,
                            help="The Hugging Face Hub to talk to (default: HF_ENDPOINT or huggingface.co).")
     catalog_threads = Integer(4, config=True, help="Threads for catalog requests.")
@@ -50,6 +52,7 @@ class MiStudio(ExtensionApp):
     def initialize_settings(self) -> None:
         settings = Settings.from_env(cache_dir=self.cache_dir, db_url=self.db_url, hub_endpoint=self.hub_endpoint,
                                      max_parallel_downloads=self.max_parallel_downloads,
+                                     max_connections=self.max_connections,
                                      runtime_dir=Path(self.serverapp.runtime_dir))
         self.manager = ModelManager(settings)
         self.catalog_executor = ThreadPoolExecutor(self.catalog_threads, thread_name_prefix="mistudio-catalog")

@@ -254,8 +254,11 @@ def ranged(content: Content, request: Request, headers: dict[str, str]) -> Respo
 
 
 def shift_range(response: Response, shift: int, header_lies: bool) -> None:
-    """Send the bytes from `shift` before the range asked for, saying so unless the header lies."""
-    response.start, response.end = max(0, response.start - shift), max(0, response.end - shift)
+    """Send the bytes from `shift` before the range asked for (a range from byte 0 stays as it is),
+    saying so unless the header lies."""
+    if response.start < shift:
+        return
+    response.start, response.end = response.start - shift, response.end - shift
     if not header_lies and response.content is not None:
         size = response.content.size
         response.headers["Content-Range"] = f"bytes {response.start}-{response.end - 1}/{size}"

@@ -56,7 +56,10 @@ def tree(root: Path) -> dict[str, tuple[str, int]]:
 
 
 def partials(cache: Path) -> list[Path]:
-    return [p for p in cache.rglob("*.incomplete")] if cache.exists() else []
+    """Partial files anywhere in the cache: ours (`*.part`, journals) and huggingface_hub's."""
+    if not cache.exists():
+        return []
+    return [p for pattern in ("*.incomplete", "*.part", "*.journal") for p in cache.rglob(pattern)]
 
 
 def worker_pids(db_path: Path) -> list[int]:

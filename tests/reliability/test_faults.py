@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from mistudio_jupyter.core.downloads.cache import RepoCache
+from mistudio_jupyter.core.downloads.journal import read_written
 from tests.hubserver import HubServer, RepoSpec
 
 from .conftest import cdn_bytes, lfs_file
@@ -24,12 +25,12 @@ from tests.polling import wait_for
 from .live import HubProcess, JupyterServer, jupyter, kill_workers, partials, sha256_of, worker_pids
 
 BIG = "tiny/big"
-THROTTLE = 20_000_000  # 50 MB in 2.5 s
+THROTTLE = 1_500_000  # per connection: 50 MB in 2-4 s over 8-16 streams
 
 
 def _partial_size(cache: Path, etag: str) -> int:
-    path = RepoCache(cache, BIG).partial(etag)
-    return path.stat().st_size if path.exists() else 0
+    """Bytes of the big file written so far, as its journal says."""
+    return read_written(RepoCache(cache, BIG).partial(etag), 1 << 40).covered()
 
 
 def _assert_complete(cache: Path, repo_id: str, record: dict, sha256: str) -> None:
@@ -104,7 +105,7 @@ def test_server_sigkilled_alone_worker_finishes_and_restart_joins_it(
         assert worker_pids(second.db_path) == [worker]
         final = second.wait_status(model_id, {"ready", "failed", "cancelled", "interrupted"}, 60)
         _assert_complete(second.cache, BIG, final, big.sha256)
-        assert cdn_bytes(hub, BIG) == big.size  # one transfer, never restarted
+        assert big.size <= cdn_bytes(hub, BIG) <= big.size * 1.01  # one transfer, never restarted
     finally:
         first.close()
         second.close()

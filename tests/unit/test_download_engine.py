@@ -1,40 +1,91 @@
-"""The engine's block hasher on its own, where the end-to-end tests cannot steer it: a failing hash."""
+"""The parts of the download engine below the HTTP level: range sets, the journal, and the hash that
+follows the written prefix of a file written out of order."""
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
+from pathlib import Path
 
 import pytest
 
-from mistudio_jupyter.core.downloads import engine
+from mistudio_jupyter.core.downloads.cache import RepoCache
+from mistudio_jupyter.core.downloads.journal import Journal, journal_path, read_written
+from mistudio_jupyter.core.downloads.partial import BLOCK_BYTES, BlockPool, HashThreads, MemoryBudget, PartialFile
+from mistudio_jupyter.core.downloads.ranges import RangeSet
 from mistudio_jupyter.core.errors import DownloadFailed
 from mistudio_jupyter.core.hub import PlannedFile
 
-
-def test_blocks_are_hashed_after_the_bytes_on_disk(tmp_path) -> None:
-    data = bytes(range(256)) * 4096
-    path = tmp_path / "partial"
-    path.write_bytes(data[:1000])
-    file = PlannedFile("model.safetensors", len(data), "0" * 40, hashlib.sha256(data).hexdigest())
-    hasher, stop = engine._BlockHasher(path, file, on_disk=1000), threading.Event()
-
-    block = hasher.take(stop)
-    block[: len(data) - 1000] = data[1000:]
-    hasher.hand(block, len(data) - 1000)
-
-    assert hasher.result(stop) == file.sha256
-    hasher.stop()
+CONTENT = os.urandom(5 * BLOCK_BYTES + 12345)
 
 
-def test_a_file_that_shrank_fails_the_download_instead_of_hanging_it(tmp_path) -> None:
-    path = tmp_path / "partial"
-    path.write_bytes(b"x" * 10)  # shorter than the 100 bytes the hasher is told are on disk
-    file = PlannedFile("model.safetensors", 1000, "0" * 40, "0" * 64)
-    hasher, stop = engine._BlockHasher(path, file, on_disk=100), threading.Event()
+def test_range_sets_merge_and_report_gaps() -> None:
+    written = RangeSet([(10, 20), (30, 40)])
+    written.add(20, 30)
+    written.add(50, 60)
+    assert list(written) == [(10, 40), (50, 60)] and written.covered() == 40 and written.prefix() == 0
+    assert written.gaps(70) == [(0, 10), (40, 50), (60, 70)]
+    written.add(0, 10)
+    assert written.prefix() == 40
 
-    with pytest.raises(DownloadFailed, match="cannot hash"):
-        for _ in range(engine.HASH_QUEUE_BLOCKS + 1):  # the receiver runs out of blocks: no wait forever
-            hasher.hand(hasher.take(stop), 1)
-    with pytest.raises(DownloadFailed, match="cannot hash"):
-        hasher.result(stop)
-    hasher.stop()
+
+def test_the_journal_survives_a_torn_line_and_an_old_partial_is_its_prefix(tmp_path: Path) -> None:
+    partial = tmp_path / "blob.incomplete"
+    partial.write_bytes(b"x" * 300)
+    assert list(read_written(partial, 1000)) == [(0, 300)]  # written front to back by an older engine
+
+    journal = Journal(partial, RangeSet([(0, 100)]))
+    journal.record(500, 600)
+    journal.close()
+    with open(journal_path(partial), "a") as torn:
+        torn.write("700 8")  # the process died inside this write
+    assert list(read_written(partial, 1000)) == [(0, 100), (500, 600)]
+
+
+@pytest.fixture
+def hashing():
+    threads = HashThreads(1, BlockPool(64), MemoryBudget(0))
+    yield threads
+    threads.close()
+
+
+def partial_file(tmp_path: Path, hashing: HashThreads, on_hashed) -> PartialFile:
+    file = PlannedFile(path="model.safetensors", size=len(CONTENT), blob_id=None,
+                       sha256=hashlib.sha256(CONTENT).hexdigest())
+    return PartialFile(0, RepoCache(tmp_path, "org/model"), file, hashing, on_hashed)
+
+
+@pytest.mark.parametrize("memory", [0, 64 * BLOCK_BYTES])
+def test_the_hash_follows_blocks_written_out_of_order_after_the_bytes_on_disk(tmp_path: Path, memory: int) -> None:
+    """Blocks ahead of the frontier are hashed from held copies, or read back from the file when the
+    memory budget is spent; either way the digest is the file's."""
+    hashing = HashThreads(1, BlockPool(64), MemoryBudget(memory))
+    done = threading.Event()
+    target = partial_file(tmp_path, hashing, lambda _: done.set())
+    target.path.parent.mkdir(parents=True)
+    target.path.write_bytes(CONTENT[:1000])  # an older engine's partial: its first 1000 bytes
+    target.open()
+    offsets = [1000 + index * BLOCK_BYTES for index in range(6) if 1000 + index * BLOCK_BYTES < len(CONTENT)]
+    for offset in reversed(offsets):
+        piece = CONTENT[offset:offset + BLOCK_BYTES]
+        block = memoryview(bytearray(BLOCK_BYTES))
+        block[:len(piece)] = piece
+        target.write(offset, block, len(piece))
+
+    assert done.wait(10)
+    hashing.close()
+    assert target.digest == target.expected_digest
+    assert target.path.read_bytes() == CONTENT
+
+
+def test_a_file_that_shrank_fails_the_download_instead_of_hanging_it(tmp_path: Path, hashing: HashThreads) -> None:
+    done = threading.Event()
+    target = partial_file(tmp_path, hashing, lambda _: done.set())
+    target.path.parent.mkdir(parents=True)
+    target.path.write_bytes(CONTENT[:100])
+    Journal(target.path, RangeSet([(0, 3 * BLOCK_BYTES)])).close()  # says more than the file holds
+
+    target.open()
+
+    assert done.wait(10), "the hash never reported back"
+    assert isinstance(target.error, DownloadFailed) and target.digest is None

@@ -3,7 +3,10 @@
 `models--{org}--{name}/blobs/{etag}`, `snapshots/{commit}/{path}` (a relative link to the blob),
 `refs/{revision}`; locks in `.locks/models--{org}--{name}/{etag}.lock` (the same ones
 huggingface_hub takes, so our engine and `hf_hub_download` never write one blob at once).
-Our partial file is `blobs/{etag}.mistudio.incomplete`: one per blob, reused by every attempt.
+Our partial file of a blob, reused by every attempt, is `.locks/mistudio/partials/models--{org}--{name}/
+{etag}.part` with its journal beside it: `.locks` is the one folder that `hf cache prune` and `hf cache rm`
+never touch, so a running or paused download survives them. (Partials of the earlier single-stream
+engine, `blobs/{etag}.mistudio.incomplete`, are moved there when their download resumes.)
 """
 from __future__ import annotations
 
@@ -16,12 +19,16 @@ from typing import Iterable, Iterator
 
 from ..errors import DownloadFailed, InsufficientDisk, InvalidArgument
 from ..hub import FilePlan, PlannedFile, is_safe_repo_path, validate_revision
+from .journal import journal_path, read_written
 
-PARTIAL_SUFFIX = ".mistudio.incomplete"
+PARTIALS_DIR = (".locks", "mistudio", "partials")
+PARTIAL_SUFFIX = ".part"
+LEGACY_PARTIAL_SUFFIX = ".mistudio.incomplete"
 FREE_BYTES_ENV = "MISTUDIO_FREE_DISK_BYTES"
 _ETAG = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
-_PARTIAL_NAME = re.compile(r"^(?P<etag>[0-9a-f]{40}|[0-9a-f]{64})(\.mistudio|\.[0-9a-f]{8})?\.incomplete$")
+_PART_NAME = re.compile(r"^(?P<etag>[0-9a-f]{40}|[0-9a-f]{64})\.part$")
+_INCOMPLETE_NAME = re.compile(r"^(?P<etag>[0-9a-f]{40}|[0-9a-f]{64})(\.mistudio|\.[0-9a-f]{8})?\.incomplete$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +49,15 @@ class RepoCache:
     def blob(self, etag: str) -> Path:
         return self.root / "blobs" / _checked_etag(etag)
 
+    @property
+    def partials_dir(self) -> Path:
+        return self.cache_dir.joinpath(*PARTIALS_DIR, self.folder_name)
+
     def partial(self, etag: str) -> Path:
-        return self.root / "blobs" / f"{_checked_etag(etag)}{PARTIAL_SUFFIX}"
+        return self.partials_dir / f"{_checked_etag(etag)}{PARTIAL_SUFFIX}"
+
+    def legacy_partial(self, etag: str) -> Path:
+        return self.root / "blobs" / f"{_checked_etag(etag)}{LEGACY_PARTIAL_SUFFIX}"
 
     def lock(self, etag: str) -> Path:
         return self.cache_dir / ".locks" / self.folder_name / f"{_checked_etag(etag)}.lock"
@@ -92,28 +106,27 @@ class RepoCache:
             raise DownloadFailed(f"cannot record revision {revision!r} of {self.repo_id}: {error.strerror}") from None
 
     def bytes_on_disk(self, file: PlannedFile) -> int:
-        """How much of `file` is already here: all of it as a blob, or the valid part of our partial."""
+        """How much of `file` is already here: all of it as a blob, or what its partial holds."""
         etag = file.etag or ""
         if self.blob(etag).exists():
             return file.size
-        try:
-            size = self.partial(etag).stat().st_size
-        except OSError:
-            return 0
-        return size if size <= file.size else 0
+        partial = self.partial(etag)
+        if not partial.exists() and self.legacy_partial(etag).exists():
+            partial = self.legacy_partial(etag)
+        return read_written(partial, file.size).covered()
 
     def partials(self) -> Iterator[tuple[Path, str]]:
-        """Every partial file of this repo (ours and huggingface_hub's), with its etag.
+        """Every partial file of this repo (ours, and huggingface_hub's in `blobs/`), with its etag.
 
-        Links are never followed: a planted `blobs` or partial link must not lead outside the cache.
+        Links are never followed: a planted folder or partial link must not lead outside the cache.
         """
-        blobs = self.root / "blobs"
-        if self.root.is_symlink() or blobs.is_symlink() or not blobs.is_dir():
-            return
-        for path in blobs.iterdir():
-            match = _PARTIAL_NAME.match(path.name)
-            if match and not path.is_symlink():
-                yield path, match["etag"]
+        for folder, pattern in ((self.partials_dir, _PART_NAME), (self.root / "blobs", _INCOMPLETE_NAME)):
+            if any(path.is_symlink() for path in (folder, folder.parent)) or not folder.is_dir():
+                continue
+            for path in folder.iterdir():
+                match = pattern.match(path.name)
+                if match and not path.is_symlink():
+                    yield path, match["etag"]
 
 
 def _checked_etag(etag: str) -> str:
@@ -154,12 +167,13 @@ def ensure_disk_space(cache_dir: Path, plan: FilePlan, margin_bytes: int) -> Non
 
 
 def repo_caches(cache_dir: Path) -> Iterator[RepoCache]:
-    """Every model repo folder in the cache."""
-    if not cache_dir.is_dir():
-        return
-    for folder in sorted(cache_dir.glob("models--*")):
-        if not folder.is_symlink():
-            yield RepoCache(cache_dir, folder.name[len("models--"):].replace("--", "/"))
+    """Every model repo with a folder or partial files in the cache."""
+    names: set[str] = set()
+    for folder in (cache_dir, cache_dir.joinpath(*PARTIALS_DIR)):
+        if folder.is_dir() and not folder.is_symlink():
+            names.update(path.name for path in folder.glob("models--*") if not path.is_symlink())
+    for name in sorted(names):
+        yield RepoCache(cache_dir, name[len("models--"):].replace("--", "/"))
 
 
 def sweep_partials(repos: Iterable[RepoCache]) -> tuple[list[str], int]:
@@ -180,6 +194,7 @@ def sweep_partials(repos: Iterable[RepoCache]) -> tuple[list[str], int]:
                 with FileLock(str(lock_path), timeout=0):
                     size = path.stat().st_size
                     path.unlink()
+                    journal_path(path).unlink(missing_ok=True)
             except (Timeout, FileNotFoundError):
                 continue
             removed.append(str(path))

@@ -1,80 +1,124 @@
-"""Fetch a Hub repo revision into the Hugging Face cache: resumable, verified and cancellable.
+"""Fetch a Hub repo revision into the Hugging Face cache over many ranged streams: resumable,
+verified and cancellable.
 
-Each file goes over HTTP Range into one stable partial file per blob, so any later attempt (in any
-process) continues from the bytes already on disk. Size and hash (sha256 for LFS files, the git
-blob sha1 otherwise) are checked before the partial becomes `blobs/{etag}` with an atomic rename;
-then the snapshot link and the ref are written as huggingface_hub writes them. huggingface_hub
-provides the URL, headers, HTTP session and error types.
+Behind a CDN each connection is capped, so one scheduler per plan splits the files into ranges and
+keeps N streams (threads, each reusing its connection where it can) busy across all of them, small
+files first so that config and tokenizer land early. N adapts: it starts at a few streams, grows while
+the aggregate rate grows, halves on 429/503, and never exceeds `max_connections`. When no range is
+left to start, an idle stream takes the second half of the largest range still running, so a slow
+or stalled stream never holds up the end of a download; a stream that stalls gives its range back and
+reconnects.
 
-The body is read from the connection's socket straight into reusable blocks that are appended to
-the partial file and then hashed by a thread while still in memory, so receiving and hashing
-overlap and no byte is read twice. On a low-latency path the socket's receive buffer is pinned
-small, so a killed download loses little besides the block in hand.
+Each stream writes at its offset into the file's stable partial file and records the range in the
+journal beside it, so a resume from any process, with any stream count, fetches only the gaps; the
+hash follows the written prefix (see `partial.py`). Only a verified file becomes `blobs/{etag}`
+(atomic rename); then the snapshot link and the ref are written as huggingface_hub writes them.
+huggingface_hub provides the URL, headers, HTTP session and error types.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
-import errno
-import hashlib
 import logging
-import mmap
 import os
-import queue
 import re
-import shutil
 import socket
 import ssl
-import struct
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urljoin, urlparse
 
-from ..errors import Cancelled, DownloadFailed, HubUnreachable, InsufficientDisk, MiStudioError
+from ..errors import Cancelled, DownloadFailed, HubUnreachable, MiStudioError
 from ..hub import FilePlan, PlannedFile, map_hub_error
 from .cache import RepoCache
+from .partial import BLOCK_BYTES, BlockPool, HashThreads, MemoryBudget, PartialFile
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MAX_CONNECTIONS = 16
+START_CONNECTIONS = 8
 MAX_REDIRECTS = 10
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-BLOCK_BYTES = 1 << 20
-HASH_WINDOW_BYTES = 8 << 20
-HASH_QUEUE_BLOCKS = 16
-# Bytes held in memory before they reach the partial file are lost if the process is killed,
-# so a slow stream is flushed after this long even when the block is not full.
-FLUSH_AFTER_S = 0.002
-# How often a wait (for the blob lock, for the hash to catch up) checks the stop event.
+THROTTLE_STATUS = frozenset({429, 503})
+EXPIRED_STATUS = frozenset({403, 410})
+CHUNK_BYTES = 8 << 20
+MIN_SPLIT_BYTES = 1 << 20
+# Only a range that needs longer than this at its stream's rate is split: what the server already
+# sent past the split point is wasted, so a range about to finish is left alone.
+SPLIT_AFTER_S = 1.0
+# Ranges at least this long are read straight from the socket (one copy, no object per chunk); the
+# connection is then closed with the response. Shorter ones go through httpx, which reuses it.
+RAW_SOCKET_MIN_BYTES = 4 << 20
+# Bytes received but not yet written are lost if the process is killed, so a slow stream writes its
+# block after this long even when it is not full.
+FLUSH_AFTER_S = 0.01
+ADAPT_EVERY_S = 0.5
+GROWTH_THAT_COUNTS = 1.1
+THROTTLE_PAUSE_S = 2.0
+SYNC_EVERY_S = 5.0
 POLL_S = 0.2
-# A kill also loses what the kernel holds in the socket's receive buffer, which Linux autotunes up
-# to tcp_rmem's maximum (often 6-32 MiB) whatever the path. Where the round trip is so short that
-# LOW_LATENCY_WINDOW_BYTES carries LOW_LATENCY_RATE_BPS (under ~200 µs: loopback, a mirror in the
-# same rack) the buffer is pinned to that; on any longer path autotuning is left alone.
-LOW_LATENCY_WINDOW_BYTES = 2 << 20
-LOW_LATENCY_RATE_BPS = 10e9
+MEMORY_PER_STREAM_BYTES = 2 << 20
 _CONTENT_RANGE = re.compile(r"bytes (?P<start>\d+)-\d+/(?P<total>\d+)")
 
 
 @dataclasses.dataclass
 class Progress:
-    """Counters the engine advances per chunk; a reporter thread reads them (no locking needed)."""
+    """Counters the streams advance; a reporter thread reads them."""
 
     bytes_total: int = 0
     bytes_done: int = 0
     current_file: str | None = None
+    connections: int = 0
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self.bytes_done += count
 
 
 class _Retry(Exception):
-    """A transient HTTP answer (5xx, 429, 408): try again from the current byte."""
+    """A transient answer (5xx, 429, 408, a dropped connection): try the range again."""
+
+    def __init__(self, reason: str, *, throttled: bool = False, retry_after_s: float = 0.0) -> None:
+        super().__init__(reason)
+        self.throttled = throttled
+        self.retry_after_s = retry_after_s
+
+
+class _Expired(Exception):
+    """The CDN refused a URL it gave before (presigned URLs expire): resolve it again through the Hub."""
+
+
+@dataclasses.dataclass(eq=False)
+class _Range:
+    """`[pos, end)` of one file, fetched by one stream; `end` shrinks when another stream takes the
+    second half, `received` is how far the stream has read."""
+
+    target: PartialFile
+    pos: int
+    end: int
+    received: int = 0
+    failures: int = 0
+    socket: socket.socket | None = None
+    body_started_at: float = 0.0
+    body_start: int = 0
+
+    def seconds_left(self, now: float) -> float:
+        """How long the stream needs for the rest at its rate so far (infinite before any byte)."""
+        elapsed, received = now - self.body_started_at, self.received - self.body_start
+        if not self.body_started_at or received <= 0 or elapsed <= 0:
+            return float("inf") if self.body_started_at and elapsed > SPLIT_AFTER_S else 0.0
+        return (self.end - self.received) * elapsed / received
 
 
 class Engine:
     """Downloads the files of `FilePlan`s into `cache_dir`.
 
-    `stop` is checked between chunks and during waits; once set, the engine raises `Cancelled`
-    and leaves the partial file in place for a later resume.
+    `stop` is checked between blocks and during waits; once set, the engine raises `Cancelled` and
+    leaves partial files and journals in place for a later resume.
     """
 
     def __init__(
@@ -87,6 +131,7 @@ class Engine:
         progress: Progress | None = None,
         max_retries: int = 5,
         backoff_s: float = 0.5,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         from huggingface_hub import constants
         from huggingface_hub.utils import build_hf_headers, get_session
@@ -98,6 +143,7 @@ class Engine:
         self.progress = progress or Progress()
         self.max_retries = max_retries
         self.backoff_s = backoff_s
+        self.max_connections = max(1, max_connections)
         self.session = get_session()
         self.read_timeout_s = float(constants.HF_HUB_DOWNLOAD_TIMEOUT)
         self.headers = dict(build_hf_headers(token=token or False, library_name="mistudio-jupyter"))
@@ -106,96 +152,33 @@ class Engine:
     def fetch(self, plan: FilePlan) -> Path:
         """Fetch every file of `plan`; returns the snapshot folder once all of them are in place."""
         repo = RepoCache(self.cache_dir, plan.repo_id)
+        snapshot = repo.snapshot(plan.commit)
         self.progress.bytes_total = plan.download_bytes
         self.progress.bytes_done = sum(repo.bytes_on_disk(file) for file in plan.files)
-        for file in plan.files:
-            self.fetch_file(repo, plan.commit, file)
+        # The ref first: `hf cache prune` removes revisions that no ref names, a running download's too.
+        snapshot.mkdir(parents=True, exist_ok=True)
         repo.write_ref(plan.revision, plan.commit)
-        return repo.snapshot(plan.commit)
+        _Download(self, repo, plan.commit, plan.files).run()
+        return snapshot
 
     def fetch_file(self, repo: RepoCache, commit: str, file: PlannedFile) -> Path:
         """Make `snapshots/{commit}/{file.path}` point at a verified blob; returns that path."""
-        if not file.etag:
-            raise DownloadFailed(f"the Hub gave no blob id for {file.path} in {repo.repo_id}")
-        self.progress.current_file = file.path
-        blob = repo.blob(file.etag)
-        if not blob.exists():
-            with self._locked(repo.lock(file.etag)):
-                if not blob.exists():
-                    self._download_blob(repo, commit, file, blob)
-        pointer = repo.pointer(commit, file.path)
-        repo.link(blob, pointer)
-        return pointer
+        _Download(self, repo, commit, [file]).run()
+        return repo.pointer(commit, file.path)
 
-    def _download_blob(self, repo: RepoCache, commit: str, file: PlannedFile, blob: Path) -> None:
-        from huggingface_hub import hf_hub_url
-
-        url = hf_hub_url(repo.repo_id, file.path, revision=commit, endpoint=self.endpoint)
-        partial = repo.partial(file.etag or "")
-        problem = ""
-        for _attempt in range(2):
-            with _PartialFile(partial, file, self.stop) as sink:
-                self._transfer(repo.repo_id, url, sink, file)
-            problem = _verification_problem(file, sink)
-            if not problem:
-                os.replace(partial, blob)
-                return
-            log.warning("%s of %s: %s; fetching it again", file.path, repo.repo_id, problem)
-            self.progress.bytes_done -= file.size
-            partial.unlink(missing_ok=True)
-        raise DownloadFailed(
-            f"{file.path} of {repo.repo_id} failed verification twice ({problem}); the corrupt bytes were discarded"
-        )
-
-    def _transfer(self, repo_id: str, url: str, sink: "_PartialFile", file: PlannedFile) -> None:
-        """Receive the rest of `file` into `sink`, retrying transient failures from the current byte."""
-        import httpx2
-
-        failures = 0
-        while sink.size < file.size:
-            start = sink.size
-            try:
-                self._receive(repo_id, url, sink, file)
-                continue
-            except (httpx2.TransportError, _Retry) as error:
-                failures = 0 if sink.size > start else failures + 1
-                if failures > self.max_retries:
-                    raise HubUnreachable(
-                        f"downloading {file.path} of {repo_id} failed {failures} times in a row ({error!r}); "
-                        "resume to continue from the bytes already on disk"
-                    ) from error
-                log.info("retrying %s of %s from byte %d after %r", file.path, repo_id, sink.size, error)
-            self._sleep(self.backoff_s * 2 ** (failures - 1) if failures else 0.0)
-
-    def _receive(self, repo_id: str, url: str, sink: "_PartialFile", file: PlannedFile) -> None:
-        progress = self.progress
-        with self._open(repo_id, url, sink.size) as response:
-            if response.status_code == 200 and sink.size:
-                progress.bytes_done -= sink.size
-                sink.restart()
-            elif response.status_code == 206:
-                _check_content_range(response.headers.get("Content-Range", ""), sink.size, file, repo_id)
-            readinto = _body_reader(response, self.read_timeout_s)
-            while not self.stop.is_set():
-                count = readinto(sink.space())
-                if not count:
-                    return
-                sink.advance(count)
-                progress.bytes_done += count
-                if sink.size > file.size:
-                    raise DownloadFailed(f"the Hub sent more than the {file.size} bytes of {file.path} in {repo_id}")
-            raise Cancelled("download cancelled")
+    # -- HTTP ----------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _open(self, repo_id: str, url: str, start: int) -> Iterator[Any]:
-        """GET `url` from byte `start`, following redirects ourselves so that `Authorization`
-        never leaves the Hub's host."""
+    def open(self, repo_id: str, url: str, start: int, end: int) -> Iterator[tuple[Any, str]]:
+        """GET bytes `[start, end)` of `url`, following redirects ourselves so that `Authorization`
+        never leaves the Hub's host; yields the response and the URL that answered."""
         import httpx2
 
-        headers = dict(self.headers)
-        if start:
-            headers["Range"] = f"bytes={start}-"
+        headers = {**self.headers, "Range": f"bytes={start}-{end - 1}"}
         hub_host = urlparse(self.endpoint).netloc
+        if urlparse(url).netloc != hub_host:
+            headers.pop("authorization", None)
+            headers.pop("Authorization", None)
         timeout = httpx2.Timeout(self.read_timeout_s, connect=self.read_timeout_s)
         for _ in range(MAX_REDIRECTS + 1):
             request = self.session.build_request("GET", url, headers=headers, timeout=timeout)
@@ -209,18 +192,20 @@ class Engine:
         else:
             raise DownloadFailed(f"too many redirects while downloading from {repo_id}")
         try:
-            self._raise_for_status(repo_id, response)
-            _pin_receive_buffer(response)
-            yield response
+            self._raise_for_status(repo_id, response, off_hub=urlparse(url).netloc != hub_host)
+            yield response, url
         finally:
             response.close()
 
-    def _raise_for_status(self, repo_id: str, response: Any) -> None:
+    def _raise_for_status(self, repo_id: str, response: Any, *, off_hub: bool) -> None:
         if response.status_code < 400:
             return
         response.read()
         if response.status_code in RETRYABLE_STATUS:
-            raise _Retry(f"HTTP {response.status_code}")
+            raise _Retry(f"HTTP {response.status_code}", throttled=response.status_code in THROTTLE_STATUS,
+                         retry_after_s=_retry_after(response.headers.get("Retry-After")))
+        if off_hub and response.status_code in EXPIRED_STATUS:
+            raise _Expired(f"HTTP {response.status_code} from the CDN")
         from huggingface_hub.utils import hf_raise_for_status
 
         try:
@@ -229,198 +214,418 @@ class Engine:
             mapped = map_hub_error(error, repo_id, self.token, self.endpoint)
             raise (mapped or DownloadFailed(f"the Hub refused a download from {repo_id}: {error}")) from error
 
-    @contextlib.contextmanager
-    def _locked(self, path: Path) -> Iterator[None]:
-        """Hold huggingface_hub's per-blob lock, waiting for another writer without missing a cancel."""
-        from filelock import FileLock, Timeout
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(path))
-        while True:
-            try:
-                lock.acquire(timeout=POLL_S)
-                break
-            except Timeout:
-                if self.stop.is_set():
-                    raise Cancelled("download cancelled") from None
+class _Download:
+    """One scheduler over the files of a plan: ranges, streams, hash threads, completion."""
+
+    def __init__(self, engine: Engine, repo: RepoCache, commit: str, files: list[PlannedFile]) -> None:
+        self.engine, self.repo, self.commit = engine, repo, commit
+        self._urls: dict[str, str] = {}  # file path → the URL that last answered for it (the CDN's)
+        self.files = sorted(files, key=lambda file: file.size)  # small files first
+        self._cond = threading.Condition()
+        self._queue: collections.deque[_Range] = collections.deque()
+        self._held: dict[PartialFile, list[_Range]] = {}  # ranges waiting for a file's first 206
+        self._ranged: set[PartialFile] = set()
+        self._running: list[_Range] = []
+        self._hashed: list[PartialFile] = []
+        self._open: list[PartialFile] = []
+        self._waiting: list[tuple[PlannedFile, Any]] = []  # files another writer holds the lock of
+        self._locks: dict[PartialFile, Any] = {}
+        self._left = 0
+        self._refetched: set[PartialFile] = set()
+        self._error: BaseException | None = None
+        self._streams: list[threading.Thread] = []
+        self._wanted = min(START_CONNECTIONS, engine.max_connections)
+        self._growing = True
+        self._paused_until = 0.0
+        pool = BlockPool(16 + 2 * engine.max_connections)
+        self._hashing = HashThreads(max(1, min(4, (os.cpu_count() or 2) - 1)), pool,
+                                    MemoryBudget(MEMORY_PER_STREAM_BYTES * engine.max_connections))
+        self.pool = pool
+
+    # -- the main thread -------------------------------------------------------------------------
+
+    def run(self) -> None:
         try:
-            yield
+            for index, file in enumerate(self.files):
+                self._start_file(index, file)
+            self._spawn_streams()
+            self._supervise()
+        except BaseException:
+            self._abort()
+            raise
         finally:
-            lock.release()
+            self._shut_down()
 
-    def _sleep(self, seconds: float) -> None:
-        if self.stop.wait(seconds):
+    def _start_file(self, index: int, file: PlannedFile) -> None:
+        if not file.etag:
+            raise DownloadFailed(f"the Hub gave no blob id for {file.path} in {self.repo.repo_id}")
+        target = PartialFile(index, self.repo, file, self._hashing, self._file_hashed)
+        if target.blob.exists():
+            self._link(file)
+            return
+        self._left += 1
+        lock = _try_lock(self.repo.lock(file.etag))
+        if lock is None:
+            self._waiting.append((file, target))
+            return
+        self._open_file(target, lock)
+
+    def _open_file(self, target: PartialFile, lock: Any) -> None:
+        self._locks[target] = lock
+        self._open.append(target)
+        target.open()
+        self._plan_ranges(target)
+
+    def _plan_ranges(self, target: PartialFile) -> None:
+        """Queue the file's missing ranges: the first now, the rest once it answers 206 (a server that
+        ignores Range gets one stream for the whole file)."""
+        ranges = [_Range(target, start, end) for gap_start, gap_end in target.written.gaps(target.size)
+                  for start, end in _chunks(gap_start, gap_end)]
+        if not ranges:
+            return
+        with self._cond:
+            self._queue.append(ranges[0])
+            if target in self._ranged:
+                self._queue.extend(ranges[1:])
+            else:
+                self._held[target] = ranges[1:]
+            self._cond.notify_all()
+
+    def _supervise(self) -> None:
+        """Finish files as their hash completes; adapt the stream count; notice stops and failures."""
+        last_adapt, last_sync = time.monotonic(), time.monotonic()
+        last_bytes, best_rate = self.engine.progress.bytes_done, 0.0
+        while self._left:
+            with self._cond:
+                self.engine.progress.connections = len(self._running)
+                self._cond.wait_for(lambda: self._hashed or self._error is not None or self.engine.stop.is_set(),
+                                    POLL_S)
+                hashed, self._hashed = self._hashed, []
+                if self._error is not None:
+                    raise self._error
+            if self.engine.stop.is_set():
+                raise Cancelled("download cancelled")
+            for target in hashed:
+                self._finish_file(target)
+            self._admit_waiting()
+            now = time.monotonic()
+            if now - last_adapt >= ADAPT_EVERY_S:
+                done = self.engine.progress.bytes_done
+                best_rate = self._adapt((done - last_bytes) / (now - last_adapt), best_rate)
+                last_adapt, last_bytes = now, done
+            if now - last_sync >= SYNC_EVERY_S:
+                for target in list(self._open):
+                    target.sync()
+                last_sync = now
+
+    def _finish_file(self, target: PartialFile) -> None:
+        file = target.file
+        if target.error is not None:
+            raise target.error
+        if target.digest == target.expected_digest:
+            target.complete()
+            self._release(target)
+            self._link(file)
+            self._left -= 1
+            return
+        problem = f"hash {target.digest} instead of {target.expected_digest}"
+        if target in self._refetched:
+            target.discard()
+            raise DownloadFailed(f"{file.path} of {self.repo.repo_id} failed verification twice ({problem}); "
+                                 "the corrupt bytes were discarded")
+        log.warning("%s of %s: %s; fetching it again", file.path, self.repo.repo_id, problem)
+        self._refetched.add(target)
+        self.engine.progress.add(-target.size)
+        target.restart()
+        self._plan_ranges(target)
+
+    def _admit_waiting(self) -> None:
+        """Files whose lock another writer held: done when their blob appeared, else ours once free."""
+        for file, target in list(self._waiting):
+            if target.blob.exists():
+                self._waiting.remove((file, target))
+                self._link(file)
+                self._left -= 1
+                self.engine.progress.add(file.size)
+                continue
+            lock = _try_lock(self.repo.lock(file.etag or ""))
+            if lock is not None:
+                self._waiting.remove((file, target))
+                self._open_file(target, lock)
+
+    def _adapt(self, rate: float, best_rate: float) -> float:
+        """More streams while they raise the rate; fewer after 429/503."""
+        with self._cond:
+            if time.monotonic() < self._paused_until or not self._growing or not self._queue:
+                return max(best_rate, rate)
+            if rate >= best_rate * GROWTH_THAT_COUNTS and self._wanted < self.engine.max_connections:
+                self._wanted = min(self.engine.max_connections, self._wanted * 2)
+            elif best_rate and rate < best_rate * GROWTH_THAT_COUNTS:
+                self._growing = False
+        self._spawn_streams()
+        return max(best_rate, rate)
+
+    def _link(self, file: PlannedFile) -> None:
+        self.repo.link(self.repo.blob(file.etag or ""), self.repo.pointer(self.commit, file.path))
+
+    def _release(self, target: PartialFile) -> None:
+        self._open.remove(target)
+        self._locks.pop(target).release()
+
+    def _abort(self) -> None:
+        """Stop every stream now, a stalled read included."""
+        with self._cond:
+            if self._error is None:
+                self._error = Cancelled("download cancelled")
+            for running in self._running:
+                if running.socket is not None:
+                    with contextlib.suppress(OSError):
+                        running.socket.shutdown(socket.SHUT_RDWR)
+            self._cond.notify_all()
+
+    def _shut_down(self) -> None:
+        with self._cond:
+            self._left = 0
+            self._cond.notify_all()
+        for stream in self._streams:
+            stream.join()
+        self._hashing.close()
+        for target in list(self._open):
+            target.close()
+            self._locks.pop(target).release()
+        self._open.clear()
+        self.engine.progress.connections = 0
+
+    # -- streams ---------------------------------------------------------------------------------
+
+    def _spawn_streams(self) -> None:
+        with self._cond:
+            self._streams = [stream for stream in self._streams if stream.is_alive()]
+            missing = self._wanted - len(self._streams)
+            for _ in range(max(0, missing)):
+                stream = threading.Thread(target=self._stream, name="mistudio-stream", daemon=True)
+                self._streams.append(stream)
+                stream.start()
+
+    def _stream(self) -> None:
+        block = None
+        try:
+            block = self.pool.take(self.engine.stop)
+            while (job := self._next_range()) is not None:
+                block = self._fetch_range(job, block)
+        except BaseException as error:  # noqa: BLE001 - reaches the main thread, which raises it
+            with self._cond:
+                self._error = self._error or error
+                self._cond.notify_all()
+        finally:
+            if block is not None:
+                self.pool.give(block)
+
+    def _next_range(self) -> _Range | None:
+        """The next range for a stream: queued, else half of the largest running one; None to stop."""
+        with self._cond:
+            while True:
+                if self._error is not None or self._left == 0 or self.engine.stop.is_set():
+                    return None
+                alive = sum(1 for stream in self._streams if stream.is_alive())
+                if alive > self._wanted:
+                    return None
+                job = self._queue.popleft() if self._queue else self._split()
+                if job is not None:
+                    self._running.append(job)
+                    self.engine.progress.current_file = job.target.file.path
+                    return job
+                self._cond.wait(POLL_S)
+
+    def _split(self) -> _Range | None:
+        """Give an idle stream the second half of the running range that needs longest to finish."""
+        now = time.monotonic()
+        candidates = [job for job in self._running
+                      if job.target in self._ranged and job.seconds_left(now) > SPLIT_AFTER_S]
+        if not candidates:
+            return None
+        job = max(candidates, key=lambda job: job.seconds_left(now))
+        ahead = max(job.pos, job.received) + BLOCK_BYTES  # the stream may be reading a block right now
+        if job.end - ahead < 2 * MIN_SPLIT_BYTES:
+            return None
+        middle = ahead + (job.end - ahead) // 2
+        second = _Range(job.target, middle, job.end)
+        job.end = middle
+        return second
+
+    def _fetch_range(self, job: _Range, block: memoryview) -> memoryview:
+        """Fetch what is left of `job`, retrying transient failures; returns the block to go on with."""
+        while job.pos < job.end:
+            start = job.pos
+            try:
+                block = self._receive(job, block)
+            except _Expired:
+                job.failures += 1
+            except _Retry as error:
+                job.failures = 0 if job.pos > start else job.failures + 1
+                if error.throttled:
+                    self._throttled(error.retry_after_s)
+                self._backoff(job, error)
+            except OSError as error:  # the connection broke (httpx's errors, a socket shut down)
+                if self.engine.stop.is_set() or self._error is not None:
+                    raise Cancelled("download cancelled") from None
+                job.failures = 0 if job.pos > start else job.failures + 1
+                self._backoff(job, error)
+            else:
+                continue
+            self._urls.pop(job.target.file.path, None)  # the next attempt asks the Hub where the file is
+            if job.failures > self.engine.max_retries:
+                raise HubUnreachable(
+                    f"downloading {job.target.file.path} of {self.repo.repo_id} failed {job.failures} times in a "
+                    "row; resume to continue from the bytes already on disk")
+        with self._cond:
+            self._running.remove(job)
+            self._cond.notify_all()
+        return block
+
+    def _backoff(self, job: _Range, error: BaseException) -> None:
+        log.info("retrying %s of %s from byte %d after %r", job.target.file.path, self.repo.repo_id, job.pos, error)
+        delay = self.engine.backoff_s * 2 ** (job.failures - 1) if job.failures else 0.0
+        if self.engine.stop.wait(delay):
             raise Cancelled("download cancelled")
 
+    def _throttled(self, retry_after_s: float) -> None:
+        """The server is overloaded: half the streams, and no growth for a while."""
+        with self._cond:
+            self._wanted = max(1, self._wanted // 2)
+            self._growing = False
+            self._paused_until = time.monotonic() + max(THROTTLE_PAUSE_S, retry_after_s)
 
-class _PartialFile:
-    """The stable partial file of one blob: append-only, hashed as it grows.
+    def _receive(self, job: _Range, block: memoryview) -> memoryview:
+        import httpx2
 
-    Bytes are received straight into a block (`space`, `advance`) that is appended to the file when
-    full or FLUSH_AFTER_S old, so a kill loses at most that block; the written block then goes to
-    a `_BlockHasher` thread, so the slower hash never holds up the socket and no byte is read twice.
-    """
-
-    def __init__(self, path: Path, file: PlannedFile, stop: threading.Event) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._file = file
-        self._stop = stop
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
-        self.size = os.fstat(self._fd).st_size
-        if self.size > file.size:
-            os.ftruncate(self._fd, 0)
-            self.size = 0
-        self._hashing = _BlockHasher(path, file, self.size)
-        self._block, self._filled = self._hashing.take(stop), 0
-        self._flushed_at = time.monotonic()
-        self._digest: str | None = None
-
-    def __enter__(self) -> "_PartialFile":
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        self.close(complete=exc_type is None)
-
-    def space(self) -> memoryview:
-        """Where the next received bytes go: the unfilled rest of the block."""
-        return self._block[self._filled:]
-
-    def advance(self, count: int) -> None:
-        """`count` bytes were received into the start of `space()`."""
-        self._filled += count
-        self.size += count
-        if self._filled == len(self._block) or time.monotonic() - self._flushed_at >= FLUSH_AFTER_S:
-            self._flush()
-
-    def restart(self) -> None:
-        """Drop everything: the server ignored the Range and sends the file from its first byte."""
-        self._hashing.stop()
-        os.ftruncate(self._fd, 0)
-        self.size = self._filled = 0
-        self._hashing = _BlockHasher(self.path, self._file, 0)
-        self._block = self._hashing.take(self._stop)
-
-    def hexdigest(self) -> str | None:
-        """The hash of the whole file, once closed after a complete transfer (None before)."""
-        return self._digest
-
-    def close(self, complete: bool = True) -> None:
-        """Write what is pending and close the file; after a `complete` transfer, first wait
-        until every byte is hashed (raises `Cancelled` if the stop event is set meanwhile)."""
+        target, file = job.target, job.target.file
+        url = self._urls.get(file.path) or self._hub_file_url(file)
         try:
-            self._write_block()
-            if complete:
-                self._digest = self._hashing.result(self._stop)
+            with self.engine.open(self.repo.repo_id, url, job.pos, job.end) as (response, answered_by):
+                self._urls[file.path] = answered_by
+                if response.status_code == 200:
+                    self._whole_file(job)
+                else:
+                    _check_content_range(response.headers.get("Content-Range", ""), job.pos, file, self.repo.repo_id)
+                    self._ranges_work(target)
+                return self._read_body(job, response, block)
+        except httpx2.TransportError as error:
+            raise OSError(str(error)) from error
+
+    def _hub_file_url(self, file: PlannedFile) -> str:
+        from huggingface_hub import hf_hub_url
+
+        return hf_hub_url(self.repo.repo_id, file.path, revision=self.commit, endpoint=self.engine.endpoint)
+
+    def _ranges_work(self, target: PartialFile) -> None:
+        with self._cond:
+            if target not in self._ranged:
+                self._ranged.add(target)
+                self._queue.extend(self._held.pop(target, []))
+                self._cond.notify_all()
+
+    def _whole_file(self, job: _Range) -> None:
+        """The server ignored Range and sends the whole file: this stream takes all of it, from byte 0."""
+        target = job.target
+        with self._cond:
+            if target in self._ranged:
+                raise _Retry("a ranged request was answered with the whole file")
+            self._held.pop(target, None)
+        self.engine.progress.add(-target.written.covered())
+        target.restart()
+        job.pos, job.end, job.received = 0, target.size, 0
+
+    def _read_body(self, job: _Range, response: Any, block: memoryview) -> memoryview:
+        target = job.target
+        reader = _body_reader(response, self.engine.read_timeout_s, job.end - job.pos >= RAW_SOCKET_MIN_BYTES)
+        job.socket = _socket_of(response)
+        job.received = job.body_start = job.pos
+        job.body_started_at = time.monotonic()
+        filled, flushed_at = 0, job.body_started_at
+        try:
+            while (wanted := job.end - job.received) > 0:
+                if self.engine.stop.is_set():
+                    raise Cancelled("download cancelled")
+                count = reader(block[filled:min(len(block), filled + wanted)])
+                if not count:
+                    raise _Retry("the connection closed before the range was complete")
+                filled += count
+                job.received += count
+                self.engine.progress.add(count)
+                if filled == len(block) or time.monotonic() - flushed_at >= FLUSH_AFTER_S:
+                    block, filled = self._flush(job, block, filled), 0
+                    flushed_at = time.monotonic()
         finally:
-            self._hashing.stop()
-            os.close(self._fd)
+            if filled:
+                block = self._flush(job, block, filled)
+            job.socket, job.body_started_at = None, 0.0
+        return block
 
-    def _flush(self) -> None:
-        if self._filled:
-            self._write_block()
-            self._block = self._hashing.take(self._stop)
-        self._flushed_at = time.monotonic()
+    def _flush(self, job: _Range, block: memoryview, filled: int) -> memoryview:
+        """Write the block's bytes that are still this stream's (another may have taken the rest)."""
+        with self._cond:
+            keep = max(0, min(filled, job.end - job.pos))
+            offset = job.pos
+            job.pos += keep
+        if keep < filled:
+            self.engine.progress.add(keep - filled)
+        if keep and job.target.write(offset, block, keep):
+            return self.pool.take(self.engine.stop)
+        return block
 
-    def _write_block(self) -> None:
-        """Append the filled part of the block and pass it to the hasher (which owns it from then on)."""
-        if not self._filled:
-            return
-        try:
-            _write_all(self._fd, self._block[: self._filled])
-        except OSError as error:
-            raise _write_error(self.path, error) from error
-        self._hashing.hand(self._block, self._filled)
-        self._filled = 0
-
-
-class _BlockHasher:
-    """The sha256 (LFS) or git blob sha1 of a partial file from its first byte, on a thread: first
-    the bytes already on disk (mapped from the page cache), then each block handed over after it
-    was written, hashed from memory while it is still hot (mapping the page cache again costs ~20%).
-
-    Blocks circulate between `take` and `hand`: HASH_QUEUE_BLOCKS of them, so the receiver runs at
-    most that far ahead of the hash and the memory stays bounded. hashlib releases the GIL.
-    """
-
-    def __init__(self, path: Path, file: PlannedFile, on_disk: int) -> None:
-        self._path = path
-        self._on_disk = on_disk
-        self._hasher = _new_hasher(file)
-        self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
-        self._written: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
-        self._blocks_left = HASH_QUEUE_BLOCKS
-        self._stopped = False
-        self._error: Exception | None = None
-        self._thread = threading.Thread(target=self._run, name="mistudio-partial-hasher", daemon=True)
-        self._thread.start()
-
-    def take(self, stop: threading.Event) -> memoryview:
-        """A block to receive into: a free one, a new one while fewer than HASH_QUEUE_BLOCKS exist,
-        else the next one the hash frees."""
-        with contextlib.suppress(queue.Empty):
-            return self._free.get_nowait()
-        if self._blocks_left:
-            self._blocks_left -= 1
-            return memoryview(bytearray(BLOCK_BYTES))
-        while True:
-            try:
-                return self._free.get(timeout=POLL_S)
-            except queue.Empty:
-                if stop.is_set():
-                    raise Cancelled("download cancelled") from None
-                if not self._thread.is_alive():
-                    raise self._failure() from self._error
-
-    def hand(self, block: memoryview, length: int) -> None:
-        """The first `length` bytes of `block` were appended to the file: hash them, then free it."""
-        self._written.put((block, length))
-
-    def result(self, stop: threading.Event) -> str:
-        """The hex digest once every handed byte is hashed; raises `Cancelled` once `stop` is set."""
-        self._written.put(None)
-        while self._thread.is_alive():
-            if stop.is_set():
-                raise Cancelled("download cancelled")
-            self._thread.join(POLL_S)
-        if self._error is not None:
-            raise self._failure() from self._error
-        return self._hasher.hexdigest()
-
-    def stop(self) -> None:
-        self._stopped = True
-        self._written.put(None)
-        if self._thread.ident is not None:
-            self._thread.join()
-
-    def _run(self) -> None:
-        try:
-            self._hash_on_disk()
-            while (item := self._written.get()) is not None and not self._stopped:
-                block, length = item
-                self._hasher.update(block[:length])
-                self._free.put(block)
-        except Exception as error:  # noqa: BLE001 - e.g. the file shrank under the mapping: `result` and `take` raise it
-            self._error = error
-
-    def _failure(self) -> DownloadFailed:
-        return DownloadFailed(f"cannot hash {self._path}: {self._error or 'the hash thread stopped'}")
-
-    def _hash_on_disk(self) -> None:
-        with open(self._path, "rb", buffering=0) as reader:
-            for start in range(0, self._on_disk, HASH_WINDOW_BYTES):
-                if self._stopped:
-                    return
-                length = min(self._on_disk - start, HASH_WINDOW_BYTES)
-                with mmap.mmap(reader.fileno(), length, offset=start, access=mmap.ACCESS_READ) as window:
-                    with memoryview(window) as view:
-                        self._hasher.update(view)
+    def _file_hashed(self, target: PartialFile) -> None:
+        with self._cond:
+            self._hashed.append(target)
+            self._cond.notify_all()
 
 
-def _body_reader(response: Any, timeout_s: float) -> Callable[[memoryview], int]:
-    """`readinto` for the body of `response`: straight from its socket where the connection allows
-    (one copy, no object per chunk), else from httpx's chunks."""
-    return (_SocketBody.attach(response, timeout_s) or _ChunkBody(response.iter_raw())).readinto
+def _chunks(start: int, end: int) -> Iterator[tuple[int, int]]:
+    for position in range(start, end, CHUNK_BYTES):
+        yield position, min(end, position + CHUNK_BYTES)
+
+
+def _try_lock(path: Path) -> Any:
+    """huggingface_hub's lock of a blob, if no other writer holds it; None otherwise."""
+    from filelock import FileLock, Timeout
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return None
+    return lock
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return min(60.0, max(0.0, float(value or 0)))
+    except ValueError:
+        return 0.0
+
+
+def _check_content_range(header: str, start: int, file: PlannedFile, repo_id: str) -> None:
+    """A 206 must carry the bytes asked for, of a file of the planned size: anything else would be
+    written at the wrong offset (the hash would catch it, but only after the whole transfer)."""
+    match = _CONTENT_RANGE.fullmatch(header.strip())
+    if match is None or int(match["start"]) != start or int(match["total"]) != file.size:
+        raise DownloadFailed(f"the server answered a request for {file.path} of {repo_id} from byte {start} "
+                             f"with Content-Range {header[:80]!r}; nothing from it was kept")
+
+
+def _socket_of(response: Any) -> socket.socket | None:
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _body_reader(response: Any, timeout_s: float, raw: bool) -> Callable[[memoryview], int]:
+    """`readinto` for the body of `response`: straight from its socket for long ranges where the
+    connection allows, else from httpx's chunks."""
+    socket_body = _SocketBody.attach(response, timeout_s) if raw else None
+    return (socket_body or _ChunkBody(response.iter_raw())).readinto
 
 
 class _ChunkBody:
@@ -445,9 +650,9 @@ class _ChunkBody:
 class _SocketBody:
     """`readinto` straight from the socket of an HTTP/1.x response with a Content-Length.
 
-    httpx (h11) has already read the headers and maybe the start of the body: its first body
-    chunk is everything it buffered, so after that chunk the rest of the body is on the socket.
-    The connection is closed with the response (h11 never sees the end of the body).
+    httpx (h11) has already read the headers and maybe the start of the body: its first body chunk
+    is everything it buffered, so after that chunk the rest of the body is on the socket. The
+    connection is closed with the response (h11 never sees the end of the body).
     """
 
     def __init__(self, sock: socket.socket, chunks: Iterator[bytes], first: bytes, length: int) -> None:
@@ -459,7 +664,7 @@ class _SocketBody:
     @classmethod
     def attach(cls, response: Any, timeout_s: float) -> "_SocketBody | None":
         """The socket reader for `response`, or None where its bytes are not plain on a socket
-        (HTTP/2, chunked, TLS inside TLS through an HTTPS proxy, a transport without sockets)."""
+        (HTTP/2, chunked, TLS, a transport without sockets)."""
         stream = response.extensions.get("network_stream")
         length = response.headers.get("Content-Length", "")
         if (stream is None or not response.http_version.startswith("HTTP/1.") or not length.isdigit()
@@ -478,76 +683,9 @@ class _SocketBody:
     def _recv_into(self, view: memoryview) -> int:
         if not view:
             return 0
-        try:
-            count = self._sock.recv_into(view)
-        except OSError as error:
-            import httpx2
-
-            raise (httpx2.ReadTimeout if isinstance(error, TimeoutError) else httpx2.ReadError)(str(error)) from error
-        if not count:
-            import httpx2
-
-            raise httpx2.RemoteProtocolError("peer closed connection without sending complete message body")
+        count = self._sock.recv_into(view)
         self._remaining -= count
         return count
 
 
-def _pin_receive_buffer(response: Any) -> None:
-    """Pin the receive buffer of `response`'s connection to LOW_LATENCY_WINDOW_BYTES when its
-    round trip (smoothed RTT + 4 deviations, from TCP_INFO) is short enough; Linux only."""
-    stream = response.extensions.get("network_stream")
-    sock = stream.get_extra_info("socket") if stream is not None else None
-    if not isinstance(sock, socket.socket) or not hasattr(socket, "TCP_INFO"):
-        return
-    with contextlib.suppress(OSError, struct.error):
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
-        rtt_us, rttvar_us = struct.unpack_from("=II", info, 68)  # tcpi_rtt, tcpi_rttvar
-        if LOW_LATENCY_RATE_BPS * (rtt_us + 4 * rttvar_us) / 1e6 <= LOW_LATENCY_WINDOW_BYTES:
-            # The kernel doubles the value for its bookkeeping: the window stays near the pinned size.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LOW_LATENCY_WINDOW_BYTES // 2)
-
-
-def _check_content_range(header: str, start: int, file: PlannedFile, repo_id: str) -> None:
-    """A 206 must carry the bytes asked for, of a file of the planned size: anything else would be
-    appended at the wrong offset (the hash would catch it, but only after the whole transfer)."""
-    match = _CONTENT_RANGE.fullmatch(header.strip())
-    if match is None or int(match["start"]) != start or int(match["total"]) != file.size:
-        raise DownloadFailed(f"the server answered a request for {file.path} of {repo_id} from byte {start} "
-                             f"with Content-Range {header[:80]!r}; nothing from it was kept")
-
-
-def _write_all(fd: int, data: memoryview) -> None:
-    while data:
-        data = data[os.write(fd, data):]
-
-
-def _new_hasher(file: PlannedFile) -> Any:
-    """sha256 for LFS files; for regular files the git blob sha1, whose header is the size. Every
-    file is verified: the plan only holds files with one of the two."""
-    if file.sha256:
-        return hashlib.sha256()
-    hasher = hashlib.sha1()
-    hasher.update(b"blob %d\0" % file.size)
-    return hasher
-
-
-def _verification_problem(file: PlannedFile, sink: _PartialFile) -> str:
-    """Why the finished partial file is not `file`, or '' when it is."""
-    if sink.size != file.size:
-        return f"size {sink.size} instead of {file.size}"
-    expected, actual = file.sha256 or file.blob_id, sink.hexdigest()
-    if actual != expected:
-        return f"hash {actual} instead of {expected}"
-    return ""
-
-
-__all__ = ["Engine", "Progress"]
-
-
-def _write_error(path: Path, error: OSError) -> MiStudioError:
-    """A full disk (or quota) is `insufficient_disk`, resumable once there is room; anything else fails."""
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        free = shutil.disk_usage(path.parent).free
-        return InsufficientDisk(f"the disk filled while writing {path.name}: {free / 1e9:.2f} GB free in "
-                                f"{path.parent}; free some space and resume")
-    return DownloadFailed(f"cannot write {path.name}: {error.strerror}")
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "Engine", "Progress"]

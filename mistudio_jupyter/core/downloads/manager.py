@@ -324,7 +324,7 @@ class DownloadManager:
     def _settings_json(self) -> dict[str, Any]:
         settings = self.settings
         return {"cache_dir": str(settings.cache_dir), "db_url": settings.db_url, "hub_endpoint": settings.hub_endpoint,
-                "max_parallel_downloads": settings.max_parallel_downloads,
+                "max_parallel_downloads": settings.max_parallel_downloads, "max_connections": settings.max_connections,
                 "heartbeat_timeout_s": settings.heartbeat_timeout_s, "disk_margin_bytes": settings.disk_margin_bytes}
 
     def _spawn(self, model_id: str) -> subprocess.Popen[bytes]:

@@ -97,6 +97,7 @@ class _Reporter(threading.Thread):
         return {
             "status": self.status, "bytes_done": done, "bytes_total": progress.bytes_total or None,
             "current_file": progress.current_file, "speed_bps": self._speed,
+            "connections": progress.connections if self.status == "downloading" else None,
             "eta_s": remaining / self._speed if self._speed else None,
         }
 
@@ -156,7 +157,8 @@ class Job:
             self._report(commit=plan.commit, gated=plan.gated, bytes_total=plan.download_bytes)
             ensure_disk_space(self.settings.cache_dir, plan, self.settings.disk_margin_bytes)
             engine = Engine(self.settings.cache_dir, endpoint=self.settings.hub_endpoint, token=self.token,
-                            stop=self.interrupt.stop, progress=self.progress)
+                            stop=self.interrupt.stop, progress=self.progress,
+                            max_connections=self.settings.max_connections)
             snapshot = engine.fetch(plan)
         return completion_fields(plan, snapshot)
 
@@ -208,7 +210,7 @@ class Job:
 
     def _finish(self, **fields: Any) -> None:
         self.reporter.halt()
-        final = {**self.reporter.fields(), "speed_bps": None, "eta_s": None, **fields}
+        final = {**self.reporter.fields(), "speed_bps": None, "eta_s": None, "connections": None, **fields}
         if final["status"] == "ready":
             final["current_file"] = None
         try:
