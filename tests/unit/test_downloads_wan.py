@@ -1,0 +1,130 @@
+"""Downloads behind a wide-area network (the test Hub's WAN mode): a cap per connection, a shared
+link, a round trip per request, slow edges, 429s and expiring CDN URLs. Byte-identical results,
+loadable offline, with the habits of a real CDN handled."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mistudio_jupyter.core.service import ModelManager
+from tests.hubserver.wan import WanProfile
+from tests.polling import wait_for
+
+BIG = "tiny/big"
+BIG_FILE = "model.safetensors"
+# 50 MB behind 2 MB/s per connection and a 24 MB/s link: one stream would take 25 s.
+WAN = WanProfile(per_conn_bps=2e6, link_bps=24e6, rtt_ms=20)
+
+
+@pytest.fixture(autouse=True)
+def _no_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MISTUDIO_DOWNLOAD_SUMMARY", "0")
+
+
+@pytest.fixture
+def manager(settings: Any) -> Any:
+    manager = ModelManager(settings)
+    yield manager
+    for record in manager.list():
+        if record.status in ("pending", "downloading"):
+            manager.cancel(record.id)
+    manager.close()
+
+
+def cdn_gets(hub: Any, name: str = BIG_FILE) -> list[Any]:
+    return [r for r in hub.log if r.method == "GET" and r.path.startswith("/cdn/") and r.path.endswith("/" + name)]
+
+
+def requested(record: Any) -> tuple[int, int]:
+    """The `[start, end)` a ranged GET asked for."""
+    first, last = record.range.split("=")[1].split("-")
+    return int(first), int(last) + 1
+
+
+def test_a_big_file_uses_many_streams_and_arrives_byte_identical(manager: Any, hub: Any, fixture_repos: Any) -> None:
+    hub.faults.wan = WAN
+
+    record = manager.download(BIG).wait(120)
+
+    gets = cdn_gets(hub)
+    big = fixture_repos[BIG].files[BIG_FILE]
+    assert record.status == "ready" and len(gets) >= 8
+    assert Path(record.file_path, BIG_FILE).read_bytes() == big.read_bytes()
+    assert sum(r.bytes_sent for r in gets) <= big.size * 1.02  # splits waste at most what was in flight
+
+
+def test_sharded_and_small_files_arrive_together_and_load_offline(manager: Any, hub: Any, fixture_repos: Any,
+                                                                 settings: Any) -> None:
+    hub.faults.wan = dataclasses.replace(WAN, rtt_ms=30)
+
+    record = manager.download("tiny/llama-sharded").wait(120)
+
+    repo = fixture_repos["tiny/llama-sharded"]
+    for path in ("config.json", "tokenizer.json", "model.safetensors.index.json", "model-00003-of-00006.safetensors"):
+        assert Path(record.file_path, path).read_bytes() == repo.files[path].read_bytes()
+    script = ("import sys, transformers; transformers.AutoModelForCausalLM.from_pretrained("
+              "'tiny/llama-sharded', cache_dir=sys.argv[1], local_files_only=True)")
+    loaded = subprocess.run([sys.executable, "-c", script, str(settings.cache_dir)], capture_output=True, text=True,
+                            timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+
+
+def test_a_slow_edge_is_overtaken(manager: Any, hub: Any, fixture_repos: Any) -> None:
+    """Every third connection runs at 1/8 speed: the ranges it holds are split and the second halves
+    fetched by other streams, so it does not set the end of the download."""
+    hub.faults.wan = dataclasses.replace(WAN, slow_every=3)
+
+    record = manager.download(BIG).wait(120)
+
+    assert Path(record.file_path, BIG_FILE).read_bytes() == fixture_repos[BIG].files[BIG_FILE].read_bytes()
+    spans = [requested(get) for get in cdn_gets(hub) if get.status == 206]
+    taken_over = [(a, b) for a in spans for b in spans if a[0] < b[0] < a[1]]
+    assert taken_over, f"no range was split and taken over: {spans}"
+
+
+def test_429_halves_the_streams_and_the_download_completes(manager: Any, hub: Any, fixture_repos: Any) -> None:
+    hub.faults.wan = dataclasses.replace(WAN, max_in_flight=4, retry_after_s=1)
+
+    record = manager.download(BIG).wait(180)
+
+    statuses = [r.status for r in cdn_gets(hub)]
+    assert 429 in statuses and statuses.count(206) >= 1
+    assert Path(record.file_path, BIG_FILE).read_bytes() == fixture_repos[BIG].files[BIG_FILE].read_bytes()
+
+
+def test_an_expiring_cdn_url_is_resolved_again_mid_file(manager: Any, hub: Any, fixture_repos: Any) -> None:
+    hub.faults.wan = dataclasses.replace(WAN, url_ttl_s=1.5)
+
+    record = manager.download(BIG).wait(120)
+
+    gets = cdn_gets(hub)
+    assert 403 in [r.status for r in gets], "no URL expired during the download"
+    assert Path(record.file_path, BIG_FILE).read_bytes() == fixture_repos[BIG].files[BIG_FILE].read_bytes()
+
+
+def test_hf_cache_prune_during_a_download_changes_nothing(manager: Any, hub: Any, fixture_repos: Any,
+                                                         settings: Any) -> None:
+    """`hf cache prune` removes incomplete files and revisions no ref names: a running download's
+    partials live where it does not look, and its ref is written first."""
+    hub.faults.wan = WAN
+    handle = manager.download(BIG)
+    wait_for(lambda: (manager.get(handle.model_id).bytes_done or 0) > 10_000_000, 60, what="10 MB")
+    hf = Path(sys.executable).with_name("hf")
+    pruned = subprocess.run([str(hf), "cache", "prune", "--cache-dir", str(settings.cache_dir), "--yes"],
+                            capture_output=True, text=True, timeout=120)
+    assert pruned.returncode == 0, pruned.stderr
+
+    record = handle.wait(120)
+
+    big = fixture_repos[BIG].files[BIG_FILE]
+    assert Path(record.file_path, BIG_FILE).read_bytes() == big.read_bytes()
+    assert sum(r.bytes_sent for r in cdn_gets(hub)) <= big.size * 1.02
+    verified = subprocess.run([str(hf), "cache", "verify", BIG, "--cache-dir", str(settings.cache_dir)],
+                              capture_output=True, text=True, timeout=120)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
