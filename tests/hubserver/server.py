@@ -323,6 +323,9 @@ def model_info(spec: RepoSpec, commit: Commit) -> dict[str, Any]:
 class _Listener(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # socketserver's default backlog of 5 drops the SYNs of parallel downloaders' connections beyond
+    # it, and each dropped one waits a whole second to retry.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], hub: HubServer) -> None:
         super().__init__(address, _Handler)
