@@ -25,12 +25,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("root", help="fixture directory (built on first use, reused after)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--bench", action="store_true", help="also serve bench/1gb (built on first use)")
+    parser.add_argument("--bench", action="store_true",
+                        help="also serve the benchmark repos: bench/1gb and bench/wan-* (built on first use)")
     parser.add_argument("--wan", type=wan_profile, metavar="KNOB=VALUE,...",
                         help="serve behind a WAN: per_conn_bps, link_bps, rtt_ms, connect_rtts, slow_every, "
                              "max_in_flight, retry_after_s, url_ttl_s (e.g. per_conn_bps=8e6,link_bps=96e6,rtt_ms=30)")
     args = parser.parse_args(argv)
-    repos = build_fixtures(args.root, bench=args.bench)
+    repos = build_fixtures(args.root, bench=args.bench, wan=args.bench)
     with HubServer(args.root, args.host, args.port, repos=repos) as hub:
         hub.faults.wan = args.wan
         print(hub.url, flush=True)
