@@ -44,6 +44,8 @@ test-js:
 	npm test
 
 bench: install
+	$(BIN)/pip install -q -e ".[test,bench]"
+	@command -v aria2c >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq aria2 >/dev/null)
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -137,11 +137,37 @@ def memory_rows(r: dict[str, Any]) -> list[Row]:
              "–", f"≤ {r['goal_bytes'] / 1e6:.0f} MB")]
 
 
+def _wan_speed(result: dict[str, Any]) -> str:
+    if "failed" in result:
+        return "FAILED"
+    return f"{result['mbps']:.1f} MB/s" + ("" if result["identical"] else " ✗ not byte-identical")
+
+
+def wan_rows(r: dict[str, Any]) -> list[Row]:
+    wan = r["wan"]
+    network = (f"{wan['per_conn_bps'] / 1e6:g} MB/s per connection, {wan['link_bps'] / 1e6:g} MB/s link, "
+               f"{wan['rtt_ms']:g} ms RTT")
+    ceiling = r["ceiling"]
+    rows: list[Row] = [(f"WAN ({network}): the test Hub's own ceiling, one curl with 16 ranges",
+                        f"{ceiling['mbps']:.1f} MB/s", "–", f"{ceiling['link_share']:.0%} of the link", "–")]
+    for name, w in r["workloads"].items():
+        ours = w["tools"]["ours"]
+        figure = f"WAN download, {name} ({w['files']} files, {w['bytes'] / 1e6:.0f} MB): throughput"
+        mine = _wan_speed(ours) + (f" ({ours['link_share']:.0%} of the link)" if "mbps" in ours else "")
+        rows += [(figure, mine, f"{peer} {_wan_speed(w['tools'][peer])}",
+                  f"{w['ours_vs'][peer]:.2f}× {peer}" if peer in w["ours_vs"] else "–", "–")
+                 for peer in ("snapshot_download", "hf_transfer", "aria2c")]
+    return rows
+
+
 FORMATTERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "bench_download": download_rows, "bench_anatomy": anatomy_rows, "bench_estimates": estimates_rows,
     "bench_server": server_rows, "bench_import": import_rows, "bench_preview": preview_rows,
-    "bench_server_memory": memory_rows,
+    "bench_server_memory": memory_rows, "bench_wan": wan_rows,
 }
+# Benches whose own tables get a section of the report.
+SECTIONS = {"bench_estimates": "Memory estimates (CPU, `bench_estimates.py --quick`)",
+            "bench_wan": "Downloads over a simulated WAN (`bench_wan.py`)"}
 
 
 def tables_in(text: str) -> str:
@@ -183,9 +209,9 @@ def write_report(runs: list[dict[str, Any]], output: Path, total_s: float) -> No
         except (KeyError, TypeError, ZeroDivisionError) as error:
             rows = [(item["name"], f"unreadable result ({error!r})", "–", "–", "–")]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
-    estimates = next((item for item in runs if item["name"] == "bench_estimates" and item["result"]), None)
-    if estimates:
-        lines += ["", "## Memory estimates (CPU, `bench_estimates.py --quick`)", "", tables_in(estimates["stdout"])]
+    for item in runs:
+        if item["name"] in SECTIONS and item["result"]:
+            lines += ["", f"## {SECTIONS[item['name']]}", "", tables_in(item["stdout"])]
     lines += ["", "## GPU (H100)", "", *gpu_section(), "", (ROOT / "benchmarks" / "NOTES.md").read_text().strip(),
               "", "## Runs", "",
               "| bench | seconds | exit |", "|---|---|---|"]

@@ -6,6 +6,8 @@ import threading
 from email.message import Message
 from typing import Any, Callable
 
+from .wan import WanLink, WanProfile
+
 _COUNTED = {"fail_requests", "fail_times", "cut_after_bytes", "cut_times"}
 
 
@@ -62,6 +64,8 @@ class Faults:
     - `range_shift`: answer a ranged request with the bytes from this many bytes before the asked start;
       its `Content-Range` says so, or, with `range_header_lies`, claims the range that was asked for.
     - `model_info`: repo id → a function that rewrites the model info the Hub answers (a hostile mirror).
+    - `wan`: a `WanProfile` the whole server sits behind (every path: it cannot be scoped); setting it
+      starts a new `wan_link` (caps, connection and in-flight counts start again).
     """
 
     throttle_bps: int | None = None
@@ -75,6 +79,7 @@ class Faults:
     ignore_range: bool = False
     range_shift: int = 0
     range_header_lies: bool = False
+    wan: WanProfile | None = None
     model_info: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = dataclasses.field(default_factory=dict)
     paths: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -88,12 +93,21 @@ class Faults:
         if name in _COUNTED:
             super().__setattr__("_seen", 0)
             super().__setattr__("_cuts", 0)
+        if name == "wan":
+            super().__setattr__("_wan_link", WanLink(value) if value else None)
+
+    @property
+    def wan_link(self) -> WanLink | None:
+        """The live network of `wan`, None when it is unset."""
+        return self._wan_link
 
     def set(self, path: str = "", **faults: Any) -> None:
         """Set faults (by field name) and scope each to URL paths containing `path`."""
         for name, value in faults.items():
             if name not in _FIELDS:
                 raise AttributeError(f"unknown fault {name!r}")
+            if name == "wan" and path:
+                raise ValueError("the WAN profile applies to every path")
             setattr(self, name, value)
             self.paths[name] = path
 

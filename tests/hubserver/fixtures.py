@@ -30,6 +30,14 @@ _SOURCES = [HERE / "fixtures.py", HERE / "spec.py", HERE / "virtual.py", HERE.pa
 _LIBRARIES = ("transformers", "tokenizers", "torch", "safetensors")
 BIG_BYTES = 50 * 1000 * 1000
 BENCH_BYTES = 1 << 30
+WAN_FILE_BYTES = 256 << 20
+WAN_SHARDS = 8
+WAN_SHARD_BYTES = 64 << 20
+WAN_SMALL_SAFETENSORS = 37
+WAN_SMALL_BYTES = (20_000, 800_000)
+# Generated weights repeat a random block of a prime length, so that no chunk size a downloader may
+# use (powers of two, 10 MiB) lines up with it: bytes fetched for the wrong offset fail the sha256.
+WAN_PATTERN_BYTES = 1_000_003
 CHAT_TEMPLATE = (
     "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}</s>{% endfor %}"
     "{% if add_generation_prompt %}<s>assistant: {% endif %}"
@@ -53,17 +61,20 @@ def default_root() -> Path:
     return Path(cache) / "mistudio-jupyter" / "test-hub"
 
 
-def build_fixtures(root: Path | str, *, bench: bool = False) -> dict[str, RepoSpec]:
-    """All test repositories, built into `root` on first use; `bench=True` adds `bench/1gb`."""
+def build_fixtures(root: Path | str, *, bench: bool = False, wan: bool = False) -> dict[str, RepoSpec]:
+    """All test repositories, built into `root` on first use; `bench=True` adds `bench/1gb`, `wan=True`
+    the WAN benchmark's `bench/wan-*`."""
     root = Path(root)
     build = root / f"build-{_build_key()}"
-    manifests = [build / "manifest.json"] + ([build / "bench.json"] if bench else [])
+    extras = [name for name, wanted in (("bench", bench), ("wan", wan)) if wanted]
+    manifests = [build / "manifest.json"] + [build / f"{name}.json" for name in extras]
     if not all(m.exists() for m in manifests):
         with _locked(root):
             if not manifests[0].exists():
                 _build(root, build)
-            if bench and not manifests[1].exists():
-                _write_manifest(build / "bench.json", build, [_bench_repo(build)])
+            for name in extras:
+                if not (build / f"{name}.json").exists():
+                    _write_manifest(build / f"{name}.json", build, _EXTRA_REPOS[name](build))
     return {spec.repo_id: spec for m in manifests for spec in _read_manifest(m, build)}
 
 
@@ -332,3 +343,62 @@ def _bench_repo(build: Path) -> RepoSpec:
     pattern.write_bytes(random.Random(7).randbytes(1 << 20))
     files["model.safetensors"] = _repo_file("model.safetensors", Content(head, len(header), size, pattern))
     return _spec(repo_id, files, "gpt2")
+
+
+def _wan_repos(build: Path) -> list[RepoSpec]:
+    """The WAN benchmark's workloads: `bench/wan-one-file` (one 256 MiB safetensors),
+    `bench/wan-shards` (8 × 64 MiB and their index) and `bench/wan-small-files` (40 files of 20-800 KB).
+    Each also has a config.json, and every file is one our download selects, so every tool fetches
+    the same files."""
+    one_file = _wan_repo(build, "bench/wan-one-file", {"model.safetensors": WAN_FILE_BYTES})
+    shard_names = [f"model-{i:05d}-of-{WAN_SHARDS:05d}.safetensors" for i in range(1, WAN_SHARDS + 1)]
+    shards = _wan_repo(build, "bench/wan-shards", dict.fromkeys(shard_names, WAN_SHARD_BYTES))
+    return [one_file, shards, _wan_small_files(build)]
+
+
+def _wan_repo(build: Path, repo_id: str, weights: dict[str, int]) -> RepoSpec:
+    """A config, and safetensors files of one U8 tensor each (`weights`: path -> data bytes) whose data
+    repeats a random block, with their index when there are several."""
+    directory = _repo_dir(build, repo_id)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(TINY_CONFIGS["gpt2"], indent=2))
+    tensors = {path: f"layers.{index}.weight" for index, path in enumerate(weights)}
+    if len(weights) > 1:
+        index = {"metadata": {"total_size": sum(weights.values())},
+                 "weight_map": {name: path for path, name in tensors.items()}}
+        (directory / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    files = _scan(repo_id, directory)
+    for path, size in weights.items():
+        seed = f"{repo_id}/{path}"
+        header, data_bytes = safetensors_header([(tensors[path], "U8", (size,))])
+        head = build / "wan-heads" / repo_id / path
+        head.parent.mkdir(parents=True, exist_ok=True)
+        head.write_bytes(header)
+        pattern = build / "wan-patterns" / repo_id / path
+        pattern.parent.mkdir(parents=True, exist_ok=True)
+        pattern.write_bytes(random.Random(seed).randbytes(WAN_PATTERN_BYTES))
+        files[path] = _repo_file(path, Content(head, len(header), data_bytes, pattern))
+    return _spec(repo_id, files, "gpt2")
+
+
+def _wan_small_files(build: Path) -> RepoSpec:
+    """Many small files, as in a repo of sparse autoencoders: safetensors (LFS, from the CDN) of random
+    sizes, and a vocabulary and merges (regular files, from the Hub itself)."""
+    repo_id = "bench/wan-small-files"
+    directory = _repo_dir(build, repo_id)
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(repo_id)
+    (directory / "config.json").write_text(json.dumps(TINY_CONFIGS["gpt2"], indent=2))
+    (directory / "vocab.json").write_text(json.dumps({f"tok{i}_{rng.getrandbits(32):08x}": i for i in range(25_000)}))
+    (directory / "merges.txt").write_text("".join(f"{rng.getrandbits(24):06x} {rng.getrandbits(24):06x}\n"
+                                                  for _ in range(30_000)))
+    for index in range(WAN_SMALL_SAFETENSORS):
+        header, data_bytes = safetensors_header([(f"sae.{index}.weight", "U8", (rng.randint(*WAN_SMALL_BYTES),))])
+        (directory / f"sae-{index:02d}.safetensors").write_bytes(header + rng.randbytes(data_bytes))
+    return _spec(repo_id, _scan(repo_id, directory), "gpt2")
+
+
+_EXTRA_REPOS: dict[str, Callable[[Path], list[RepoSpec]]] = {
+    "bench": lambda build: [_bench_repo(build)],
+    "wan": _wan_repos,
+}

@@ -2,14 +2,17 @@
 
 The real huggingface_hub client works against it unchanged. LFS files are redirected to a second
 listener on another port, the "CDN": another origin, so the client treats it as the real Hub's CDN
-(it does not follow the redirect on HEAD and drops the Authorization header on GET).
+(it does not follow the redirect on HEAD and drops the Authorization header on GET). With a WAN profile
+(`faults.wan`) both sit behind one simulated wide-area link (see wan.py).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import threading
 import time
@@ -20,6 +23,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from .faults import BodyFaults, Faults, RequestRecord
 from .spec import Commit, Content, RepoFile, RepoSpec
+from .wan import WanConnection
 
 TOKENS = {"hf_test_good": ("test-user", True), "hf_test_ungranted": ("test-ungranted", False)}
 INVALID_TOKEN = "Invalid credentials in Authorization header"
@@ -53,9 +57,14 @@ def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | 
     return Response(status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(payload).encode())
 
 
-def error(status: int, message: str, code: str | None = None, commit: str | None = None) -> Response:
+def too_many_requests(retry_after_s: int) -> Response:
+    return error(429, "Too many requests in flight", headers={"Retry-After": str(retry_after_s)})
+
+
+def error(status: int, message: str, code: str | None = None, commit: str | None = None,
+          headers: Mapping[str, str] | None = None) -> Response:
     """An error as the Hub sends it: message in `X-Error-Message` and the body, code in `X-Error-Code`."""
-    headers = {"X-Error-Message": message, **({"X-Error-Code": code} if code else {})}
+    headers = {**(headers or {}), "X-Error-Message": message, **({"X-Error-Code": code} if code else {})}
     return json_response({"error": message}, status, {**headers, **({"X-Repo-Commit": commit} if commit else {})})
 
 
@@ -218,6 +227,9 @@ class HubServer:
 
     def _redirect_to_cdn(self, spec: RepoSpec, commit: Commit, file: RepoFile) -> Response:
         location = f"{self.cdn_url}/cdn/{file.sha256}/{quote(spec.repo_id)}/{quote(file.path)}"
+        ttl = self.faults.wan.url_ttl_s if self.faults.wan else None
+        if ttl is not None:
+            location += f"?expires={math.ceil(time.time() + ttl)}"
         return Response(302, {"Location": location, "X-Repo-Commit": commit.sha, "ETag": f'"{file.blob_id}"',
                               "X-Linked-Etag": f'"{file.sha256}"', "X-Linked-Size": str(file.size)})
 
@@ -225,6 +237,8 @@ class HubServer:
         content = self._blobs.get(request.segments[1]) if len(request.segments) > 1 else None
         if content is None:
             return error(404, "NoSuchKey")
+        if expired(request.query.get("expires")):
+            return error(403, "Request has expired", "AccessDenied")
         return ranged(content, request, {"ETag": f'"{request.segments[1]}"'})
 
 
@@ -237,6 +251,16 @@ def gate(spec: RepoSpec, token: str | None) -> Response | None:
                           "authenticated to access it. Please log in.", "GatedRepo")
     return error(403, f"Access to model {spec.repo_id} is restricted and you are not in the authorized list. "
                       f"Visit https://huggingface.co/{spec.repo_id} to ask for access.", "GatedRepo")
+
+
+def expired(expires: list[str] | None) -> bool:
+    """Whether a CDN URL's `expires` (unix seconds; a URL without one never expires) has passed."""
+    if expires is None:
+        return False
+    try:
+        return time.time() > int(expires[0])
+    except ValueError:
+        return True
 
 
 def ranged(content: Content, request: Request, headers: dict[str, str]) -> Response:
@@ -326,6 +350,9 @@ def model_info(spec: RepoSpec, commit: Commit) -> dict[str, Any]:
 class _Listener(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # socketserver's default backlog of 5 drops the SYNs of parallel downloaders' connections beyond
+    # it, and each dropped one waits a whole second to retry.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], hub: HubServer) -> None:
         super().__init__(address, _Handler)
@@ -340,6 +367,13 @@ class _Listener(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Listener
+    _wan: WanConnection | None = None
+
+    def setup(self) -> None:
+        super().setup()
+        wan = self._wan_connection()
+        if wan is not None:
+            wan.handshake()
 
     def do_GET(self) -> None:
         self._serve()
@@ -350,7 +384,22 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the request log is `HubServer.log`."""
 
+    def _wan_connection(self) -> WanConnection | None:
+        """This connection on the current WAN link, or None without one. A connection made before the
+        link joins it at its next request (and is counted then)."""
+        link = self.server.hub.faults.wan_link
+        if link is None:
+            return None
+        if self._wan is None or self._wan.link is not link:
+            self._wan = link.connect()
+        return self._wan
+
     def _serve(self) -> None:
+        wan = self._wan_connection()
+        with wan.link.request() if wan else contextlib.nullcontext(True) as admitted:
+            self._answer(wan, admitted)
+
+    def _answer(self, wan: WanConnection | None, admitted: bool) -> None:
         hub = self.server.hub
         url = urlsplit(self.path)
         faults = hub.faults.on_request(url.path)
@@ -361,7 +410,9 @@ class _Handler(BaseHTTPRequestHandler):
                           parse_qs(url.query), headers)
         if faults.stall_s:
             time.sleep(faults.stall_s)
-        if faults.fail_status:
+        if not admitted:
+            response = too_many_requests(wan.link.profile.retry_after_s)  # type: ignore[union-attr]
+        elif faults.fail_status:
             response = error(faults.fail_status, "Injected server error")
         else:
             response = hub.route(request)
@@ -370,10 +421,12 @@ class _Handler(BaseHTTPRequestHandler):
         record = RequestRecord(self.command, url.path, response.status, self.headers.get("Range"), 0,
                                self.headers, url.query)
         hub.record(record)
+        if wan is not None:
+            wan.round_trip()
         try:
             self._send_headers(response)
             if self.command != "HEAD":
-                self._send_body(response, hub.faults.on_body(url.path, response.length), record)
+                self._send_body(response, hub.faults.on_body(url.path, response.length), record, wan)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
@@ -384,18 +437,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(response.length))
         self.end_headers()
 
-    def _send_body(self, response: Response, faults: BodyFaults, record: RequestRecord) -> None:
+    def _send_body(self, response: Response, faults: BodyFaults, record: RequestRecord,
+                   wan: WanConnection | None) -> None:
         """Stream the body, counting bytes in `record` before each write (so the log is never behind)."""
         started = time.monotonic()
         piece_size = max(1, min(64 * 1024, faults.throttle_bps // 20)) if faults.throttle_bps else 1 << 20
+        if wan is not None:
+            piece_size = min(piece_size, wan.piece_bytes)
         for chunk in response.chunks():
-            for offset in range(0, len(chunk), piece_size):
-                piece = chunk[offset : offset + piece_size]
+            view = memoryview(chunk)  # pieces without copies
+            for offset in range(0, len(view), piece_size):
+                piece = view[offset : offset + piece_size]
                 if faults.corrupt and record.bytes_sent == 0:
-                    piece = bytes([piece[0] ^ 0xFF]) + piece[1:]
+                    piece = memoryview(bytes([piece[0] ^ 0xFF]) + piece[1:])
                 cut = faults.cut_after is not None and record.bytes_sent + len(piece) > faults.cut_after
                 if cut:
                     piece = piece[: faults.cut_after - record.bytes_sent]  # type: ignore[operator]
+                if wan is not None:
+                    wan.wait_to_send(len(piece))
                 record.bytes_sent += len(piece)
                 self.wfile.write(piece)
                 if cut:

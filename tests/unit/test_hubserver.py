@@ -3,12 +3,18 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import math
+import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
@@ -20,7 +26,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from tests.hubserver import HubServer, RepoSpec
+from tests.hubserver import HubServer, RepoSpec, WanProfile
 from tests.hubserver.server import parse_range
 
 api = HfApi()
@@ -41,8 +47,9 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def cdn_url(hub: HubServer, repo_id: str, path: str) -> str:
-    status, headers, _ = fetch(f"{hub.url}/{repo_id}/resolve/main/{path}")
+def cdn_url(hub: HubServer | str, repo_id: str, path: str) -> str:
+    """Where the Hub (a server or its URL) redirects this file to."""
+    status, headers, _ = fetch(f"{hub if isinstance(hub, str) else hub.url}/{repo_id}/resolve/main/{path}")
     assert status == 302
     return headers["Location"]
 
@@ -275,3 +282,109 @@ def test_keep_alive_and_log(hub: HubServer):
     assert [(r.method, r.status, r.range, r.bytes_sent) for r in hub.log] == [("GET", 206, "bytes=0-9", 10)] * 2
     hub.clear_log()
     assert hub.log == []
+
+
+# --- WAN mode: lower bounds are what the caps guarantee; upper bounds only that the server keeps up, --
+# --- with ten times the ideal duration, since a loaded machine can only slow things down --------------
+
+
+def timed_fetch(url: str, headers: dict[str, str] | None = None) -> tuple[float, int, dict[str, str], bytes]:
+    started = time.monotonic()
+    status, response_headers, body = fetch(url, headers)
+    return time.monotonic() - started, status, response_headers, body
+
+
+def test_wan_caps_each_connection(hub: HubServer):
+    url = cdn_url(hub, "tiny/big", "model.safetensors")
+    hub.faults.wan = WanProfile(per_conn_bps=2e6)
+    seconds, status, _, body = timed_fetch(url, {"Range": "bytes=0-999999"})
+    assert (status, len(body)) == (206, 1_000_000)
+    assert 0.4 <= seconds <= 5.0  # ideal 0.5 s; up to 50 ms of catch-up may go at once
+
+
+def test_wan_link_is_shared_by_all_connections(hub: HubServer):
+    url = cdn_url(hub, "tiny/big", "model.safetensors")
+    hub.faults.wan = WanProfile(per_conn_bps=20e6, link_bps=16e6)
+    ranges = [{"Range": f"bytes={i * 2_000_000}-{(i + 1) * 2_000_000 - 1}"} for i in range(8)]
+    started = time.monotonic()
+    with ThreadPoolExecutor(len(ranges)) as pool:
+        bodies = [body for _, _, body in pool.map(lambda headers: fetch(url, headers), ranges)]
+    seconds = time.monotonic() - started
+    assert [len(body) for body in bodies] == [2_000_000] * 8
+    assert 0.8 <= seconds <= 10.0  # 16 MB: ideal 1 s at the link's cap, 0.1 s at the connections'
+    assert hub.faults.wan_link is not None and hub.faults.wan_link.connections == 8
+
+
+def test_wan_round_trips(hub: HubServer):
+    hub.faults.wan = WanProfile(rtt_ms=100, connect_rtts=2)
+    host, port = hub.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port))
+    durations = []
+    for _ in range(2):
+        started = time.monotonic()
+        connection.request("GET", "/tiny/gpt2/resolve/main/config.json")
+        assert connection.getresponse().read()
+        durations.append(time.monotonic() - started)
+    connection.close()
+    assert durations[0] >= 0.3 and durations[1] >= 0.1  # handshakes and a round trip, then a round trip
+    assert hub.faults.wan_link.connections == 1  # type: ignore[union-attr]
+
+
+def test_wan_slow_edge_serves_every_nth_connection_at_an_eighth(hub: HubServer):
+    url = cdn_url(hub, "tiny/big", "model.safetensors")
+    hub.faults.wan = WanProfile(per_conn_bps=4e6, slow_every=2)
+    first, second = (timed_fetch(url, {"Range": "bytes=0-399999"})[0] for _ in range(2))
+    assert second >= 0.7  # 400 KB at 0.5 MB/s: 0.8 s; at 4 MB/s it would be 0.1 s
+    assert second > 2 * first
+
+
+def test_wan_answers_429_above_max_in_flight(hub: HubServer):
+    hub.faults.wan = WanProfile(rtt_ms=500, connect_rtts=0, max_in_flight=2, retry_after_s=3)
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: fetch(f"{hub.url}/api/models/tiny/gpt2"), range(4)))
+    assert sorted(status for status, _, _ in answers) == [200, 200, 429, 429]
+    assert {headers["Retry-After"] for status, headers, _ in answers if status == 429} == {"3"}
+    assert fetch(f"{hub.url}/api/models/tiny/gpt2")[0] == 200  # the places in flight were given back
+
+
+def test_wan_cdn_urls_expire(hub: HubServer, fixture_repos: dict[str, RepoSpec]):
+    hub.faults.wan = WanProfile(url_ttl_s=1)
+    issued = time.time()
+    url = cdn_url(hub, "tiny/gpt2", "model.safetensors")
+    expires = int(parse_qs(urlsplit(url).query)["expires"][0])
+    assert expires == math.ceil(issued + 1) or expires == math.ceil(issued + 1) + 1
+    status, _, body = fetch(url)
+    assert (status, len(body)) == (200, fixture_repos["tiny/gpt2"].files["model.safetensors"].size)
+    time.sleep(max(0.0, expires - time.time()) + 0.1)
+    status, headers, _ = fetch(url)
+    assert (status, headers["X-Error-Code"]) == (403, "AccessDenied")
+    hub.faults.reset()
+    assert fetch(url)[0] == 403  # the URL carries its expiry; the profile that issued it is gone
+
+
+def test_wan_profile_parse():
+    profile = WanProfile.parse("per_conn_bps=8e6,link_bps=96e6,rtt_ms=30,slow_every=4,url_ttl_s=600")
+    assert profile == WanProfile(per_conn_bps=8e6, link_bps=96e6, rtt_ms=30, slow_every=4, url_ttl_s=600)
+    assert WanProfile.parse(str(profile)) == profile and WanProfile.parse("") == WanProfile()
+    for bad in ["speed=1", "slow_every=2.5,per_conn_bps=1e6", "slow_every=2", "link_bps=-1", "rtt_ms"]:
+        with pytest.raises(ValueError):
+            WanProfile.parse(bad)
+
+
+def test_the_command_line_serves_behind_a_wan(tmp_path: Path, fixture_repos: dict[str, RepoSpec]):
+    from tests.hubserver import default_root
+
+    command = [sys.executable, "-m", "tests.hubserver", str(default_root()), "--wan", "per_conn_bps=1e6,rtt_ms=50"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2],
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    try:
+        url = server.stdout.readline().strip()  # type: ignore[union-attr]
+        seconds, status, _, body = timed_fetch(f"{url}/tiny/gpt2/resolve/main/config.json")
+        assert (status, body) == (200, fixture_repos["tiny/gpt2"].files["config.json"].read_bytes())
+        assert seconds >= 0.15  # two handshakes and a round trip of 50 ms
+        big = cdn_url(url, "tiny/big", "model.safetensors")
+        seconds, status, _, body = timed_fetch(big, {"Range": "bytes=0-299999"})
+        assert (status, len(body)) == (206, 300_000) and seconds >= 0.25
+    finally:
+        server.terminate()
+        server.wait()
