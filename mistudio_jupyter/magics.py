@@ -53,7 +53,7 @@ def presenter(name: str) -> Callable[[Presenter], Presenter]:
 def run_line(line: str) -> Any:
     """Run one `%mistudio` line and return what the cell should display (None after an error)."""
     try:
-        argv = shlex.split(line)
+        argv = shlex.split(line, comments=True)  # IPython passes the magic its line, comment included
     except ValueError as error:
         print(f"mistudio: error: {error}")
         return None
