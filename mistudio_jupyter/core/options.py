@@ -8,6 +8,7 @@ from .errors import InvalidArgument
 QUANTIZATIONS = ("none", "bnb-8bit", "bnb-4bit")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 STATUSES = ("pending", "downloading", "ready", "cancelled", "failed", "interrupted")
+ACTIVE_STATUSES = ("pending", "downloading")
 SORTABLE = ("name", "repo_id", "status", "family", "params", "size_bytes", "created_at", "updated_at")
 
 

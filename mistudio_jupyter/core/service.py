@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .catalog import Catalog, ModelRecord
-from .options import DTYPES, QUANTIZATIONS, validate_choice
+from .options import ACTIVE_STATUSES, DTYPES, QUANTIZATIONS, validate_choice
 from .errors import EntryNotFound, InvalidArgument, NotFound, UnsafeRepo
 from .hub import HubClient, validate_repo_id, validate_revision
 from .settings import Settings
@@ -191,13 +191,16 @@ class ModelManager:
         """Load a downloaded entry from the local cache as (model, tokenizer).
 
         Quantization and dtype default to the entry's own; the measured memory (footprint + quant state)
-        and load time are recorded on the entry.
+        and load time are recorded on the entry. A download in progress is waited for.
         """
         from .loading import load_model
 
         record = self.resolve(model_id)
         if record is None:
             raise NotFound(f"no catalog entry {model_id!r}; see `mistudio list`")
+        record = self.downloads.refresh(record)
+        if record.status in ACTIVE_STATUSES and record.worker:
+            record = self.downloads.start(record).wait()
         loaded = load_model(snapshot_path(record), quantization=quantization or record.quantization,
                             dtype=dtype or record.dtype, device_map=device_map, double_quant=double_quant,
                             trust_remote_code=trust_remote_code)

@@ -51,6 +51,14 @@ def test_load_a_downloaded_entry_records_its_memory(manager, hub):
         loaded.measured_memory_bytes
 
 
+def test_load_waits_for_the_download_in_progress(manager, hub):
+    hub.faults.set(path="model.safetensors", throttle_bps=200_000)
+    record = manager.download("tiny/gpt2").record
+    assert record.status in ("pending", "downloading")
+    model, _ = manager.load(record.id)
+    assert type(model).__name__ == "GPT2LMHeadModel" and manager.get(record.id).status == "ready"
+
+
 def test_load_refuses_an_entry_that_is_not_downloaded(manager):
     record = manager.add("tiny/gpt2")
     with pytest.raises(errors.InvalidArgument, match="not downloaded"):
