@@ -1,4 +1,5 @@
-"""`python -m tests.hubserver ROOT --port N`: build the fixtures into ROOT if missing and serve them."""
+"""`python -m tests.hubserver ROOT --port N` (`make demo`'s Hub): build the fixtures into ROOT if missing and
+serve them, with the repos the README and the quickstart notebook name."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--bench", action="store_true", help="also serve bench/1gb (built on first use)")
     args = parser.parse_args(argv)
-    repos = build_fixtures(args.root, bench=args.bench)
+    repos = build_fixtures(args.root, bench=args.bench, demo=True)
     with HubServer(args.root, args.host, args.port, repos=repos) as hub:
         print(hub.url, flush=True)
         try:
