@@ -80,10 +80,15 @@ describe("download form: preview display", () => {
   it("shows family, params, dims, gated, license and warnings", () => {
     const { root } = previewed();
     const shown = facts(root.querySelector(".mistudio-preview"));
-    expect(shown).toMatchObject({ Family: "llama", Parameters: "8B", "Hidden size": "4096", Layers: "32", Heads: "32 (8 KV)", Gated: "no", License: "llama3", Download: "16.0 GB", "Hook table": "verified" });
+    expect(shown).toMatchObject({ Family: "llama", Parameters: "8B", "Hidden size": "4096", Layers: "32", Heads: "32 (8 KV)", Gated: "no", License: "llama3", Download: "16 GB", "Hook table": "verified" });
     expect(root.querySelector(".mistudio-preview h3").textContent).toBe("tiny/llama @ main (abcdef0)");
     expect([...root.querySelectorAll(".mistudio-warnings li")].map((li) => li.textContent)).toEqual(["remote code is not used"]);
     expect(root.querySelector(".mistudio-status").textContent).toBe("");
+  });
+
+  it("prints sizes in decimal units, as the Hub and the CLI do (Llama-3-70B: 141 GB, not 131)", () => {
+    const { root } = previewed({}, preview({ download_bytes: 141_107_558_193 }));
+    expect(facts(root.querySelector(".mistudio-preview")).Download).toBe("141 GB");
   });
 
   it("marks gated repos and highlights the token field", () => {
@@ -107,7 +112,7 @@ describe("download form: memory options", () => {
     expect(rows(root).map((r) => r.dataset.option)).toEqual(["fp32", "fp16", "bf16", "bnb-8bit", "bnb-4bit", "bnb-4bit-dq"]);
     const verdicts = rows(root).map((r) => r.querySelector(".mistudio-verdict").textContent);
     expect(verdicts).toEqual(["does not fit", "fits in RAM only", "fits in RAM only", "fits on GPU", "fits on GPU", "fits on GPU"]);
-    expect(row(root, "fp16").querySelector(".mistudio-mem__total").textContent).toBe("16.0 GB");
+    expect(row(root, "fp16").querySelector(".mistudio-mem__total").textContent).toBe("16 GB");
     expect(row(root, "fp32").querySelector(".mistudio-mem__fill").classList.contains("mistudio-mem__fill--none")).toBe(true);
   });
 
@@ -119,8 +124,8 @@ describe("download form: memory options", () => {
     expect(row(root, "fp16").querySelector(".mistudio-mem__mark--gpu").style.left).toBe("37.5%");
     expect(row(root, "fp16").querySelector(".mistudio-mem__mark--ram").style.left).toBe("75%");
     const legend = root.querySelector(".mistudio-legend").textContent;
-    expect(legend).toContain("GPU 0 NVIDIA T4: 12.0 GB free of 16.0 GB");
-    expect(legend).toContain("RAM: 24.0 GB available of 32.0 GB");
+    expect(legend).toContain("GPU 0 NVIDIA T4: 12 GB free of 16 GB");
+    expect(legend).toContain("RAM: 24 GB available of 32 GB");
   });
 
   it("says when there is no GPU and draws no GPU marker", () => {
@@ -151,7 +156,7 @@ describe("download form: memory options", () => {
     expect(radio(root, "bf16").checked).toBe(true);
     expect(document.activeElement).toBe(radio(root, "bf16"));
     expect(root.querySelector(".mistudio-breakdown summary").textContent).toBe("Breakdown for bf16");
-    expect(facts(root.querySelector(".mistudio-breakdown"))).toMatchObject({ Total: "16.0 GB", "Peak while loading": "19.2 GB" });
+    expect(facts(root.querySelector(".mistudio-breakdown"))).toMatchObject({ Total: "16 GB", "Peak while loading": "19.2 GB" });
   });
 });
 

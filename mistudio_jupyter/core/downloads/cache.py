@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..errors import InsufficientDisk
+from ..units import format_bytes
 from ..hub import FilePlan, PlannedFile
 
 PARTIAL_SUFFIX = ".mistudio.incomplete"
@@ -123,7 +124,7 @@ def ensure_disk_space(cache_dir: Path, plan: FilePlan, margin_bytes: int) -> Non
     needed = missing + margin_bytes
     if needed > free:
         raise InsufficientDisk(
-            f"{plan.repo_id} needs {needed / 1e9:.2f} GB, {free / 1e9:.2f} GB free in {cache_dir}",
+            f"{plan.repo_id} needs {format_bytes(needed)}, {format_bytes(free)} free in {cache_dir}",
             needed_bytes=needed, free_bytes=free,
         )
 

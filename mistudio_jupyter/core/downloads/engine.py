@@ -33,6 +33,7 @@ from urllib.parse import urljoin, urlparse
 
 from ..errors import Cancelled, DownloadFailed, HubUnreachable, InsufficientDisk, MiStudioError
 from ..hub import FilePlan, PlannedFile, map_hub_error
+from ..units import format_bytes
 from .cache import RepoCache
 
 log = logging.getLogger(__name__)
@@ -543,6 +544,6 @@ def _write_error(path: Path, error: OSError) -> MiStudioError:
     """A full disk (or quota) is `insufficient_disk`, resumable once there is room; anything else fails."""
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         free = shutil.disk_usage(path.parent).free
-        return InsufficientDisk(f"the disk filled while writing {path.name}: {free / 1e9:.2f} GB free in "
+        return InsufficientDisk(f"the disk filled while writing {path.name}: {format_bytes(free)} free in "
                                 f"{path.parent}; free some space and resume")
     return DownloadFailed(f"cannot write {path}: {error}")
