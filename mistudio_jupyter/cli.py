@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
 
 from ._version import __version__
-from .core.options import DTYPES, QUANTIZATIONS, SORTABLE, STATUSES
+from .core.options import DTYPES, OPTION_NAMES, QUANTIZATIONS, SORTABLE, STATUSES
 from .core.errors import InvalidArgument, MiStudioError, NotFound
 from .core.units import MISSING, format_bytes
 
@@ -103,8 +103,14 @@ def _entry_arguments(parser: argparse.ArgumentParser, target: str = "Hub repo id
     parser.add_argument("repo_id", metavar="REPO" if target == "Hub repo id" else "REPO_OR_ID",
                         help=f"{target}, e.g. google/gemma-2-2b")
     parser.add_argument("--revision", help="branch, tag or commit (default: main)")
-    parser.add_argument("--quantization", choices=QUANTIZATIONS, default="none", help="how it will be loaded")
-    parser.add_argument("--dtype", choices=DTYPES, default="auto", help="how it will be loaded")
+    _load_option_arguments(parser, "how it will be loaded")
+
+
+def _load_option_arguments(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--as", dest="option", choices=OPTION_NAMES, metavar="OPTION",
+                        help=f"{' | '.join(OPTION_NAMES)}, as `estimate` names them ({default})")
+    parser.add_argument("--quantization", choices=QUANTIZATIONS, help="the older form of --as, with --dtype")
+    parser.add_argument("--dtype", choices=DTYPES, help="the older form of --as, with --quantization")
 
 
 def _download_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,14 +140,15 @@ ARGUMENTS.update(download=_download_arguments, add=_entry_arguments, cancel=_can
 
 @command("download", "Download a model into the Hugging Face cache (resumable; joins a running download).")
 def download_model(manager: Any, args: argparse.Namespace) -> ModelRecord:
-    handle = manager.download(args.repo_id, revision=args.revision, quantization=args.quantization,
-                              dtype=args.dtype, token=_token_from_env(args.token_env))
+    handle = manager.download(args.repo_id, revision=args.revision, option=args.option,
+                              quantization=args.quantization, dtype=args.dtype, token=_token_from_env(args.token_env))
     return _follow(handle, args)
 
 
 @command("add", "Add a model to the catalog without downloading it.")
 def add_model(manager: Any, args: argparse.Namespace) -> ModelRecord:
-    return manager.add(args.repo_id, revision=args.revision, quantization=args.quantization, dtype=args.dtype)
+    return manager.add(args.repo_id, revision=args.revision, option=args.option, quantization=args.quantization,
+                       dtype=args.dtype)
 
 
 @command("cancel", "Cancel a download (within a second, from any process).")
@@ -279,8 +286,7 @@ def _preview_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _load_arguments(parser: argparse.ArgumentParser) -> None:
     _id_argument(parser)
-    parser.add_argument("--quantization", choices=QUANTIZATIONS, help="default: the entry's own")
-    parser.add_argument("--dtype", choices=DTYPES, help="default: the entry's own")
+    _load_option_arguments(parser, "default: the entry's own")
     parser.add_argument("--device-map", default="auto", help="as in transformers (default: auto)")
 
 
@@ -301,8 +307,8 @@ def estimate_memory(manager: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 @command("load", "Load a downloaded model (checks it loads; records its measured memory and load time).")
 def load_model(manager: Any, args: argparse.Namespace) -> Any:
-    model, _ = manager.load(_model_id(manager, args.model), quantization=args.quantization, dtype=args.dtype,
-                            device_map=args.device_map)
+    model, _ = manager.load(_model_id(manager, args.model), option=args.option, quantization=args.quantization,
+                            dtype=args.dtype, device_map=args.device_map)
     return model
 
 

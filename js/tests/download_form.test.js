@@ -134,10 +134,11 @@ describe("download form: memory options", () => {
     expect(root.querySelector(".mistudio-mem__mark--gpu")).toBeNull();
   });
 
-  it("defaults to the first option that fits the GPU; double quant is estimate only", () => {
+  it("defaults to the first option that fits the GPU; double quant is chosen when loading", () => {
     const { root } = previewed();
     expect(radio(root, "bnb-8bit").checked).toBe(true);
     expect(radio(root, "bnb-4bit-dq").disabled).toBe(true);
+    expect(row(root, "bnb-4bit-dq").querySelector(".mistudio-mem__label").textContent).toBe("4-bit, double quant (bnb), chosen when loading");
     expect(root.querySelector(".mistudio-breakdown summary").textContent).toBe("Breakdown for 8-bit (bnb)");
   });
 
@@ -168,17 +169,11 @@ describe("download form: start, token, cancel", () => {
     expect(button(root, "Start download").disabled).toBe(true);
   });
 
-  it.each([
-    ["fp32", { quantization: "none", dtype: "float32" }],
-    ["fp16", { quantization: "none", dtype: "float16" }],
-    ["bf16", { quantization: "none", dtype: "bfloat16" }],
-    ["bnb-8bit", { quantization: "bnb-8bit", dtype: "auto" }],
-    ["bnb-4bit", { quantization: "bnb-4bit", dtype: "auto" }],
-  ])("Start with %s sends the download message", (key, load) => {
+  it.each(["fp32", "fp16", "bf16", "bnb-8bit", "bnb-4bit"])("Start with %s sends the option by the name the memory table gives it", (option) => {
     const { model, root } = previewed();
-    radio(root, key).click();
+    radio(root, option).click();
     button(root, "Start download").click();
-    expect(model.sent.at(-1)).toEqual({ action: "download", repo_id: "tiny/llama", revision: "main", ...load, token: null });
+    expect(model.sent.at(-1)).toEqual({ action: "download", repo_id: "tiny/llama", revision: "main", option, token: null });
   });
 
   it("the token goes only into the start message, is cleared, and never touches a trait", () => {

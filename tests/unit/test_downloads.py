@@ -432,6 +432,10 @@ def test_cli_commands(settings, hub, monkeypatch, capsys):
 
     added = run("add", "tiny/gated", "--quantization", "bnb-4bit")
     assert added["status"] == "pending" and added["quantization"] == "bnb-4bit"
+    assert run("add", "tiny/gated", "--as", "bnb-4bit")["id"] == added["id"]  # the estimate's name for it
+    assert (run("add", "tiny/gpt2", "--as", "fp16")["dtype"]) == "float16"
+    assert main(["add", "tiny/gpt2", "--as", "fp16", "--quantization", "bnb-8bit", "--json"]) == 1
+    assert json.loads(capsys.readouterr().err)["error"]["code"] == "invalid_argument"
     hub.faults.set(path="/cdn/", throttle_bps=200_000)
     started = run("download", added["id"], "--token-env", "MY_TOKEN", "--detach")
     assert started["id"] == added["id"] and started["status"] in ("pending", "downloading")
