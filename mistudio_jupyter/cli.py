@@ -12,7 +12,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
 
-from ._version import __version__
+from . import __version__
 from .core.options import DTYPES, OPTION_NAMES, QUANTIZATIONS, SORTABLE, STATUSES
 from .core.errors import InvalidArgument, MiStudioError, NotFound
 from .core.units import MISSING, format_bytes
