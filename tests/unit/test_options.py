@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from mistudio_jupyter.core import options
-from mistudio_jupyter.core.anatomy import sizing
 from mistudio_jupyter.core.errors import InvalidArgument
 from mistudio_jupyter.core.options import LoadChoice, entry_choice, load_choice
 from mistudio_jupyter.server import openapi
@@ -42,10 +41,6 @@ def test_the_openapi_document_names_the_same_choices() -> None:
 def test_every_estimate_option_names_a_load_choice(option: str, choice: LoadChoice) -> None:
     assert load_choice(option) == choice
     assert load_choice(option, choice.quantization, choice.dtype) == choice  # saying the same twice is fine
-
-
-def test_the_estimate_and_the_loader_name_the_same_options() -> None:
-    assert sizing.OPTIONS == options.OPTION_NAMES
 
 
 def test_the_older_pair_still_works_and_defaults_to_the_entry() -> None:
