@@ -6,7 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._version import __version__
+try:
+    from ._version import __version__  # written from package.json by the build
+except ImportError:  # a checkout installed before the build wrote it: the installed metadata has the version
+    from importlib.metadata import version as _installed_version
+
+    __version__ = _installed_version("mistudio-jupyter")
 
 _LAZY = {
     "ModelManager": ("mistudio_jupyter.core.service", "ModelManager"),

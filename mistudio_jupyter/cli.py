@@ -12,9 +12,10 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
 
-from ._version import __version__
-from .core.options import DTYPES, QUANTIZATIONS, SORTABLE, STATUSES
+from . import __version__
+from .core.options import DTYPES, OPTION_NAMES, QUANTIZATIONS, SORTABLE, STATUSES
 from .core.errors import InvalidArgument, MiStudioError, NotFound
+from .core.units import MISSING, format_bytes
 
 if TYPE_CHECKING:
     from .core.catalog import ModelRecord
@@ -102,8 +103,14 @@ def _entry_arguments(parser: argparse.ArgumentParser, target: str = "Hub repo id
     parser.add_argument("repo_id", metavar="REPO" if target == "Hub repo id" else "REPO_OR_ID",
                         help=f"{target}, e.g. google/gemma-2-2b")
     parser.add_argument("--revision", help="branch, tag or commit (default: main)")
-    parser.add_argument("--quantization", choices=QUANTIZATIONS, default="none", help="how it will be loaded")
-    parser.add_argument("--dtype", choices=DTYPES, default="auto", help="how it will be loaded")
+    _load_option_arguments(parser, "how it will be loaded")
+
+
+def _load_option_arguments(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--as", dest="option", choices=OPTION_NAMES, metavar="OPTION",
+                        help=f"{' | '.join(OPTION_NAMES)}, as `estimate` names them ({default})")
+    parser.add_argument("--quantization", choices=QUANTIZATIONS, help="the older form of --as, with --dtype")
+    parser.add_argument("--dtype", choices=DTYPES, help="the older form of --as, with --quantization")
 
 
 def _download_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,14 +140,15 @@ ARGUMENTS.update(download=_download_arguments, add=_entry_arguments, cancel=_can
 
 @command("download", "Download a model into the Hugging Face cache (resumable; joins a running download).")
 def download_model(manager: Any, args: argparse.Namespace) -> ModelRecord:
-    handle = manager.download(args.repo_id, revision=args.revision, quantization=args.quantization,
-                              dtype=args.dtype, token=_token_from_env(args.token_env))
+    handle = manager.download(args.repo_id, revision=args.revision, option=args.option,
+                              quantization=args.quantization, dtype=args.dtype, token=_token_from_env(args.token_env))
     return _follow(handle, args)
 
 
 @command("add", "Add a model to the catalog without downloading it.")
 def add_model(manager: Any, args: argparse.Namespace) -> ModelRecord:
-    return manager.add(args.repo_id, revision=args.revision, quantization=args.quantization, dtype=args.dtype)
+    return manager.add(args.repo_id, revision=args.revision, option=args.option, quantization=args.quantization,
+                       dtype=args.dtype)
 
 
 @command("cancel", "Cancel a download (within a second, from any process).")
@@ -203,7 +211,7 @@ class _ProgressBar:
     def __init__(self) -> None:
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, dynamic_ncols=True)
+        self._bar = tqdm(unit="B", unit_scale=True, unit_divisor=1000, file=sys.stderr, dynamic_ncols=True)
 
     def update(self, record: ModelRecord) -> None:
         if record.bytes_total and self._bar.total != record.bytes_total:
@@ -278,8 +286,7 @@ def _preview_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _load_arguments(parser: argparse.ArgumentParser) -> None:
     _id_argument(parser)
-    parser.add_argument("--quantization", choices=QUANTIZATIONS, help="default: the entry's own")
-    parser.add_argument("--dtype", choices=DTYPES, help="default: the entry's own")
+    _load_option_arguments(parser, "default: the entry's own")
     parser.add_argument("--device-map", default="auto", help="as in transformers (default: auto)")
 
 
@@ -300,15 +307,15 @@ def estimate_memory(manager: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 @command("load", "Load a downloaded model (checks it loads; records its measured memory and load time).")
 def load_model(manager: Any, args: argparse.Namespace) -> Any:
-    model, _ = manager.load(_model_id(manager, args.model), quantization=args.quantization, dtype=args.dtype,
-                            device_map=args.device_map)
+    model, _ = manager.load(_model_id(manager, args.model), option=args.option, quantization=args.quantization,
+                            dtype=args.dtype, device_map=args.device_map)
     return model
 
 
 def _memory_lines(memory: dict[str, Any], fit: dict[str, Any]) -> list[str]:
     rows = [("OPTION", "WEIGHTS", "QUANT STATE", "OVERHEAD", "KV CACHE", "PEAK LOAD", "TOTAL", "FITS")]
     for option, estimate in memory.items():
-        rows.append((option, *(human_bytes(estimate[key]) for key in ("weights_bytes", "quant_state_bytes",
+        rows.append((option, *(format_bytes(estimate[key]) for key in ("weights_bytes", "quant_state_bytes",
                      "overhead_bytes", "kv_cache_bytes", "peak_load_bytes", "total_bytes")),
                      {"gpu": "GPU", "cpu": "RAM", "none": "no"}.get(fit.get(option, {}).get("verdict"), "?")))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -320,7 +327,7 @@ def _preview_text(preview: dict[str, Any]) -> str:
             "head_dim", "intermediate_size", "vocab_size", "context_length", "tied_embeddings", "gated", "license")
     lines = [f"{key}: {preview.get(key)}" for key in keys]
     lines += [f"params: {preview['params']:,} ({human_count(preview['params'])})",
-              f"download: {human_bytes(preview['download_bytes'])} in {len(preview['files'])} files", ""]
+              f"download: {format_bytes(preview['download_bytes'])} in {len(preview['files'])} files", ""]
     lines += _memory_lines(preview["memory"], preview["fit"])
     lines += [f"warning: {warning}" for warning in preview["warnings"]]
     return "\n".join(lines)
@@ -333,7 +340,7 @@ def _estimate_text(estimate: dict[str, Any]) -> str:
 
 def _load_text(model: Any) -> str:
     footprint = model.get_memory_footprint()
-    return f"loaded {type(model).__name__} on {getattr(model, 'device', '?')}: {human_bytes(footprint)} of weights"
+    return f"loaded {type(model).__name__} on {getattr(model, 'device', '?')}: {format_bytes(footprint)} of weights"
 
 
 TEXT_FORMATTERS: dict[str, Callable[[Any], str]] = {
@@ -377,7 +384,7 @@ def _records_table(records: list[ModelRecord]) -> str:
     rows = [("ID", "REPO", "REVISION", "STATUS", "QUANT", "PARAMS", "SIZE")]
     for record in records:
         rows.append((record.id[:8], record.repo_id, record.revision, _status_text(record), record.quantization,
-                     human_count(record.params), human_bytes(record.size_bytes or record.bytes_total)))
+                     human_count(record.params), format_bytes(record.size_bytes or record.bytes_total)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
 
@@ -390,20 +397,11 @@ def _status_text(record: ModelRecord) -> str:
 
 def human_count(value: int | None) -> str:
     if value is None:
-        return "-"
+        return MISSING
     for unit, size in (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3)):
         if value >= size:
             return f"{value / size:.3g}{unit}"
     return str(value)
-
-
-def human_bytes(value: int | float | None) -> str:
-    if value is None:
-        return "-"
-    for unit, size in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
-        if value >= size:
-            return f"{value / size:.3g} {unit}"
-    return f"{int(value)} B"
 
 
 def execute(argv: Sequence[str], manager_factory: Callable[[], Any]) -> tuple[argparse.Namespace, Any]:

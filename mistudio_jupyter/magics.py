@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from . import cli
 from .core.errors import MiStudioError
+from .core.units import format_bytes
 
 DETACHED = ("download", "resume")  # the magic shows these as a live widget instead of waiting
 
@@ -53,7 +54,7 @@ def presenter(name: str) -> Callable[[Presenter], Presenter]:
 def run_line(line: str) -> Any:
     """Run one `%mistudio` line and return what the cell should display (None after an error)."""
     try:
-        argv = shlex.split(line)
+        argv = shlex.split(line, comments=True)  # IPython passes the magic its line, comment included
     except ValueError as error:
         print(f"mistudio: error: {error}")
         return None
@@ -98,13 +99,13 @@ def _present_download(_args: argparse.Namespace, record: Any) -> Any:
 
 @presenter("cancel")
 def _present_cancel(args: argparse.Namespace, record: Any) -> None:
-    kept = "partial files removed" if args.discard else f"{cli.human_bytes(record.bytes_done)} kept for resume"
+    kept = "partial files removed" if args.discard else f"{format_bytes(record.bytes_done)} kept for resume"
     print(f"{record.name}: {record.status} ({kept})")
 
 
 @presenter("delete")
 def _present_delete(_args: argparse.Namespace, result: dict[str, Any]) -> None:
-    print(f"Deleted {result['id']}; freed {cli.human_bytes(result['freed_bytes'])}")
+    print(f"Deleted {result['id']}; freed {format_bytes(result['freed_bytes'])}")
 
 
 @presenter("preview")
@@ -113,15 +114,15 @@ def _present_preview(_args: argparse.Namespace, preview: dict[str, Any]) -> Any:
 
     facts = {"family": preview.get("family"), "params": cli.human_count(preview.get("params")),
              "layers": preview.get("num_layers"), "hidden": preview.get("hidden_size"),
-             "download": cli.human_bytes(preview.get("download_bytes")), "gated": "yes" if preview.get("gated") else "no",
+             "download": format_bytes(preview.get("download_bytes")), "gated": "yes" if preview.get("gated") else "no",
              "license": preview.get("license")}
     print(f"{preview['repo_id']} @ {preview['revision']}: " + ", ".join(f"{k} {v}" for k, v in facts.items()))
     for warning in preview.get("warnings") or []:
         print(f"warning: {warning}")
     fit = preview.get("fit") or {}
-    rows = {option: {"total": cli.human_bytes(memory.get("total_bytes")),
-                     "weights": cli.human_bytes(memory.get("weights_bytes")),
-                     "peak while loading": cli.human_bytes(memory.get("peak_load_bytes")),
+    rows = {option: {"total": format_bytes(memory.get("total_bytes")),
+                     "weights": format_bytes(memory.get("weights_bytes")),
+                     "peak while loading": format_bytes(memory.get("peak_load_bytes")),
                      "fits on": (fit.get(option) or {}).get("verdict")}
             for option, memory in (preview.get("memory") or {}).items()}
     return pandas.DataFrame.from_dict(rows, orient="index")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -72,3 +74,15 @@ def settings(hub: HubServer, hf_cache: Path, tmp_path: Path) -> Settings:
     """Settings over `hf_cache`, a fresh SQLite catalog and the test Hub."""
     return Settings.from_env(cache_dir=hf_cache, db_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
                              hub_endpoint=hub.url, runtime_dir=tmp_path / "runtime")
+
+
+@pytest.fixture(scope="session")
+def demo_hub_url() -> Iterator[str]:
+    """`make demo`'s Hub, started as the Makefile starts it (`python -m tests.hubserver ROOT --port N`)."""
+    process = subprocess.Popen([sys.executable, "-m", "tests.hubserver", str(default_root()), "--port", "0"],
+                               cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, text=True)
+    try:
+        yield process.stdout.readline().strip()  # type: ignore[union-attr]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -1,5 +1,5 @@
 """notebooks/quickstart.ipynb runs top to bottom in a real kernel against the test Hub, and its outputs
-are what the text says they are."""
+are what the text says they are; as it stands, it also runs against `make demo`'s Hub."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,12 +25,11 @@ def _cell(nb: nbformat.NotebookNode, source_start: str) -> nbformat.NotebookNode
     return next(cell for cell in nb.cells if cell.cell_type == "code" and cell.source.startswith(source_start))
 
 
-@pytest.mark.timeout(600)
-def test_quickstart_runs_against_the_test_hub(settings, monkeypatch, tmp_path):
-    # The kernel is a child process: it inherits HF_ENDPOINT (set by conftest) and these.
-    monkeypatch.setenv("MISTUDIO_QUICKSTART_REPO", "tiny/gpt2")
-    monkeypatch.setenv("MISTUDIO_CACHE_DIR", str(settings.cache_dir))
-    monkeypatch.setenv("MISTUDIO_DB_URL", settings.db_url)
+def _run_quickstart(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, cache_dir: Path, db_url: str,
+                    artifact: str) -> nbformat.NotebookNode:
+    """Execute the notebook in a kernel (a child process: it inherits the environment set here)."""
+    monkeypatch.setenv("MISTUDIO_CACHE_DIR", str(cache_dir))
+    monkeypatch.setenv("MISTUDIO_DB_URL", db_url)
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     assert all(not cell.get("outputs") for cell in nb.cells if cell.cell_type == "code"), "checked in clean"
@@ -38,12 +37,20 @@ def test_quickstart_runs_against_the_test_hub(settings, monkeypatch, tmp_path):
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
-    nbformat.write(nb, artifacts / "quickstart.executed.ipynb")
+    nbformat.write(nb, artifacts / artifact)
 
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert not [o for o in cell.outputs if o.output_type == "error"], cell.source
             assert "mistudio: error" not in _text(cell), cell.source
+    return nb
+
+
+@pytest.mark.timeout(600)
+def test_quickstart_runs_against_the_test_hub(settings, monkeypatch, tmp_path):
+    monkeypatch.setenv("MISTUDIO_QUICKSTART_REPO", "tiny/gpt2")
+    nb = _run_quickstart(monkeypatch, tmp_path, cache_dir=settings.cache_dir, db_url=settings.db_url,
+                         artifact="quickstart.executed.ipynb")
 
     preview = _text(_cell(nb, "%mistudio preview"))
     assert "tiny/gpt2 @ main: family gpt2" in preview and "bnb-4bit" in preview
@@ -54,3 +61,15 @@ def test_quickstart_runs_against_the_test_hub(settings, monkeypatch, tmp_path):
     assert "'blocks.1.hook_resid_post': (1, " in _text(_cell(nb, "import torch"))
     assert any("image/png" in output.get("data", {}) for output in _cell(nb, "import matplotlib").outputs)
     assert "ready" in _text(_cell(nb, "%mistudio list"))
+
+
+@pytest.mark.timeout(600)
+def test_quickstart_as_it_stands_runs_against_the_demo_hub(demo_hub_url, monkeypatch, tmp_path):
+    monkeypatch.delenv("MISTUDIO_QUICKSTART_REPO", raising=False)  # the notebook's own default repo
+    monkeypatch.setenv("HF_ENDPOINT", demo_hub_url)
+    nb = _run_quickstart(monkeypatch, tmp_path, cache_dir=tmp_path / "cache",
+                         db_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}", artifact="quickstart.demo.ipynb")
+
+    assert "openai-community/gpt2 @ main: family gpt2" in _text(_cell(nb, "%mistudio preview"))
+    assert "'blocks.11.hook_resid_post': (1, " in _text(_cell(nb, "import torch"))
+    assert "failed" not in _text(_cell(nb, "%mistudio list"))

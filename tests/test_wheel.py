@@ -2,7 +2,9 @@
 so a user installs it with no node: checked in a fresh environment whose PATH has no node."""
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import site
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+VERSION = "9.8.7"  # written into the copy's package.json only: the one place the version lives
 
 
 def _run(*args: str, **kwargs) -> str:
@@ -18,9 +21,20 @@ def _run(*args: str, **kwargs) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
 
 
+def _checkout_at_version(tmp_path: Path, version: str) -> Path:
+    """A copy of the checkout (with its JS build outputs) whose package.json says `version`."""
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", "node_modules", ".venv", ".demo", "lib", "test-artifacts", "__pycache__", "*.egg-info", "_version.py"))
+    package = json.loads((source / "package.json").read_text())
+    (source / "package.json").write_text(json.dumps({**package, "version": version}, indent=2) + "\n")
+    return source
+
+
 def test_wheel_installs_a_working_extension_without_node(tmp_path: Path) -> None:
-    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(REPO))
-    (wheel,) = (tmp_path / "dist").glob("mistudio_jupyter-*.whl")
+    source = _checkout_at_version(tmp_path, VERSION)
+    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(source))
+    (wheel,) = (tmp_path / "dist").glob(f"mistudio_jupyter-{VERSION}-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert any(name.endswith("labextensions/mistudio-jupyter/package.json") for name in names)
     assert any(name.endswith("jupyter_server_config.d/mistudio_jupyter.json") for name in names)
@@ -39,10 +53,10 @@ def test_wheel_installs_a_working_extension_without_node(tmp_path: Path) -> None
     env = {"PATH": str(no_node), "HOME": str(tmp_path), "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
            "JUPYTER_DATA_DIR": str(tmp_path / "data"), "NO_COLOR": "1"}
     python = str(prefix / "bin" / "python")
-    where = _run(python, "-c", "import mistudio_jupyter; print(mistudio_jupyter.__file__)", env=env, cwd=tmp_path)
-    assert str(prefix) in where
+    where = _run(python, "-c", "import mistudio_jupyter as m; print(m.__file__, m.__version__)", env=env, cwd=tmp_path)
+    assert str(prefix) in where and where.split()[-1] == VERSION
     labextensions = _run(python, "-m", "jupyterlab.labextensions", "list", env=env, cwd=tmp_path)
     assert re.search(r"mistudio-jupyter v\S+ enabled OK", labextensions), labextensions
     server = _run(python, "-m", "jupyter_server.extension.serverextension", "list", env=env, cwd=tmp_path)
-    assert re.search(r"mistudio_jupyter \S+ OK", server), server
+    assert re.search(rf"mistudio_jupyter {re.escape(VERSION)} OK", server), server
     assert Path(sys.executable).with_name("mistudio").exists()  # the test environment is untouched

@@ -145,8 +145,8 @@ export class RestModel implements IWidgetModel, IDisposable {
     this.set('preview', preview);
   }
 
-  private async _download({ repo_id, revision, quantization, dtype, token }: Message): Promise<void> {
-    const created = await this._request<IRecord>('models', 'POST', { repo_id, revision, quantization, dtype });
+  private async _download({ repo_id, revision, option, token }: Message): Promise<void> {
+    const created = await this._request<IRecord>('models', 'POST', { repo_id, revision, option });
     this.set('record', created);
     const body = token ? { token } : {};
     this._upsert(await this._request<IRecord>(`${modelPath(created.id)}/download`, 'POST', body));

@@ -39,7 +39,7 @@ describe("model card", () => {
   it("downloading: progress with bytes, speed, ETA and Cancel", () => {
     const { root, send } = setup(downloading());
     expect(root.querySelector("[role=progressbar]").getAttribute("aria-valuenow")).toBe("50");
-    expect(root.textContent).toContain("10.0 MB/s");
+    expect(root.textContent).toContain("10.5 MB/s");
     expect(root.textContent).toContain("ETA 25s");
     expect(buttonTexts(root)).toEqual(["Cancel download"]);
     button(root, "Cancel download").click();

@@ -80,10 +80,15 @@ describe("download form: preview display", () => {
   it("shows family, params, dims, gated, license and warnings", () => {
     const { root } = previewed();
     const shown = facts(root.querySelector(".mistudio-preview"));
-    expect(shown).toMatchObject({ Family: "llama", Parameters: "8B", "Hidden size": "4096", Layers: "32", Heads: "32 (8 KV)", Gated: "no", License: "llama3", Download: "16.0 GB", "Hook table": "verified" });
+    expect(shown).toMatchObject({ Family: "llama", Parameters: "8B", "Hidden size": "4096", Layers: "32", Heads: "32 (8 KV)", Gated: "no", License: "llama3", Download: "16 GB", "Hook table": "verified" });
     expect(root.querySelector(".mistudio-preview h3").textContent).toBe("tiny/llama @ main (abcdef0)");
     expect([...root.querySelectorAll(".mistudio-warnings li")].map((li) => li.textContent)).toEqual(["remote code is not used"]);
     expect(root.querySelector(".mistudio-status").textContent).toBe("");
+  });
+
+  it("prints sizes in decimal units, as the Hub and the CLI do (Llama-3-70B: 141 GB, not 131)", () => {
+    const { root } = previewed({}, preview({ download_bytes: 141_107_558_193 }));
+    expect(facts(root.querySelector(".mistudio-preview")).Download).toBe("141 GB");
   });
 
   it("marks gated repos and highlights the token field", () => {
@@ -107,7 +112,7 @@ describe("download form: memory options", () => {
     expect(rows(root).map((r) => r.dataset.option)).toEqual(["fp32", "fp16", "bf16", "bnb-8bit", "bnb-4bit", "bnb-4bit-dq"]);
     const verdicts = rows(root).map((r) => r.querySelector(".mistudio-verdict").textContent);
     expect(verdicts).toEqual(["does not fit", "fits in RAM only", "fits in RAM only", "fits on GPU", "fits on GPU", "fits on GPU"]);
-    expect(row(root, "fp16").querySelector(".mistudio-mem__total").textContent).toBe("16.0 GB");
+    expect(row(root, "fp16").querySelector(".mistudio-mem__total").textContent).toBe("16 GB");
     expect(row(root, "fp32").querySelector(".mistudio-mem__fill").classList.contains("mistudio-mem__fill--none")).toBe(true);
   });
 
@@ -119,8 +124,8 @@ describe("download form: memory options", () => {
     expect(row(root, "fp16").querySelector(".mistudio-mem__mark--gpu").style.left).toBe("37.5%");
     expect(row(root, "fp16").querySelector(".mistudio-mem__mark--ram").style.left).toBe("75%");
     const legend = root.querySelector(".mistudio-legend").textContent;
-    expect(legend).toContain("GPU 0 NVIDIA T4: 12.0 GB free of 16.0 GB");
-    expect(legend).toContain("RAM: 24.0 GB available of 32.0 GB");
+    expect(legend).toContain("GPU 0 NVIDIA T4: 12 GB free of 16 GB");
+    expect(legend).toContain("RAM: 24 GB available of 32 GB");
   });
 
   it("says when there is no GPU and draws no GPU marker", () => {
@@ -129,10 +134,11 @@ describe("download form: memory options", () => {
     expect(root.querySelector(".mistudio-mem__mark--gpu")).toBeNull();
   });
 
-  it("defaults to the first option that fits the GPU; double quant is estimate only", () => {
+  it("defaults to the first option that fits the GPU; double quant is chosen when loading", () => {
     const { root } = previewed();
     expect(radio(root, "bnb-8bit").checked).toBe(true);
     expect(radio(root, "bnb-4bit-dq").disabled).toBe(true);
+    expect(row(root, "bnb-4bit-dq").querySelector(".mistudio-mem__label").textContent).toBe("4-bit, double quant (bnb), chosen when loading");
     expect(root.querySelector(".mistudio-breakdown summary").textContent).toBe("Breakdown for 8-bit (bnb)");
   });
 
@@ -151,7 +157,7 @@ describe("download form: memory options", () => {
     expect(radio(root, "bf16").checked).toBe(true);
     expect(document.activeElement).toBe(radio(root, "bf16"));
     expect(root.querySelector(".mistudio-breakdown summary").textContent).toBe("Breakdown for bf16");
-    expect(facts(root.querySelector(".mistudio-breakdown"))).toMatchObject({ Total: "16.0 GB", "Peak while loading": "19.2 GB" });
+    expect(facts(root.querySelector(".mistudio-breakdown"))).toMatchObject({ Total: "16 GB", "Peak while loading": "19.2 GB" });
   });
 });
 
@@ -163,17 +169,11 @@ describe("download form: start, token, cancel", () => {
     expect(button(root, "Start download").disabled).toBe(true);
   });
 
-  it.each([
-    ["fp32", { quantization: "none", dtype: "float32" }],
-    ["fp16", { quantization: "none", dtype: "float16" }],
-    ["bf16", { quantization: "none", dtype: "bfloat16" }],
-    ["bnb-8bit", { quantization: "bnb-8bit", dtype: "auto" }],
-    ["bnb-4bit", { quantization: "bnb-4bit", dtype: "auto" }],
-  ])("Start with %s sends the download message", (key, load) => {
+  it.each(["fp32", "fp16", "bf16", "bnb-8bit", "bnb-4bit"])("Start with %s sends the option by the name the memory table gives it", (option) => {
     const { model, root } = previewed();
-    radio(root, key).click();
+    radio(root, option).click();
     button(root, "Start download").click();
-    expect(model.sent.at(-1)).toEqual({ action: "download", repo_id: "tiny/llama", revision: "main", ...load, token: null });
+    expect(model.sent.at(-1)).toEqual({ action: "download", repo_id: "tiny/llama", revision: "main", option, token: null });
   });
 
   it("the token goes only into the start message, is cleared, and never touches a trait", () => {

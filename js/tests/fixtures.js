@@ -1,5 +1,5 @@
 // Sample CONTRACTS shapes for the view tests.
-const GB = 1024 ** 3;
+const GB = 1e9;
 
 export function record(overrides = {}) {
   return {
@@ -45,10 +45,10 @@ export const downloading = (overrides = {}) =>
     model_type: "gpt2",
     params: 124_439_808,
     size_bytes: null,
-    bytes_done: 256 * 1024 ** 2,
-    bytes_total: 512 * 1024 ** 2,
+    bytes_done: 256e6,
+    bytes_total: 512e6,
     progress: 0.5,
-    speed_bps: 10 * 1024 ** 2,
+    speed_bps: 10.5e6,
     eta_s: 25,
     current_file: "model.safetensors",
     summary: { hidden_size: 768, num_layers: 12, num_heads: 12 },

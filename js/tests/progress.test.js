@@ -23,7 +23,7 @@ describe("download progress", () => {
     const { root } = setup(downloading());
     expect(bar(root).getAttribute("aria-valuenow")).toBe("50");
     expect(root.querySelector(".mistudio-bar__fill").style.width).toBe("50%");
-    expect(root.querySelector(".mistudio-progress__stats").textContent).toBe("256 MB of 512 MB · 50% · 10.0 MB/s · ETA 25s");
+    expect(root.querySelector(".mistudio-progress__stats").textContent).toBe("256 MB of 512 MB · 50% · 10.5 MB/s · ETA 25s");
     expect(root.querySelector(".mistudio-progress__file").textContent).toBe("File: model.safetensors");
     expect(root.querySelector(".mistudio-badge").textContent).toBe("downloading");
     expect(buttonTexts(root)).toEqual(["Cancel download"]);
@@ -32,7 +32,7 @@ describe("download progress", () => {
   it("re-renders on record changes and keeps focus on Cancel", () => {
     const { model, root } = setup(downloading());
     button(root, "Cancel download").focus();
-    model.kernelSet("record", downloading({ progress: 0.75, bytes_done: 384 * 1024 ** 2, eta_s: 12 }));
+    model.kernelSet("record", downloading({ progress: 0.75, bytes_done: 384e6, eta_s: 12 }));
     expect(bar(root).getAttribute("aria-valuenow")).toBe("75");
     expect(root.textContent).toContain("ETA 12s");
     expect(document.activeElement.textContent).toBe("Cancel download");

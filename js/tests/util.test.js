@@ -1,15 +1,13 @@
 import { describe, expect, it, vi } from "vitest";
 import { debounce, el, formatBytes, formatEta, formatParams, formatSpeed, keepFocus, select, watch } from "../views/util.js";
+import byteSizes from "../../tests/format_bytes.json";
 import { FakeModel } from "./fake-model.js";
 import { mount } from "./dom.js";
 
 describe("formatters", () => {
-  it("formats bytes in binary units", () => {
-    expect(formatBytes(0)).toBe("0 B");
-    expect(formatBytes(1536)).toBe("1.5 KB");
-    expect(formatBytes(1.5 * 1024 ** 3)).toBe("1.5 GB");
-    expect(formatBytes(140 * 1024 ** 3)).toBe("140 GB");
-    expect(formatBytes(null)).toBe("—");
+  // The table mistudio_jupyter/core/units.py is tested against too (tests/unit/test_units.py).
+  it.each(byteSizes.cases)("formats %s bytes in decimal units as %j", (bytes, text) => {
+    expect(formatBytes(bytes)).toBe(text);
   });
 
   it("formats parameter counts like 2.6B", () => {
@@ -26,7 +24,7 @@ describe("formatters", () => {
     expect(formatEta(125)).toBe("2m 05s");
     expect(formatEta(3725)).toBe("1h 02m");
     expect(formatEta(null)).toBe("—");
-    expect(formatSpeed(10 * 1024 ** 2)).toBe("10.0 MB/s");
+    expect(formatSpeed(10.5e6)).toBe("10.5 MB/s");
     expect(formatSpeed(null)).toBe("—");
   });
 });

@@ -46,7 +46,8 @@ function previewSection(p, chosen, onChoose) {
 /**
  * Traits read: `preview` (CONTRACTS preview), `error` ({code, message} | null), `record` (CONTRACTS record).
  * Messages sent: `{action: "preview", repo_id, revision}` (debounced) and
- * `{action: "download", repo_id, revision, quantization, dtype, token}`. The token lives only in the
+ * `{action: "download", repo_id, revision, option, token}` (`option`: a load option's name, as the memory
+ * table names it). The token lives only in the
  * password input and that one message; it is never set on a trait. `onClose` (optional) is called by Cancel.
  */
 export function render({ model, el: root, onClose }) {
@@ -67,8 +68,8 @@ export function render({ model, el: root, onClose }) {
     return p && p.repo_id === r.repo_id && p.revision === r.revision ? p : null;
   };
   const chosenOption = (p) => {
-    const loadable = availableOptions(p).filter((o) => o.load);
-    return loadable.find((o) => o.key === state.chosen) ?? loadable.find((o) => o.key === defaultOption(p));
+    const offered = availableOptions(p).filter((o) => o.on_entry);
+    return offered.find((o) => o.name === state.chosen) ?? offered.find((o) => o.name === defaultOption(p));
   };
 
   function sendPreview() {
@@ -86,7 +87,7 @@ export function render({ model, el: root, onClose }) {
     const p = current();
     const option = p && chosenOption(p);
     if (!option) return;
-    model.send({ action: "download", ...request(), ...option.load, token: token.value || null });
+    model.send({ action: "download", ...request(), option: option.name, token: token.value || null });
     token.value = "";
   }
 
@@ -114,7 +115,7 @@ export function render({ model, el: root, onClose }) {
       ...(waiting ? [el("p", { class: "mistudio-muted" }, "Fetching preview…")] : []),
       ...(!waiting && error ? [errorLine(error, { role: "alert" })] : []),
     );
-    keepFocus(previewSlot, () => previewSlot.replaceChildren(...(p ? [previewSection(p, option?.key, choose)] : [])));
+    keepFocus(previewSlot, () => previewSlot.replaceChildren(...(p ? [previewSection(p, option?.name, choose)] : [])));
     token.closest("label").classList.toggle("mistudio-field--needed", Boolean(p?.gated));
     start.disabled = !option;
   }

@@ -1,15 +1,6 @@
 // Memory options of a preview as bars against this machine's GPU and RAM, with the fit verdict.
+import { LOAD_OPTIONS } from "./options.js";
 import { el, formatBytes } from "./util.js";
-
-/** Every memory option of a preview, and how it is loaded (null: an estimate the catalog cannot load as). */
-export const OPTIONS = [
-  { key: "fp32", label: "fp32", load: { quantization: "none", dtype: "float32" } },
-  { key: "fp16", label: "fp16", load: { quantization: "none", dtype: "float16" } },
-  { key: "bf16", label: "bf16", load: { quantization: "none", dtype: "bfloat16" } },
-  { key: "bnb-8bit", label: "8-bit (bnb)", load: { quantization: "bnb-8bit", dtype: "auto" } },
-  { key: "bnb-4bit", label: "4-bit (bnb)", load: { quantization: "bnb-4bit", dtype: "auto" } },
-  { key: "bnb-4bit-dq", label: "4-bit, double quant (estimate only)", load: null },
-];
 
 const VERDICTS = { gpu: "fits on GPU", cpu: "fits in RAM only", none: "does not fit" };
 
@@ -19,16 +10,19 @@ export function bestGpu(system) {
   return gpus.reduce((best, g) => (!best || g.free_bytes > best.free_bytes ? g : best), null);
 }
 
-/** The options the preview has estimates for, in OPTIONS order. */
+/**
+ * The load options (core/options.py: name, label, on_entry) the preview has estimates for, in that order.
+ * Options a catalog entry cannot record (double quant, chosen when loading) are shown but not offered.
+ */
 export function availableOptions(preview) {
-  return OPTIONS.filter((o) => preview.memory?.[o.key]);
+  return LOAD_OPTIONS.filter((o) => preview.memory?.[o.name]);
 }
 
-/** The first loadable option that fits a GPU, else RAM, else the smallest one. */
+/** The first option an entry can record that fits a GPU, else RAM, else the smallest one. */
 export function defaultOption(preview) {
-  const loadable = availableOptions(preview).filter((o) => o.load);
-  const fit = (verdict) => loadable.find((o) => preview.fit?.[o.key]?.verdict === verdict);
-  return (fit("gpu") ?? fit("cpu") ?? loadable.at(-1))?.key ?? null;
+  const offered = availableOptions(preview).filter((o) => o.on_entry);
+  const fit = (verdict) => offered.find((o) => preview.fit?.[o.name]?.verdict === verdict);
+  return (fit("gpu") ?? fit("cpu") ?? offered.at(-1))?.name ?? null;
 }
 
 function machineLine(system) {
@@ -78,35 +72,35 @@ export function memoryOptions(preview, chosen, onChoose) {
   const options = availableOptions(preview);
   const gpu = bestGpu(preview.system);
   const ram = preview.system?.ram;
-  const scale = Math.max(...options.map((o) => preview.memory[o.key].total_bytes), gpu?.total_bytes ?? 0, ram?.total_bytes ?? 0, 1);
+  const scale = Math.max(...options.map((o) => preview.memory[o.name].total_bytes), gpu?.total_bytes ?? 0, ram?.total_bytes ?? 0, 1);
   const rows = options.map((o) => {
-    const memory = preview.memory[o.key];
-    const verdict = preview.fit?.[o.key]?.verdict ?? "none";
+    const memory = preview.memory[o.name];
+    const verdict = preview.fit?.[o.name]?.verdict ?? "none";
     return el(
       "label",
-      { class: `mistudio-mem__row${o.load ? "" : " mistudio-mem__row--estimate"}`, "data-option": o.key },
+      { class: `mistudio-mem__row${o.on_entry ? "" : " mistudio-mem__row--estimate"}`, "data-option": o.name },
       el("input", {
         type: "radio",
         name: "mistudio-quantization",
-        value: o.key,
-        checked: o.key === chosen,
-        disabled: !o.load,
-        "data-focus": `option:${o.key}`,
-        onchange: () => onChoose(o.key),
+        value: o.name,
+        checked: o.name === chosen,
+        disabled: !o.on_entry,
+        "data-focus": `option:${o.name}`,
+        onchange: () => onChoose(o.name),
       }),
-      el("span", { class: "mistudio-mem__label" }, o.label),
+      el("span", { class: "mistudio-mem__label" }, o.on_entry ? o.label : `${o.label}, chosen when loading`),
       bar(memory.total_bytes, scale, gpu, ram, verdict),
       el("span", { class: "mistudio-mem__total" }, formatBytes(memory.total_bytes)),
       el("span", { class: `mistudio-verdict mistudio-verdict--${verdict}` }, VERDICTS[verdict]),
     );
   });
-  const selected = options.find((o) => o.key === chosen);
+  const selected = options.find((o) => o.name === chosen);
   return el(
     "fieldset",
     { class: "mistudio-mem" },
     el("legend", {}, "Load as (memory estimate)"),
     machineLine(preview.system),
     rows,
-    selected ? breakdown(preview.memory[selected.key], selected) : null,
+    selected ? breakdown(preview.memory[selected.name], selected) : null,
   );
 }

@@ -3,10 +3,9 @@
 import { render as renderArchitecture } from "./architecture_viewer.js";
 import { modelCard } from "./card.js";
 import { render as renderDownload } from "./download_form.js";
+import { QUANTIZATIONS, STATUSES } from "./options.js";
 import { el, errorLine, field, focusByKey, keepFocus, optionElements, select, setText, watch } from "./util.js";
 
-const STATUSES = ["pending", "downloading", "ready", "cancelled", "failed", "interrupted"];
-const QUANTIZATIONS = ["none", "bnb-8bit", "bnb-4bit"];
 const EMPTY_FILTERS = { text: "", family: "", quantization: "", status: "", min_params: null, max_params: null };
 const BILLION = 1e9;
 

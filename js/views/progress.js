@@ -1,8 +1,9 @@
 // Download progress: a bar with bytes, speed, ETA and current file, bound to the `record` trait.
+import { ACTIVE_STATUSES, RESUMABLE_STATUSES } from "./options.js";
 import { el, errorLine, formatBytes, formatEta, formatSpeed, keepFocus, progressBar, statusBadge, watch } from "./util.js";
 
-export const ACTIVE = new Set(["pending", "downloading"]);
-export const RESUMABLE = new Set(["cancelled", "failed", "interrupted"]);
+export const ACTIVE = new Set(ACTIVE_STATUSES);
+export const RESUMABLE = new Set(RESUMABLE_STATUSES);
 
 /** A button that sends `{action, id}` for a record; `data-focus` lets re-renders keep focus on it. */
 export function actionButton(label, action, record, send, attrs = {}) {

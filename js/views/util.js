@@ -18,17 +18,28 @@ export function el(tag, attrs = {}, ...children) {
 
 const BYTE_UNITS = ["B", "KB", "MB", "GB", "TB", "PB"];
 
-/** 1536 -> "1.5 KB" (binary multiples, the way disk and GPU memory are usually reported). */
+/**
+ * 141_107_412_992 -> "141 GB", 1536 -> "1.54 KB": decimal units (1 GB = 10^9 bytes, as the Hub prints them),
+ * three significant digits, rounded half up. The same rule and arithmetic as mistudio_jupyter/core/units.py;
+ * both are tested against tests/format_bytes.json.
+ */
 export function formatBytes(bytes) {
   if (bytes == null || !Number.isFinite(bytes)) return "—";
-  let value = Math.abs(bytes);
+  const magnitude = Math.abs(bytes);
   let unit = 0;
-  while (value >= 1024 && unit < BYTE_UNITS.length - 1) {
-    value /= 1024;
-    unit += 1;
+  while (magnitude >= 1000 ** (unit + 1) && unit < BYTE_UNITS.length - 1) unit += 1;
+  let text = roundedBytes(magnitude / 1000 ** unit, unit);
+  if (Number(text) >= 1000 && unit < BYTE_UNITS.length - 1) {
+    unit += 1; // 999.6 KB rounds up to the next unit
+    text = roundedBytes(magnitude / 1000 ** unit, unit);
   }
-  const digits = unit === 0 || value >= 100 ? 0 : 1;
-  return `${Math.sign(bytes) < 0 ? "-" : ""}${value.toFixed(digits)} ${BYTE_UNITS[unit]}`;
+  return `${bytes < 0 ? "-" : ""}${text} ${BYTE_UNITS[unit]}`;
+}
+
+function roundedBytes(scaled, unit) {
+  const decimals = unit === 0 || scaled >= 100 ? 0 : scaled >= 10 ? 1 : 2;
+  const text = (Math.floor(scaled * 10 ** decimals + 0.5) / 10 ** decimals).toFixed(decimals);
+  return text.includes(".") ? text.replace(/\.?0+$/, "") : text;
 }
 
 /** 2_614_341_888 -> "2.6B", 124_439_808 -> "124M". */

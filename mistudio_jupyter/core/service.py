@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .catalog import Catalog, ModelRecord
-from .options import DTYPES, QUANTIZATIONS, validate_choice
+from .options import ACTIVE_STATUSES, LoadChoice, entry_choice, load_choice
 from .errors import EntryNotFound, InvalidArgument, NotFound, UnsafeRepo
 from .hub import HubClient, validate_repo_id, validate_revision
 from .settings import Settings
@@ -23,7 +23,7 @@ class ModelManager:
 
     >>> manager = ModelManager()                      # settings from the environment
     >>> manager.preview("google/gemma-2-2b")["memory"]["bnb-4bit"]["total_bytes"]
-    >>> handle = manager.download("google/gemma-2-2b", quantization="bnb-4bit"); handle.wait()
+    >>> handle = manager.download("google/gemma-2-2b", option="bnb-4bit"); handle.wait()
     """
 
     def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
@@ -60,17 +60,21 @@ class ModelManager:
         repo_id: str,
         *,
         revision: str | None = None,
-        quantization: str = "none",
-        dtype: str = "auto",
+        option: str | None = None,
+        quantization: str | None = None,
+        dtype: str | None = None,
         name: str | None = None,
     ) -> ModelRecord:
-        """Create a pending entry (or return the existing one with the same repo, revision and options)."""
+        """Create a pending entry (or return the existing one with the same repo, revision and options).
+
+        How it will be loaded: `option` as the memory table names it (fp32, fp16, bf16, bnb-8bit, bnb-4bit),
+        or the older `quantization` and `dtype` (default none, auto).
+        """
         validate_repo_id(repo_id)
         validate_revision(revision or "main")
-        validate_choice("quantization", quantization, QUANTIZATIONS)
-        validate_choice("dtype", dtype, DTYPES)
-        record, _ = self.catalog.add(repo_id, revision=revision or "main", quantization=quantization,
-                                     dtype=dtype, name=name)
+        choice = entry_choice(option, quantization, dtype)
+        record, _ = self.catalog.add(repo_id, revision=revision or "main", quantization=choice.quantization,
+                                     dtype=choice.dtype, name=name)
         return record
 
     def resolve(self, repo_or_id: str) -> ModelRecord | None:
@@ -97,8 +101,9 @@ class ModelManager:
         repo_or_id: str,
         *,
         revision: str | None = None,
-        quantization: str = "none",
-        dtype: str = "auto",
+        option: str | None = None,
+        quantization: str | None = None,
+        dtype: str | None = None,
         token: str | None = None,
         allow_pickle: bool = False,
         allow_remote_code: bool = False,
@@ -107,7 +112,8 @@ class ModelManager:
         """Download a repo revision (or resume a catalog entry) in a child process; joins a running job.
 
         Returns at once; `handle.wait()` gives the ready record or raises the job's error, and
-        `on_progress(record)` is called on every progress or status change.
+        `on_progress(record)` is called on every progress or status change. `option`, `quantization` and
+        `dtype` are as in `add`.
         """
         self.hub.resolve_token(token)  # a token no HTTP header can carry is refused before anything is added
         try:
@@ -115,7 +121,7 @@ class ModelManager:
         except NotFound:
             record = None
         if record is None:
-            record = self.add(repo_or_id, revision=revision, quantization=quantization, dtype=dtype)
+            record = self.add(repo_or_id, revision=revision, option=option, quantization=quantization, dtype=dtype)
         return self.downloads.start(record, token=token, allow_pickle=allow_pickle,
                                     allow_remote_code=allow_remote_code, on_progress=on_progress)
 
@@ -184,6 +190,7 @@ class ModelManager:
         self,
         model_id: str,
         *,
+        option: str | None = None,
         quantization: str | None = None,
         dtype: str | None = None,
         device_map: str | dict[str, Any] | None = "auto",
@@ -192,16 +199,21 @@ class ModelManager:
     ) -> tuple[Any, Any]:
         """Load a downloaded entry from the local cache as (model, tokenizer).
 
-        Quantization and dtype default to the entry's own; the measured memory (footprint + quant state)
-        and load time are recorded on the entry.
+        `option` names how, as the memory table does (fp32 … bnb-4bit-dq), or the older `quantization` and
+        `dtype` do, each defaulting to the entry's own. The measured memory (footprint + quant state) and load
+        time are recorded on the entry. A download in progress is waited for.
         """
         from .loading import load_model
 
         record = self.resolve(model_id)
         if record is None:
             raise NotFound(f"no catalog entry {model_id!r}; see `mistudio list`")
-        loaded = load_model(snapshot_path(record), quantization=quantization or record.quantization,
-                            dtype=dtype or record.dtype, device_map=device_map, double_quant=double_quant,
+        choice = load_choice(option, quantization, dtype, default=LoadChoice(record.quantization, record.dtype))
+        record = self.downloads.refresh(record)
+        if record.status in ACTIVE_STATUSES and record.worker:
+            record = self.downloads.start(record).wait()
+        loaded = load_model(snapshot_path(record), quantization=choice.quantization, dtype=choice.dtype,
+                            device_map=device_map, double_quant=double_quant or choice.double_quant,
                             trust_remote_code=trust_remote_code)
         self.catalog.update(record.id, measured_memory_bytes=loaded.measured_memory_bytes,
                             load_time_s=loaded.load_time_s)

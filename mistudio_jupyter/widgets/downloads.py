@@ -71,8 +71,9 @@ class DownloadForm(DownloadState):
     download's progress.
 
     Traits: `preview` (for the repo id and revision last asked, echoed back), `record`, `error`.
-    Messages: `{action: "preview", repo_id, revision}`, `{action: "download", repo_id, revision,
-    quantization, dtype, token}` (the token goes to the download and nowhere else), and Cancel / Resume.
+    Messages: `{action: "preview", repo_id, revision}`, `{action: "download", repo_id, revision, option,
+    token}` (`option` as the memory table names it, or the older `quantization` and `dtype`; the token goes to
+    the download and nowhere else), and Cancel / Resume.
     """
 
     _esm = STATIC / "download_form.js"
@@ -87,11 +88,11 @@ class DownloadForm(DownloadState):
                 self.preview = {**preview, "repo_id": repo_id, "revision": revision}
 
     @action("download")
-    def start_download(self, repo_id: str, revision: str = "main", quantization: str = "none",
-                       dtype: str = "auto", token: str | None = None) -> None:
+    def start_download(self, repo_id: str, revision: str = "main", option: str | None = None,
+                       quantization: str | None = None, dtype: str | None = None, token: str | None = None) -> None:
         """Start (or join) the download of `repo_id` and show its progress in `record`."""
-        handle = self.manager.download(repo_id, revision=revision or "main", quantization=quantization,
-                                       dtype=dtype, token=token or None)
+        handle = self.manager.download(repo_id, revision=revision or "main", option=option,
+                                       quantization=quantization, dtype=dtype, token=token or None)
         with self.changes() as open_:
             if open_:
                 self.record = handle.record.to_dict()

@@ -1,4 +1,5 @@
-"""`python -m tests.hubserver ROOT --port N`: build the fixtures into ROOT if missing and serve them.
+"""`python -m tests.hubserver ROOT --port N` (`make demo`'s Hub): build the fixtures into ROOT if missing and
+serve them, with the repos the README and the quickstart notebook name.
 
 `--wan per_conn_bps=8e6,link_bps=96e6,rtt_ms=30` serves them behind a simulated wide-area network;
 its knobs are `WanProfile`'s (tests/hubserver/wan.py).
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="serve behind a WAN: per_conn_bps, link_bps, rtt_ms, connect_rtts, slow_every, "
                              "max_in_flight, retry_after_s, url_ttl_s (e.g. per_conn_bps=8e6,link_bps=96e6,rtt_ms=30)")
     args = parser.parse_args(argv)
-    repos = build_fixtures(args.root, bench=args.bench, wan=args.bench)
+    repos = build_fixtures(args.root, bench=args.bench, wan=args.bench, demo=True)
     with HubServer(args.root, args.host, args.port, repos=repos) as hub:
         hub.faults.wan = args.wan
         print(hub.url, flush=True)

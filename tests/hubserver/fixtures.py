@@ -3,6 +3,7 @@
 `build_fixtures(root)` returns {repo_id: RepoSpec}. A build lives in `root/build-{key}`, where the key
 hashes this package's sources, the tiny configs, the reference shapes and the library versions, so any
 edit rebuilds; a warm call only reads the manifest. Builds are serialized across processes by a lock.
+`demo=True` (what `python -m tests.hubserver` serves) also serves the repos the docs name as tiny models.
 """
 from __future__ import annotations
 
@@ -44,6 +45,13 @@ CHAT_TEMPLATE = (
 )
 CHAT_FAMILIES = ("llama", "qwen2")
 DEV_BRANCH_REPO = "tiny/gpt2"
+# The repos the README walkthrough and notebooks/quickstart.ipynb name, as tiny models of the real model's depth
+# (so hook names like blocks.12.hook_resid_post exist): repo id -> (tiny family, config overrides). They replace
+# same-named full-size header-only repos, whose weights would be gigabytes of zeros.
+DEMO_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
+    "openai-community/gpt2": ("gpt2", {"n_layer": 12}),
+    "google/gemma-2-2b": ("gemma2", {"num_hidden_layers": 26}),
+}
 _CORPUS = """Sparse autoencoders read the residual stream of a language model one layer at a time.
 Attention heads move information between positions; the MLP blocks transform it in place.
 A hook point is a named place in the forward pass where activations can be captured or patched.
@@ -61,20 +69,22 @@ def default_root() -> Path:
     return Path(cache) / "mistudio-jupyter" / "test-hub"
 
 
-def build_fixtures(root: Path | str, *, bench: bool = False, wan: bool = False) -> dict[str, RepoSpec]:
+def build_fixtures(root: Path | str, *, bench: bool = False, wan: bool = False,
+                   demo: bool = False) -> dict[str, RepoSpec]:
     """All test repositories, built into `root` on first use; `bench=True` adds `bench/1gb`, `wan=True`
-    the WAN benchmark's `bench/wan-*`."""
+    the WAN benchmark's `bench/wan-*`, `demo=True` the DEMO_MODELS (in place of the same-named
+    full-size repos)."""
     root = Path(root)
     build = root / f"build-{_build_key()}"
-    extras = [name for name, wanted in (("bench", bench), ("wan", wan)) if wanted]
+    extras = [name for name, wanted in (("bench", bench), ("wan", wan), ("demo", demo)) if wanted]
     manifests = [build / "manifest.json"] + [build / f"{name}.json" for name in extras]
     if not all(m.exists() for m in manifests):
         with _locked(root):
             if not manifests[0].exists():
                 _build(root, build)
-            for name in extras:
-                if not (build / f"{name}.json").exists():
-                    _write_manifest(build / f"{name}.json", build, _EXTRA_REPOS[name](build))
+            for name, manifest in zip(extras, manifests[1:]):
+                if not manifest.exists():
+                    _write_manifest(manifest, build, _EXTRAS[name](build))
     return {spec.repo_id: spec for m in manifests for spec in _read_manifest(m, build)}
 
 
@@ -211,13 +221,14 @@ def _tokenizer(directory: Path) -> Path:
     return directory
 
 
-def _save_tiny(directory: Path, family: str, tokenizer_dir: Path, *, chat: bool = False, **save: Any) -> Any:
+def _save_tiny(directory: Path, family: str, tokenizer_dir: Path, *, chat: bool = False,
+               overrides: dict[str, Any] | None = None, **save: Any) -> Any:
     """Save a tiny random model of `family` (+ tokenizer and model card) into `directory`; return the model."""
     import torch
     import transformers
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    fields = dict(TINY_CONFIGS[family])
+    fields = {**TINY_CONFIGS[family], **(overrides or {})}
     config = AutoConfig.for_model(fields.pop("model_type"), **fields)
     transformers.utils.logging.disable_progress_bar()
     torch.manual_seed(0)
@@ -236,6 +247,18 @@ def _tiny_family(build: Path, family: str, tokenizer_dir: Path) -> RepoSpec:
     directory = _repo_dir(build, repo_id)
     _save_tiny(directory, family, tokenizer_dir, chat=family in CHAT_FAMILIES)
     return _spec(repo_id, _scan(repo_id, directory), TINY_CONFIGS[family]["model_type"])
+
+
+def _demo_repos(build: Path) -> list[RepoSpec]:
+    work = build / "work-demo"
+    tokenizer_dir = _tokenizer(work / "tokenizer")
+    repos = []
+    for repo_id, (family, overrides) in DEMO_MODELS.items():
+        directory = build / "demo" / repo_id  # not _repo_dir: a same-named full-size repo lives there
+        _save_tiny(directory, family, tokenizer_dir, overrides=overrides)
+        repos.append(_spec(repo_id, _scan(repo_id, directory), TINY_CONFIGS[family]["model_type"]))
+    shutil.rmtree(work)
+    return repos
 
 
 def _with_dev_branch(build: Path, spec: RepoSpec) -> RepoSpec:
@@ -398,7 +421,8 @@ def _wan_small_files(build: Path) -> RepoSpec:
     return _spec(repo_id, _scan(repo_id, directory), "gpt2")
 
 
-_EXTRA_REPOS: dict[str, Callable[[Path], list[RepoSpec]]] = {
+_EXTRAS: dict[str, Callable[[Path], list[RepoSpec]]] = {
     "bench": lambda build: [_bench_repo(build)],
     "wan": _wan_repos,
+    "demo": _demo_repos,
 }

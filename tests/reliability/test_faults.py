@@ -140,7 +140,7 @@ def test_insufficient_disk_fails_cleanly_then_resumes_when_space_is_back(
     hub: HubServer, fixture_repos: dict[str, RepoSpec], tmp_path: Path,
 ) -> None:
     """With the cache volume reported full, the job fails with `insufficient_disk` before any byte of
-    the weights, with "needs X GB, Y GB free in DIR"; the catalog row and the cache stay consistent, and
+    the weights, with "needs X MB, 1 KB free in DIR"; the catalog row and the cache stay consistent, and
     the same entry downloads once there is room (a restarted server)."""
     root = tmp_path / "jupyter"
     with jupyter(root, hub.url, env={"MISTUDIO_FREE_DISK_BYTES": "1000"}) as server:
@@ -153,7 +153,7 @@ def test_insufficient_disk_fails_cleanly_then_resumes_when_space_is_back(
             record = server.wait_status(model_id, {"ready", "failed", "cancelled", "interrupted"}, 30)
             assert record["status"] == "failed"
             assert record["error"]["code"] == "insufficient_disk"
-            assert "GB free in" in record["error"]["message"] and str(server.cache) in record["error"]["message"]
+            assert "1 KB free in" in record["error"]["message"] and str(server.cache) in record["error"]["message"]
             assert not [r for r in hub.log if r.path.startswith("/cdn/")]  # not one byte of the weights
             assert not list(server.cache.rglob("blobs/*")) and partials(server.cache) == []
             wait_for(lambda: events.events(model_id, "download_failed"), 5, what="download_failed event")

@@ -81,6 +81,15 @@ async def test_create_get_and_list(api: Api) -> None:
     assert [m["repo_id"] for m in page["models"]] == ["tiny/llama"]
 
 
+async def test_create_takes_a_load_option_by_its_estimate_name(api: Api) -> None:
+    status, record = await api("POST", "/models", {"repo_id": "tiny/gpt2", "option": "bf16"})
+    assert status == 200 and (record["quantization"], record["dtype"]) == ("none", "bfloat16")
+    same = await api("POST", "/models", {"repo_id": "tiny/gpt2", "quantization": "none", "dtype": "bfloat16"})
+    assert same[1]["id"] == record["id"]
+    status, body = await api("POST", "/models", {"repo_id": "tiny/gpt2", "option": "bf16", "quantization": "bnb-4bit"})
+    assert status == 400 and body["error"]["code"] == "invalid_argument" and "option 'bf16'" in body["error"]["message"]
+
+
 async def test_jupyterlab_cache_buster_is_not_a_parameter(api: Api) -> None:
     status, listing = await api("GET", "/models", params={"1700000000000": ""})
     assert status == 200 and listing == {"models": []}
@@ -105,6 +114,7 @@ BAD_REQUESTS = [
     ("POST", "/models", b'{"repo_id": "tiny/gpt2", "favourite": true}', 400, "invalid_argument"),
     ("POST", "/models", b'{"repo_id": "tiny/gpt2", "quantization": "bnb-3bit"}', 422, "unknown_choice"),
     ("POST", "/models", b'{"repo_id": "tiny/gpt2", "dtype": "float8"}', 422, "unknown_choice"),
+    ("POST", "/models", b'{"repo_id": "tiny/gpt2", "option": "fp8"}', 422, "unknown_choice"),
     ("POST", "/models", b'{"repo_id": "../../etc/passwd"}', 400, "invalid_repo_id"),
     ("POST", "/models", b'{"repo_id": "a/b/c"}', 400, "invalid_repo_id"),
     ("POST", "/models", b'{"repo_id": "no spaces/allowed"}', 400, "invalid_repo_id"),

@@ -233,7 +233,7 @@ def test_a_server_that_ignores_range_restarts_the_file_from_its_first_byte(manag
 
 def test_insufficient_disk_fails_before_any_byte(manager, settings, hub, monkeypatch):
     monkeypatch.setenv("MISTUDIO_FREE_DISK_BYTES", "1000")
-    with pytest.raises(InsufficientDisk, match=rf"needs 0\.54 GB, 0\.00 GB free in {settings.cache_dir}"):
+    with pytest.raises(InsufficientDisk, match=rf"needs 537 MB, 1 KB free in {settings.cache_dir}"):
         manager.download("tiny/gpt2").wait(60)
 
     fetched = [r.path.rsplit("/", 1)[1] for r in hub.log if "/resolve/" in r.path or r.path.startswith("/cdn/")]
@@ -441,6 +441,10 @@ def test_cli_commands(settings, hub, monkeypatch, capsys):
 
     added = run("add", "tiny/gated", "--quantization", "bnb-4bit")
     assert added["status"] == "pending" and added["quantization"] == "bnb-4bit"
+    assert run("add", "tiny/gated", "--as", "bnb-4bit")["id"] == added["id"]  # the estimate's name for it
+    assert (run("add", "tiny/gpt2", "--as", "fp16")["dtype"]) == "float16"
+    assert main(["add", "tiny/gpt2", "--as", "fp16", "--quantization", "bnb-8bit", "--json"]) == 1
+    assert json.loads(capsys.readouterr().err)["error"]["code"] == "invalid_argument"
     hub.faults.set(path="/cdn/", throttle_bps=200_000)
     started = run("download", added["id"], "--token-env", "MY_TOKEN", "--detach")
     assert started["id"] == added["id"] and started["status"] in ("pending", "downloading")

@@ -51,6 +51,27 @@ def test_load_a_downloaded_entry_records_its_memory(manager, hub):
         loaded.measured_memory_bytes
 
 
+def test_load_takes_the_estimate_option_names(manager):
+    record = manager.download("tiny/llama", option="bnb-4bit").wait(timeout=120)
+    assert (record.quantization, record.dtype) == ("bnb-4bit", "auto")
+    model, _ = manager.load(record.id, option="bnb-4bit-dq")
+    assert model.model.layers[0].mlp.up_proj.weight.quant_state.nested  # double quant
+    model, _ = manager.load(record.id, option="bf16")
+    assert type(model.model.layers[0].mlp.up_proj).__name__ == "Linear" and str(model.dtype) == "torch.bfloat16"
+    with pytest.raises(errors.InvalidArgument, match="option 'bf16'"):
+        manager.load(record.id, option="bf16", quantization="bnb-8bit")
+    with pytest.raises(errors.InvalidArgument, match="chosen when loading"):
+        manager.download("tiny/llama", option="bnb-4bit-dq")
+
+
+def test_load_waits_for_the_download_in_progress(manager, hub):
+    hub.faults.set(path="model.safetensors", throttle_bps=200_000)
+    record = manager.download("tiny/gpt2").record
+    assert record.status in ("pending", "downloading")
+    model, _ = manager.load(record.id)
+    assert type(model).__name__ == "GPT2LMHeadModel" and manager.get(record.id).status == "ready"
+
+
 def test_load_refuses_an_entry_that_is_not_downloaded(manager):
     record = manager.add("tiny/gpt2")
     with pytest.raises(errors.InvalidArgument, match="not downloaded"):

@@ -120,6 +120,14 @@ def test_form_download_uses_the_token_once_and_never_shows_it(manager, widgets):
     assert not any(TOKEN in repr(value) for value in vars(form).values())
 
 
+def test_form_download_takes_the_option_the_memory_table_names(manager, widgets):
+    form = DownloadForm(manager=manager)
+    widgets.append(form)
+    send(form, action="download", repo_id="tiny/gpt2", revision="main", option="fp16", token=None)
+    wait_for(lambda: form.record, what="the download")
+    assert (form.record["quantization"], form.record["dtype"]) == ("none", "float16")
+
+
 def test_form_download_without_a_token_of_a_gated_repo_fails_clearly(manager, widgets):
     form = DownloadForm(manager=manager)
     widgets.append(form)

@@ -59,6 +59,12 @@ def test_errors_are_one_line(manager, shown, capsys):
         assert message in out, out
 
 
+def test_a_trailing_comment_is_not_an_argument(manager, shown, capsys):
+    table = shown("preview tiny/llama   # memory per option")  # IPython hands the magic the whole line
+    assert isinstance(table, pandas.DataFrame), capsys.readouterr().out
+    assert shown('hooks "tiny/gpt2#x"') is None and "not a valid" in capsys.readouterr().out  # quoted: not a comment
+
+
 def test_json_returns_plain_data(manager, shown):
     assert shown("list --json") == []
 

@@ -15,8 +15,9 @@ from functools import lru_cache
 from typing import Any, Mapping
 
 from ..errors import InvalidArgument
+from ..options import OPTION_NAMES
 
-OPTIONS = ("fp32", "fp16", "bf16", "bnb-8bit", "bnb-4bit", "bnb-4bit-dq")
+OPTIONS = OPTION_NAMES
 """The load options every estimate covers, in the order they are shown."""
 
 DTYPE_BYTES = {

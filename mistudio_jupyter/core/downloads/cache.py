@@ -19,6 +19,7 @@ from typing import Iterable, Iterator
 
 from ..errors import DownloadFailed, InsufficientDisk, InvalidArgument
 from ..hub import FilePlan, PlannedFile, is_safe_repo_path, validate_revision
+from ..units import format_bytes
 from .journal import journal_path, read_written
 
 PARTIALS_DIR = (".locks", "mistudio", "partials")
@@ -161,7 +162,7 @@ def ensure_disk_space(cache_dir: Path, plan: FilePlan, margin_bytes: int) -> Non
     needed = missing + margin_bytes
     if needed > free:
         raise InsufficientDisk(
-            f"{plan.repo_id} needs {needed / 1e9:.2f} GB, {free / 1e9:.2f} GB free in {cache_dir}",
+            f"{plan.repo_id} needs {format_bytes(needed)}, {format_bytes(free)} free in {cache_dir}",
             needed_bytes=needed, free_bytes=free,
         )
 

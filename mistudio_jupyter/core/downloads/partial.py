@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from ..errors import Cancelled, DownloadFailed, InsufficientDisk, MiStudioError
 from ..hub import PlannedFile
+from ..units import format_bytes
 from .cache import RepoCache
 from .journal import Journal, read_written
 from .ranges import RangeSet
@@ -276,7 +277,7 @@ def write_error(path: Path, error: OSError) -> MiStudioError:
     """A full disk (or quota) is `insufficient_disk`, resumable once there is room; anything else fails."""
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         free = shutil.disk_usage(path.parent).free
-        return InsufficientDisk(f"the disk filled while writing {path.name}: {free / 1e9:.2f} GB free in the "
+        return InsufficientDisk(f"the disk filled while writing {path.name}: {format_bytes(free)} free in the "
                                 "cache's volume; free some space and resume")
     return DownloadFailed(f"cannot write {path.name}: {error.strerror}")
 
