@@ -155,7 +155,7 @@ def test_insufficient_disk_fails_cleanly_then_resumes_when_space_is_back(
             assert "GB free in" in record["error"]["message"] and str(server.cache) in record["error"]["message"]
             assert not [r for r in hub.log if r.path.startswith("/cdn/")]  # not one byte of the weights
             assert not list(server.cache.rglob("blobs/*")) and partials(server.cache) == []
-            wait_for(lambda: events.events(model_id, "download_failed"), 5, what="download_failed event")
+            wait_for(lambda: events.events(model_id, "download_failed"), 30, what="download_failed event")
             assert events.events(model_id, "download_failed")[0]["data"]["code"] == "insufficient_disk"
             status, listing = server.request("GET", "/models")
             assert status == 200 and [m["id"] for m in listing["models"]] == [model_id]
