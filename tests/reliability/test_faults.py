@@ -14,13 +14,12 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from mistudio_jupyter.core.downloads.cache import RepoCache
 from tests.hubserver import HubServer, RepoSpec
 
 from .conftest import cdn_bytes, lfs_file
 from tests.polling import wait_for
+from tests.prerequisites import missing
 from .live import HubProcess, JupyterServer, jupyter, kill_workers, partials, sha256_of, worker_pids
 
 BIG = "tiny/big"
@@ -171,10 +170,11 @@ def test_insufficient_disk_fails_cleanly_then_resumes_when_space_is_back(
 @contextlib.contextmanager
 def _small_volume(path: Path, size: str):
     path.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                             capture_output=True).returncode == 0
-    if not mounted:
-        pytest.skip("cannot mount a size-limited tmpfs here (needs root / CAP_SYS_ADMIN)")
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                           capture_output=True, text=True)
+    if mount.returncode != 0:
+        missing(f"a size-limited tmpfs ({mount.stderr.strip() or f'mount exited {mount.returncode}'}): "
+                "run the tests as root, or with CAP_SYS_ADMIN, as CI does")
     try:
         yield path
     finally:
