@@ -39,9 +39,11 @@ test: install browser-deps
 test-python:
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# The views' fixtures must be valid answers by the server's OpenAPI document (tests/js_contract.py).
 test-js:
 	@[ -d node_modules ] || npm ci --no-audit --no-fund
 	npm test
+	$(BIN)/python -m tests.js_contract
 
 bench: install
 	$(BIN)/pip install -q -e ".[test,bench]"

@@ -1,6 +1,7 @@
 """Memory of the Jupyter server process while it runs 2 GB of downloads (`bench/1gb` twice, through the
 REST API, with an event socket subscribed to every model): RSS growth over its idle baseline. The
-download worker's own peak RSS (a separate process) is the peer figure. Goal: server growth ≤ 50 MB.
+download worker's peak RSS is printed beside it for scale: a separate process of ours, not a peer.
+Goal: server growth ≤ 50 MB.
 
     .venv/bin/python benchmarks/bench_server_memory.py [--rounds 2]
 """

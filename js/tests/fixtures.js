@@ -1,4 +1,5 @@
-// Sample CONTRACTS shapes for the view tests.
+// Sample server answers for the view tests. Each must be a valid answer of its route by the OpenAPI
+// document (tests/js_contract.py checks them; `make test-js` runs it).
 const GB = 1e9;
 
 export function record(overrides = {}) {
@@ -7,7 +8,7 @@ export function record(overrides = {}) {
     name: "google/gemma-2-2b",
     repo_id: "google/gemma-2-2b",
     revision: "main",
-    commit: "c0ffee1234567890",
+    commit: "c0ffee1234567890c0ffee1234567890c0ffee12",
     status: "ready",
     quantization: "bnb-4bit",
     dtype: "auto",
@@ -23,7 +24,7 @@ export function record(overrides = {}) {
     eta_s: null,
     current_file: null,
     error: null,
-    gated: "manual",
+    gated: true,
     summary: { hidden_size: 2304, num_layers: 26, num_heads: 8 },
     measured_memory_bytes: null,
     load_time_s: null,
@@ -56,19 +57,19 @@ export const downloading = (overrides = {}) =>
   });
 
 const memory = (total) => ({
-  weights_bytes: total * 0.9,
+  weights_bytes: Math.round(total * 0.9),
   quant_state_bytes: 0,
-  overhead_bytes: total * 0.05,
-  kv_cache_bytes: total * 0.05,
-  peak_load_bytes: total * 1.2,
-  total_bytes: total,
+  overhead_bytes: Math.round(total * 0.05),
+  kv_cache_bytes: Math.round(total * 0.05),
+  peak_load_bytes: Math.round(total * 1.2),
+  total_bytes: Math.round(total),
 });
 
 export function preview(overrides = {}) {
   return {
     repo_id: "tiny/llama",
     revision: "main",
-    commit: "abcdef0123456789",
+    commit: "abcdef0123456789abcdef0123456789abcdef01",
     family: "llama",
     model_type: "llama",
     architectures: ["LlamaForCausalLM"],

@@ -12,15 +12,17 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
-
-from playwright.sync_api import Locator, Page, expect
+from typing import TYPE_CHECKING, Iterator
 
 from tests.hubserver import HubServer
 from tests.ports import free_port
 
+if TYPE_CHECKING:  # Playwright is imported where it runs, so that tests/browser/conftest.py can check for it
+    from playwright.sync_api import Locator, Page
+
 REPO = Path(__file__).resolve().parents[2]
 LABEXTENSION = REPO / "mistudio_jupyter" / "labextension"
+WIDGET_BUNDLES = REPO / "mistudio_jupyter" / "widgets" / "static"
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = os.environ.get("MISTUDIO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -32,6 +34,8 @@ NOT_RUN = re.compile(r"^\[\s*\]:$")
 def run_cell(page: Page, cell: Locator) -> Locator:
     """Run `cell` and return its output area. JupyterLab drops a run sent while a new notebook's kernel
     is still settling (it may even be replaced once), so a run that never starts is sent again."""
+    from playwright.sync_api import expect
+
     for _ in range(5):
         page.get_by_text(re.compile(r"\| Idle$")).first.wait_for(timeout=60_000)
         cell.locator(".jp-InputPrompt").click()

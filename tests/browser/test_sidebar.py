@@ -11,23 +11,16 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
-playwright = pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
-
-from tests.browser import jupyterlab  # noqa: E402
-from tests.browser.jupyterlab import CHROMIUM, CHROMIUM_ARGS, LABEXTENSION, Lab, run_cell, running_lab  # noqa: E402
-from tests.hubserver import HubServer  # noqa: E402
+from tests.browser import jupyterlab
+from tests.browser.jupyterlab import CHROMIUM, CHROMIUM_ARGS, Lab, run_cell, running_lab
+from tests.hubserver import HubServer
 
 ARTIFACTS = jupyterlab.ARTIFACTS / "sidebar"
 PROGRESS_BPS = 100_000  # tiny/gpt2 (~600 kB) then takes several seconds: the bar visibly advances
 
-pytestmark = [
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
-    pytest.mark.skipif(not (LABEXTENSION / "package.json").exists(),
-                       reason="the lab extension is not built (npm run build)"),
-    pytest.mark.timeout(300),
-]
+pytestmark = pytest.mark.timeout(300)  # without Playwright, Chromium or a built extension: see conftest.py
 
 
 @pytest.fixture(scope="module")

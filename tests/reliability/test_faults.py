@@ -14,14 +14,13 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from mistudio_jupyter.core.downloads.cache import RepoCache
 from mistudio_jupyter.core.downloads.journal import read_written
 from tests.hubserver import HubServer, RepoSpec
 
 from .conftest import cdn_bytes, lfs_file
 from tests.polling import wait_for
+from tests.prerequisites import missing
 from .live import HubProcess, JupyterServer, jupyter, kill_workers, partials, sha256_of, worker_pids
 
 BIG = "tiny/big"
@@ -156,7 +155,7 @@ def test_insufficient_disk_fails_cleanly_then_resumes_when_space_is_back(
             assert "1 KB free in" in record["error"]["message"] and str(server.cache) in record["error"]["message"]
             assert not [r for r in hub.log if r.path.startswith("/cdn/")]  # not one byte of the weights
             assert not list(server.cache.rglob("blobs/*")) and partials(server.cache) == []
-            wait_for(lambda: events.events(model_id, "download_failed"), 5, what="download_failed event")
+            wait_for(lambda: events.events(model_id, "download_failed"), 30, what="download_failed event")
             assert events.events(model_id, "download_failed")[0]["data"]["code"] == "insufficient_disk"
             status, listing = server.request("GET", "/models")
             assert status == 200 and [m["id"] for m in listing["models"]] == [model_id]
@@ -172,10 +171,11 @@ def test_insufficient_disk_fails_cleanly_then_resumes_when_space_is_back(
 @contextlib.contextmanager
 def _small_volume(path: Path, size: str):
     path.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                             capture_output=True).returncode == 0
-    if not mounted:
-        pytest.skip("cannot mount a size-limited tmpfs here (needs root / CAP_SYS_ADMIN)")
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                           capture_output=True, text=True)
+    if mount.returncode != 0:
+        missing(f"a size-limited tmpfs ({mount.stderr.strip() or f'mount exited {mount.returncode}'}): "
+                "run the tests as root, or with CAP_SYS_ADMIN, as CI does")
     try:
         yield path
     finally:

