@@ -23,6 +23,7 @@ export function record(overrides = {}) {
     speed_bps: null,
     eta_s: null,
     current_file: null,
+    connections: null,
     error: null,
     gated: true,
     summary: { hidden_size: 2304, num_layers: 26, num_heads: 8 },
@@ -52,6 +53,7 @@ export const downloading = (overrides = {}) =>
     speed_bps: 10.5e6,
     eta_s: 25,
     current_file: "model.safetensors",
+    connections: 8,
     summary: { hidden_size: 768, num_layers: 12, num_heads: 12 },
     ...overrides,
   });

@@ -29,7 +29,10 @@ function fraction(record) {
 function stats(record) {
   const parts = [`${formatBytes(record.bytes_done ?? 0)} of ${formatBytes(record.bytes_total)}`];
   parts.push(`${Math.round(fraction(record) * 100)}%`);
-  if (record.status === "downloading") parts.push(formatSpeed(record.speed_bps), `ETA ${formatEta(record.eta_s)}`);
+  if (record.status === "downloading") {
+    parts.push(formatSpeed(record.speed_bps), `ETA ${formatEta(record.eta_s)}`);
+    if (record.connections > 1) parts.push(`${record.connections} connections`);
+  }
   return parts.join(" · ");
 }
 
