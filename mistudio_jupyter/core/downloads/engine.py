@@ -463,9 +463,10 @@ class _Download:
             except _Expired:
                 job.failures += 1
             except _Retry as error:
+                if error.throttled:  # not a failure: the server asks for fewer requests
+                    self._throttled(job, error.retry_after_s)
+                    return block
                 job.failures = 0 if job.pos > start else job.failures + 1
-                if error.throttled:
-                    self._throttled(error.retry_after_s)
                 self._backoff(job, error)
             except OSError as error:  # the connection broke (httpx's errors, a socket shut down)
                 if self.engine.stop.is_set() or self._error is not None:
@@ -490,12 +491,18 @@ class _Download:
         if self.engine.stop.wait(delay):
             raise Cancelled("download cancelled")
 
-    def _throttled(self, retry_after_s: float) -> None:
-        """The server is overloaded: half the streams, and no growth for a while."""
+    def _throttled(self, job: _Range, retry_after_s: float) -> None:
+        """The server is overloaded (429/503): half the streams, no growth for a while, and this
+        stream's range goes back to the queue while it waits, so that a stream no longer wanted retires."""
         with self._cond:
             self._wanted = max(1, self._wanted // 2)
             self._growing = False
             self._paused_until = time.monotonic() + max(THROTTLE_PAUSE_S, retry_after_s)
+            self._running.remove(job)
+            self._queue.appendleft(job)
+            self._cond.notify_all()
+        if self.engine.stop.wait(retry_after_s or self.engine.backoff_s):
+            raise Cancelled("download cancelled")
 
     def _receive(self, job: _Range, block: memoryview) -> memoryview:
         import httpx2
