@@ -126,11 +126,11 @@ def refetched_ours(hub: HubServer, work: Path, file: PlannedFile) -> dict[str, f
     """SIGKILL of our worker at 50%, then resume: the share of the file fetched twice, and the
     share the second run fetched."""
     manager = _manager(hub, work / "kill-ours")
-    partial = RepoCache(manager.settings.cache_dir, REPO).partial(file.etag or "")
+    repo = RepoCache(manager.settings.cache_dir, REPO)
     hub.clear_log()
     handle = manager.download(REPO)
     pid = _wait_for(lambda: _worker_pid(manager, handle.model_id))
-    kill_at_half(pid, lambda: partial.stat().st_size if partial.exists() else 0, file.size)
+    kill_at_half(pid, lambda: repo.bytes_on_disk(file), file.size)
     _wait_for(lambda: manager.get(handle.model_id).status == "interrupted")
     first = sent(hub)
     manager.resume(handle.model_id).wait(600)
@@ -160,13 +160,13 @@ def _refetch(first: int, total: int, size: int) -> dict[str, float]:
 def cancel_latency(hub: HubServer, work: Path, file: PlannedFile) -> dict[str, float]:
     """Seconds from a cancel to the job's `cancelled` row: by signal (local) and by catalog flag only."""
     manager = _manager(hub, work / "cancel")
-    partial = RepoCache(manager.settings.cache_dir, REPO).partial(file.etag or "")
-    hub.faults.set(path=FILE, throttle_bps=100_000_000)
+    repo = RepoCache(manager.settings.cache_dir, REPO)
+    hub.faults.set(path=FILE, throttle_bps=10_000_000)  # per connection
     latencies = {}
     for how in ("signal", "flag"):
-        before = partial.stat().st_size if partial.exists() else 0
+        before = repo.bytes_on_disk(file)
         handle = manager.download(REPO)
-        _wait_for(lambda: partial.exists() and partial.stat().st_size > before)
+        _wait_for(lambda: repo.bytes_on_disk(file) > before)
         started = time.perf_counter()
         if how == "signal":
             manager.cancel(handle.model_id)
@@ -183,14 +183,15 @@ def cancel_latency(hub: HubServer, work: Path, file: PlannedFile) -> dict[str, f
 
 def engine_settings() -> dict[str, Any]:
     """The engine settings these figures were measured with, and the kernel's receive-buffer ceiling."""
-    from mistudio_jupyter.core.downloads import engine
+    from mistudio_jupyter.core.downloads import engine, partial
 
     try:
         tcp_rmem_max: int | None = int(Path("/proc/sys/net/ipv4/tcp_rmem").read_text().split()[2])
     except (OSError, IndexError, ValueError):
         tcp_rmem_max = None
-    return {"block_bytes": engine.BLOCK_BYTES, "low_latency_window_bytes": engine.LOW_LATENCY_WINDOW_BYTES,
-            "low_latency_rtt_s": engine.LOW_LATENCY_WINDOW_BYTES / engine.LOW_LATENCY_RATE_BPS,
+    return {"block_bytes": partial.BLOCK_BYTES, "chunk_bytes": engine.CHUNK_BYTES,
+            "max_connections": engine.DEFAULT_MAX_CONNECTIONS, "start_connections": engine.START_CONNECTIONS,
+            "flush_after_s": engine.FLUSH_AFTER_S,
             "tcp_rmem_max_bytes": tcp_rmem_max}
 
 

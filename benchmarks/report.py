@@ -280,8 +280,9 @@ def download_figures(r: dict[str, Any], runs: list[history.Run]) -> dict[str, st
         "refetch_ours_range": ranged(lambda x: x["refetched_after_kill_at_half"]["ours"]["fetched_twice"],
                                      lambda v: f"{v:.2%}"),
         "tcp_rmem_max": _mib(engine["tcp_rmem_max_bytes"]) if engine["tcp_rmem_max_bytes"] else "unknown",
-        "low_latency_rtt": f"{engine['low_latency_rtt_s'] * 1e6:.0f} µs",
-        "low_latency_window": _mib(engine["low_latency_window_bytes"]),
+        "chunk_size": _mib(engine["chunk_bytes"]),
+        "connections": f"{engine['start_connections']} to {engine['max_connections']}",
+        "flush_after": f"{engine['flush_after_s'] * 1000:.0f} ms",
     }
 
 

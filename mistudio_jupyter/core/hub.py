@@ -366,7 +366,7 @@ def is_safe_repo_path(path: object) -> bool:
 def map_hub_error(error: BaseException, repo_id: str, token: str | None, endpoint: str) -> MiStudioError | None:
     """The domain error for a huggingface_hub or network exception; None for anything else."""
     from huggingface_hub import errors as hf
-    from huggingface_hub.utils._http import httpx2  # the HTTP client huggingface_hub 2.x is built on
+    import httpx2  # the HTTP client huggingface_hub 2.x is built on
 
     status = getattr(getattr(error, "response", None), "status_code", None)
     message = str(error).lower()
