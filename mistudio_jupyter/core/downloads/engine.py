@@ -229,7 +229,7 @@ class _Download:
         self._running: list[_Range] = []
         self._hashed: list[PartialFile] = []
         self._open: list[PartialFile] = []
-        self._waiting: list[tuple[PlannedFile, Any]] = []  # files another writer holds the lock of
+        self._waiting: list[tuple[PlannedFile, PartialFile]] = []  # files another writer holds the lock of
         self._locks: dict[PartialFile, Any] = {}
         self._left = 0
         self._refetched: set[PartialFile] = set()
