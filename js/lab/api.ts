@@ -10,7 +10,7 @@ export class ApiError extends Error {
   constructor(
     readonly status: number,
     readonly code: string,
-    message: string
+    message: string,
   ) {
     super(message);
     this.name = 'ApiError';
@@ -36,7 +36,7 @@ export interface IRequestOptions {
 export async function requestAPI<T>(
   settings: ServerConnection.ISettings,
   endpoint: string,
-  { method = 'GET', body }: IRequestOptions = {}
+  { method = 'GET', body }: IRequestOptions = {},
 ): Promise<T> {
   const url = URLExt.join(settings.baseUrl, API_PATH, endpoint);
   // 'no-cache' (revalidate, ETag) rather than ServerConnection's default 'no-store', which appends a

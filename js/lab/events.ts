@@ -35,7 +35,7 @@ export function eventsUrl(settings: ServerConnection.ISettings): string {
 export class EventSocket implements IDisposable {
   constructor(
     private readonly _settings: ServerConnection.ISettings,
-    private readonly _backoff: IBackoff = DEFAULT_BACKOFF
+    private readonly _backoff: IBackoff = DEFAULT_BACKOFF,
   ) {}
 
   /** Each server message. */
@@ -89,10 +89,10 @@ export class EventSocket implements IDisposable {
     this._socket = socket;
     socket.onopen = () => {
       this._attempts = 0;
-      this._channels.forEach(channel => this._send('subscribe', channel));
+      this._channels.forEach((channel) => this._send('subscribe', channel));
       this._connectionChanged.emit(true);
     };
-    socket.onmessage = event => {
+    socket.onmessage = (event) => {
       this._message.emit(JSON.parse(event.data));
     };
     socket.onclose = () => {

@@ -1,8 +1,4 @@
-import {
-  ILayoutRestorer,
-  JupyterFrontEnd,
-  JupyterFrontEndPlugin
-} from '@jupyterlab/application';
+import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 
@@ -24,7 +20,7 @@ function activate(
   app: JupyterFrontEnd,
   tracker: INotebookTracker,
   restorer: ILayoutRestorer | null,
-  palette: ICommandPalette | null
+  palette: ICommandPalette | null,
 ): void {
   const { commands, shell, serviceManager } = app;
   const model = new RestModel(serviceManager.serverSettings);
@@ -38,7 +34,7 @@ function activate(
 
   const sidebar = new MiStudioSidebar({
     model,
-    onInsert: () => void commands.execute(CommandIDs.insertHooks)
+    onInsert: () => void commands.execute(CommandIDs.insertHooks),
   });
   sidebar.id = SIDEBAR_ID;
   sidebar.title.icon = mistudioIcon;
@@ -49,7 +45,7 @@ function activate(
   commands.addCommand(CommandIDs.open, {
     label: 'Show miStudio Models',
     icon: mistudioIcon,
-    execute: () => shell.activateById(SIDEBAR_ID)
+    execute: () => shell.activateById(SIDEBAR_ID),
   });
   commands.addCommand(CommandIDs.insertHooks, {
     label: 'Insert Selected Hooks into Notebook',
@@ -58,7 +54,7 @@ function activate(
       const record = model.architectureRecord!;
       const panel = await insertIntoNotebook(tracker, newNotebook, hooksCell(record.id, record.name, selected()));
       shell.activateById(panel.id);
-    }
+    },
   });
   model.on('change:selected', () => commands.notifyCommandChanged(CommandIDs.insertHooks));
 
@@ -73,7 +69,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
   autoStart: true,
   requires: [INotebookTracker],
   optional: [ILayoutRestorer, ICommandPalette],
-  activate
+  activate,
 };
 
 export default plugin;

@@ -48,12 +48,12 @@ const PROGRESS_FIELDS = ['progress', 'bytes_done', 'bytes_total', 'speed_bps', '
 export class RestModel implements IWidgetModel, IDisposable {
   constructor(
     private readonly _settings: ServerConnection.ISettings,
-    readonly events: EventSocket = new EventSocket(_settings)
+    readonly events: EventSocket = new EventSocket(_settings),
   ) {
     events.message.connect((_, message) => this._onEvent(message));
     events.connectionChanged.connect((_, connected) => {
       if (connected) {
-        void this.refresh().catch(error => this._fail(error));
+        void this.refresh().catch((error) => this._fail(error));
       }
     });
   }
@@ -86,7 +86,7 @@ export class RestModel implements IWidgetModel, IDisposable {
 
   set(name: string, value: unknown): void {
     this._state.set(name, value);
-    this._listeners.get(`change:${name}`)?.forEach(callback => callback(this, value));
+    this._listeners.get(`change:${name}`)?.forEach((callback) => callback(this, value));
   }
 
   on(event: string, callback: Listener): void {
@@ -111,7 +111,7 @@ export class RestModel implements IWidgetModel, IDisposable {
   }
 
   send(message: Message): void {
-    void this._dispatch(message).catch(error => this._fail(error));
+    void this._dispatch(message).catch((error) => this._fail(error));
   }
 
   dispose(): void {
@@ -153,7 +153,7 @@ export class RestModel implements IWidgetModel, IDisposable {
   }
 
   private async _architecture(id: string): Promise<void> {
-    const record = this._models().find(m => m.id === id) ?? null;
+    const record = this._models().find((m) => m.id === id) ?? null;
     this._architectureRecord = record;
     this.set('error', null);
     this.set('architecture', null);
@@ -161,7 +161,7 @@ export class RestModel implements IWidgetModel, IDisposable {
     this.set('selected', []);
     const [architecture, hooks] = await Promise.all([
       this._request(`${modelPath(id)}/architecture`),
-      this._request(`${modelPath(id)}/hooks`)
+      this._request(`${modelPath(id)}/hooks`),
     ]);
     if (this._architectureRecord === record) {
       this.set('architecture', architecture);
@@ -186,9 +186,9 @@ export class RestModel implements IWidgetModel, IDisposable {
   }
 
   private _patchProgress(id: string, data: Record<string, unknown>): void {
-    const current = this._models().find(m => m.id === id);
+    const current = this._models().find((m) => m.id === id);
     if (current) {
-      const patch = Object.fromEntries(PROGRESS_FIELDS.filter(f => f in data).map(f => [f, data[f]]));
+      const patch = Object.fromEntries(PROGRESS_FIELDS.filter((f) => f in data).map((f) => [f, data[f]]));
       this._upsert({ ...current, ...patch });
     }
   }
@@ -196,7 +196,7 @@ export class RestModel implements IWidgetModel, IDisposable {
   /** Replace (or add, newest first) a record, in `models` and in the form's `record`. */
   private _upsert(record: IRecord): void {
     const models = this._models();
-    const index = models.findIndex(m => m.id === record.id);
+    const index = models.findIndex((m) => m.id === record.id);
     this.set('models', index < 0 ? [record, ...models] : models.map((m, i) => (i === index ? record : m)));
     if ((this.get('record') as IRecord | null)?.id === record.id) {
       this.set('record', record);
@@ -205,8 +205,11 @@ export class RestModel implements IWidgetModel, IDisposable {
 
   private _remove(id: string): void {
     const models = this._models();
-    if (models.some(m => m.id === id)) {
-      this.set('models', models.filter(m => m.id !== id));
+    if (models.some((m) => m.id === id)) {
+      this.set(
+        'models',
+        models.filter((m) => m.id !== id),
+      );
     }
   }
 
@@ -219,7 +222,11 @@ export class RestModel implements IWidgetModel, IDisposable {
     this.set('error', reason.toJSON());
   }
 
-  private _request<T = unknown>(endpoint: string, method?: 'GET' | 'POST' | 'DELETE', body?: Record<string, unknown>): Promise<T> {
+  private _request<T = unknown>(
+    endpoint: string,
+    method?: 'GET' | 'POST' | 'DELETE',
+    body?: Record<string, unknown>,
+  ): Promise<T> {
     return requestAPI<T>(this._settings, endpoint, { method, body });
   }
 

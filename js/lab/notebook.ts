@@ -8,7 +8,7 @@ import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/no
 export async function insertIntoNotebook(
   tracker: INotebookTracker,
   newNotebook: () => Promise<NotebookPanel>,
-  code: string
+  code: string,
 ): Promise<NotebookPanel> {
   const panel = tracker.currentWidget ?? (await newNotebook());
   await panel.context.ready;

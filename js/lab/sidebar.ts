@@ -22,7 +22,7 @@ function unavailableNotice(error: ApiError, retry: () => void): HTMLElement {
     ? [
         el('p', {}, 'The miStudio server extension is not available, so models cannot be listed or downloaded here.'),
         el('p', {}, 'Install and enable it, then restart JupyterLab:'),
-        el('pre', {}, FIX_COMMANDS.join('\n'))
+        el('pre', {}, FIX_COMMANDS.join('\n')),
       ]
     : [];
   return el(
@@ -31,7 +31,7 @@ function unavailableNotice(error: ApiError, retry: () => void): HTMLElement {
     el('h3', {}, 'miStudio is unavailable'),
     ...help,
     el('p', { class: 'mistudio-error' }, `${error.code}: ${error.message}`),
-    el('button', { type: 'button', class: 'mistudio-button', onclick: retry }, 'Retry')
+    el('button', { type: 'button', class: 'mistudio-button', onclick: retry }, 'Retry'),
   );
 }
 
@@ -43,7 +43,7 @@ export class MiStudioSidebar extends Widget {
     this._insert = el(
       'button',
       { type: 'button', class: 'mistudio-button mistudio-button--primary', onclick: onInsert },
-      'Insert into notebook'
+      'Insert into notebook',
     );
     this._footer = el('div', { class: 'mistudio mistudio-lab-sidebar__footer', hidden: true }, this._insert);
     this.node.append(this._banner, this._body, this._footer);

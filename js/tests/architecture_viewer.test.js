@@ -14,13 +14,25 @@ function setup(state = {}) {
 
 const shownHooks = (root) => [...root.querySelectorAll(".mistudio-hook__name")].map((n) => n.textContent);
 const box = (root, name) => root.querySelector(`input[data-hook="${name}"]`);
-const tableRows = (table) => Object.fromEntries([...table.querySelectorAll("tbody tr")].map((tr) => [tr.querySelector("th").textContent, [...tr.querySelectorAll("td")].map((td) => td.textContent)]));
+const tableRows = (table) =>
+  Object.fromEntries(
+    [...table.querySelectorAll("tbody tr")].map((tr) => [
+      tr.querySelector("th").textContent,
+      [...tr.querySelectorAll("td")].map((td) => td.textContent),
+    ]),
+  );
 
 describe("architecture: config, parameters, tree", () => {
   it("shows the config table and parameter summary", () => {
     const { root } = setup();
     const [config, params] = root.querySelectorAll(".mistudio-table");
-    expect(tableRows(config)).toMatchObject({ "Hidden size": ["768"], Layers: ["12"], "Attention heads": ["12"], Vocabulary: ["50257"], "Context length": ["1024"] });
+    expect(tableRows(config)).toMatchObject({
+      "Hidden size": ["768"],
+      Layers: ["12"],
+      "Attention heads": ["12"],
+      Vocabulary: ["50257"],
+      "Context length": ["1024"],
+    });
     expect(params.querySelector("caption").textContent).toBe("Parameters: 124M (124,439,808)");
     expect(tableRows(params).mlp).toEqual(["56.7M", "45.5%"]);
   });
@@ -83,7 +95,14 @@ describe("hook picker", () => {
   it("filters by category, kind and text", () => {
     const { root } = setup();
     const category = control(root, "Category");
-    expect([...category.options].map((o) => o.value)).toEqual(["", "residual", "attention", "mlp", "embedding", "norm"]);
+    expect([...category.options].map((o) => o.value)).toEqual([
+      "",
+      "residual",
+      "attention",
+      "mlp",
+      "embedding",
+      "norm",
+    ]);
     choose(category, "mlp");
     expect(shownHooks(root)).toEqual(["blocks.0.hook_mlp_out", "blocks.1.hook_mlp_out", "blocks.2.hook_mlp_out"]);
     choose(category, "");
@@ -99,7 +118,9 @@ describe("hook picker", () => {
   it("filterHooks combines all filters", () => {
     const all = hooks();
     expect(filterHooks(all).length).toBe(11);
-    expect(filterHooks(all, { from: 2, category: "attention", kind: "input", text: "heads" }).map((h) => h.name)).toEqual(["blocks.2.attn.hook_z"]);
+    expect(
+      filterHooks(all, { from: 2, category: "attention", kind: "input", text: "heads" }).map((h) => h.name),
+    ).toEqual(["blocks.2.attn.hook_z"]);
     expect(filterHooks(all, { to: 0 }).map((h) => h.layer)).toEqual([0, 0, 0]);
   });
 
@@ -120,7 +141,9 @@ describe("hook picker", () => {
     const { model, root } = setup({ selected: ["hook_embed"] });
     choose(control(root, "Category"), "residual");
     button(root, "Select all shown").click();
-    expect(model.saves.at(-1)).toEqual({ selected: ["hook_embed", "blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre"] });
+    expect(model.saves.at(-1)).toEqual({
+      selected: ["hook_embed", "blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre"],
+    });
     expect(box(root, "blocks.1.hook_resid_pre").checked).toBe(true);
     button(root, "Clear selection").click();
     expect(model.saves.at(-1)).toEqual({ selected: [] });
@@ -134,7 +157,10 @@ describe("hook picker", () => {
     expect(box(root, "blocks.1.attn.hook_z").checked).toBe(true);
     expect(document.activeElement).toBe(box(root, "hook_embed"));
     choose(control(root, "Category"), "norm");
-    model.kernelSet("hooks", hooks().filter((h) => h.category !== "norm"));
+    model.kernelSet(
+      "hooks",
+      hooks().filter((h) => h.category !== "norm"),
+    );
     expect(control(root, "Category").value).toBe("");
     expect(shownHooks(root)).toHaveLength(10);
     expect(control(root, "To layer").max).toBe("2");

@@ -15,7 +15,13 @@ describe("model card", () => {
   it("shows name, facts and status", () => {
     const { root } = setup(record());
     expect(root.querySelector("h3").textContent).toBe("google/gemma-2-2b");
-    expect(facts(root)).toEqual({ Parameters: "2.6B", Hidden: "2304", Layers: "26", Quantization: "bnb-4bit", Size: "1.5 GB" });
+    expect(facts(root)).toEqual({
+      Parameters: "2.6B",
+      Hidden: "2304",
+      Layers: "26",
+      Quantization: "bnb-4bit",
+      Size: "1.5 GB",
+    });
     expect(root.querySelector(".mistudio-badge").textContent).toBe("ready");
     expect(root.querySelector("[role=progressbar]")).toBeNull();
   });
@@ -60,7 +66,9 @@ describe("model card", () => {
 
   it("confirming: states the bytes freed; Delete sends, Keep cancels", () => {
     const { root, send, setConfirming } = setup(record(), true);
-    expect(root.querySelector(".mistudio-confirm").textContent).toContain("Delete google/gemma-2-2b and free up to 1.5 GB?");
+    expect(root.querySelector(".mistudio-confirm").textContent).toContain(
+      "Delete google/gemma-2-2b and free up to 1.5 GB?",
+    );
     expect(buttonTexts(root)).toEqual(["Delete", "Keep"]);
     button(root, "Keep").click();
     expect(setConfirming).toHaveBeenCalledWith(false);

@@ -33,5 +33,10 @@ export function choose(selectEl, value) {
 }
 
 export function facts(root) {
-  return Object.fromEntries([...root.querySelectorAll(".mistudio-facts > div")].map((d) => [d.querySelector("dt").textContent, d.querySelector("dd").textContent]));
+  return Object.fromEntries(
+    [...root.querySelectorAll(".mistudio-facts > div")].map((d) => [
+      d.querySelector("dt").textContent,
+      d.querySelector("dd").textContent,
+    ]),
+  );
 }

@@ -80,9 +80,21 @@ describe("download form: preview display", () => {
   it("shows family, params, dims, gated, license and warnings", () => {
     const { root } = previewed();
     const shown = facts(root.querySelector(".mistudio-preview"));
-    expect(shown).toMatchObject({ Family: "llama", Parameters: "8B", "Hidden size": "4096", Layers: "32", Heads: "32 (8 KV)", Gated: "no", License: "llama3", Download: "16 GB", "Hook table": "verified" });
+    expect(shown).toMatchObject({
+      Family: "llama",
+      Parameters: "8B",
+      "Hidden size": "4096",
+      Layers: "32",
+      Heads: "32 (8 KV)",
+      Gated: "no",
+      License: "llama3",
+      Download: "16 GB",
+      "Hook table": "verified",
+    });
     expect(root.querySelector(".mistudio-preview h3").textContent).toBe("tiny/llama @ main (abcdef0)");
-    expect([...root.querySelectorAll(".mistudio-warnings li")].map((li) => li.textContent)).toEqual(["remote code is not used"]);
+    expect([...root.querySelectorAll(".mistudio-warnings li")].map((li) => li.textContent)).toEqual([
+      "remote code is not used",
+    ]);
     expect(root.querySelector(".mistudio-status").textContent).toBe("");
   });
 
@@ -109,11 +121,27 @@ describe("download form: preview display", () => {
 describe("download form: memory options", () => {
   it("lists every memory option with total and verdict", () => {
     const { root } = previewed();
-    expect(rows(root).map((r) => r.dataset.option)).toEqual(["fp32", "fp16", "bf16", "bnb-8bit", "bnb-4bit", "bnb-4bit-dq"]);
+    expect(rows(root).map((r) => r.dataset.option)).toEqual([
+      "fp32",
+      "fp16",
+      "bf16",
+      "bnb-8bit",
+      "bnb-4bit",
+      "bnb-4bit-dq",
+    ]);
     const verdicts = rows(root).map((r) => r.querySelector(".mistudio-verdict").textContent);
-    expect(verdicts).toEqual(["does not fit", "fits in RAM only", "fits in RAM only", "fits on GPU", "fits on GPU", "fits on GPU"]);
+    expect(verdicts).toEqual([
+      "does not fit",
+      "fits in RAM only",
+      "fits in RAM only",
+      "fits on GPU",
+      "fits on GPU",
+      "fits on GPU",
+    ]);
     expect(row(root, "fp16").querySelector(".mistudio-mem__total").textContent).toBe("16 GB");
-    expect(row(root, "fp32").querySelector(".mistudio-mem__fill").classList.contains("mistudio-mem__fill--none")).toBe(true);
+    expect(row(root, "fp32").querySelector(".mistudio-mem__fill").classList.contains("mistudio-mem__fill--none")).toBe(
+      true,
+    );
   });
 
   it("scales bars to the largest of options, GPU and RAM, with GPU-free and RAM-available markers", () => {
@@ -129,7 +157,10 @@ describe("download form: memory options", () => {
   });
 
   it("says when there is no GPU and draws no GPU marker", () => {
-    const { root } = previewed({}, preview({ system: { gpus: [], ram: { total_bytes: 2 ** 35, available_bytes: 2 ** 34 } } }));
+    const { root } = previewed(
+      {},
+      preview({ system: { gpus: [], ram: { total_bytes: 2 ** 35, available_bytes: 2 ** 34 } } }),
+    );
     expect(root.querySelector(".mistudio-legend").textContent).toContain("No GPU");
     expect(root.querySelector(".mistudio-mem__mark--gpu")).toBeNull();
   });
@@ -138,13 +169,16 @@ describe("download form: memory options", () => {
     const { root } = previewed();
     expect(radio(root, "bnb-8bit").checked).toBe(true);
     expect(radio(root, "bnb-4bit-dq").disabled).toBe(true);
-    expect(row(root, "bnb-4bit-dq").querySelector(".mistudio-mem__label").textContent).toBe("4-bit, double quant (bnb), chosen when loading");
+    expect(row(root, "bnb-4bit-dq").querySelector(".mistudio-mem__label").textContent).toBe(
+      "4-bit, double quant (bnb), chosen when loading",
+    );
     expect(root.querySelector(".mistudio-breakdown summary").textContent).toBe("Breakdown for 8-bit (bnb)");
   });
 
   it("falls back to RAM, then to the smallest option", () => {
     const noGpu = preview();
-    for (const key of Object.keys(noGpu.fit)) noGpu.fit[key] = { gpu: false, ram: key !== "fp32", verdict: key === "fp32" ? "none" : "cpu" };
+    for (const key of Object.keys(noGpu.fit))
+      noGpu.fit[key] = { gpu: false, ram: key !== "fp32", verdict: key === "fp32" ? "none" : "cpu" };
     expect(radio(previewed({}, noGpu).root, "fp16").checked).toBe(true);
     for (const key of Object.keys(noGpu.fit)) noGpu.fit[key] = { gpu: false, ram: false, verdict: "none" };
     expect(radio(previewed({}, noGpu).root, "bnb-4bit").checked).toBe(true);
@@ -157,7 +191,10 @@ describe("download form: memory options", () => {
     expect(radio(root, "bf16").checked).toBe(true);
     expect(document.activeElement).toBe(radio(root, "bf16"));
     expect(root.querySelector(".mistudio-breakdown summary").textContent).toBe("Breakdown for bf16");
-    expect(facts(root.querySelector(".mistudio-breakdown"))).toMatchObject({ Total: "16 GB", "Peak while loading": "19.2 GB" });
+    expect(facts(root.querySelector(".mistudio-breakdown"))).toMatchObject({
+      Total: "16 GB",
+      "Peak while loading": "19.2 GB",
+    });
   });
 });
 
@@ -169,12 +206,21 @@ describe("download form: start, token, cancel", () => {
     expect(button(root, "Start download").disabled).toBe(true);
   });
 
-  it.each(["fp32", "fp16", "bf16", "bnb-8bit", "bnb-4bit"])("Start with %s sends the option by the name the memory table gives it", (option) => {
-    const { model, root } = previewed();
-    radio(root, option).click();
-    button(root, "Start download").click();
-    expect(model.sent.at(-1)).toEqual({ action: "download", repo_id: "tiny/llama", revision: "main", option, token: null });
-  });
+  it.each(["fp32", "fp16", "bf16", "bnb-8bit", "bnb-4bit"])(
+    "Start with %s sends the option by the name the memory table gives it",
+    (option) => {
+      const { model, root } = previewed();
+      radio(root, option).click();
+      button(root, "Start download").click();
+      expect(model.sent.at(-1)).toEqual({
+        action: "download",
+        repo_id: "tiny/llama",
+        revision: "main",
+        option,
+        token: null,
+      });
+    },
+  );
 
   it("the token goes only into the start message, is cleared, and never touches a trait", () => {
     const { model, root, token } = previewed();

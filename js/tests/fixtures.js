@@ -92,7 +92,13 @@ export function preview(overrides = {}) {
     license: "llama3",
     tags: [],
     warnings: ["remote code is not used"],
-    capabilities: { causal_lm: true, tokenizer: true, chat_template: true, context_length: 8192, hook_table: "verified" },
+    capabilities: {
+      causal_lm: true,
+      tokenizer: true,
+      chat_template: true,
+      context_length: 8192,
+      hook_table: "verified",
+    },
     memory: {
       fp32: memory(32 * GB),
       fp16: memory(16 * GB),
@@ -131,38 +137,125 @@ const linear = (path, name, rows, cols) => ({
 export function architecture() {
   return {
     summary: {
-      hidden_size: 768, num_layers: 12, num_heads: 12, num_kv_heads: 12, head_dim: 64,
-      intermediate_size: 3072, vocab_size: 50257, context_length: 1024, params: 124_439_808,
+      hidden_size: 768,
+      num_layers: 12,
+      num_heads: 12,
+      num_kv_heads: 12,
+      head_dim: 64,
+      intermediate_size: 3072,
+      vocab_size: 50257,
+      context_length: 1024,
+      params: 124_439_808,
       params_by_type: { embedding: 39_383_808, attention: 28_348_416, mlp: 56_669_184, norm: 38_400 },
     },
     tree: {
-      path: "", name: "", class_name: "GPT2LMHeadModel", own_params: 0, total_params: 124_439_808, parameters: [], repeated: 1,
+      path: "",
+      name: "",
+      class_name: "GPT2LMHeadModel",
+      own_params: 0,
+      total_params: 124_439_808,
+      parameters: [],
+      repeated: 1,
       children: [
         {
-          path: "transformer", name: "transformer", class_name: "GPT2Model", own_params: 0, total_params: 124_439_808, parameters: [], repeated: 1,
+          path: "transformer",
+          name: "transformer",
+          class_name: "GPT2Model",
+          own_params: 0,
+          total_params: 124_439_808,
+          parameters: [],
+          repeated: 1,
           children: [
             { ...linear("transformer.wte", "wte", 50257, 768), class_name: "Embedding" },
             {
-              path: "transformer.h.0", name: "h.0", class_name: "GPT2Block", own_params: 0, total_params: 7_087_872, parameters: [], repeated: 12,
-              children: [linear("transformer.h.0.attn.c_attn", "c_attn", 768, 2304), { path: "transformer.h.0.act", name: "act", class_name: "NewGELU", own_params: 0, total_params: 0, parameters: [], repeated: 1, children: [] }],
+              path: "transformer.h.0",
+              name: "h.0",
+              class_name: "GPT2Block",
+              own_params: 0,
+              total_params: 7_087_872,
+              parameters: [],
+              repeated: 12,
+              children: [
+                linear("transformer.h.0.attn.c_attn", "c_attn", 768, 2304),
+                {
+                  path: "transformer.h.0.act",
+                  name: "act",
+                  class_name: "NewGELU",
+                  own_params: 0,
+                  total_params: 0,
+                  parameters: [],
+                  repeated: 1,
+                  children: [],
+                },
+              ],
             },
           ],
         },
-        { ...linear("lm_head", "lm_head", 50257, 768), parameters: [{ name: "weight", shape: [50257, 768], dtype: "float32", tied_to: "transformer.wte.weight" }] },
+        {
+          ...linear("lm_head", "lm_head", 50257, 768),
+          parameters: [{ name: "weight", shape: [50257, 768], dtype: "float32", tied_to: "transformer.wte.weight" }],
+        },
       ],
     },
   };
 }
 
 export function hooks() {
-  const list = [{ name: "hook_embed", module: "transformer.wte", kind: "output", layer: null, shape: ["batch", "seq", 768], computed: false, description: "token embeddings", category: "embedding" }];
+  const list = [
+    {
+      name: "hook_embed",
+      module: "transformer.wte",
+      kind: "output",
+      layer: null,
+      shape: ["batch", "seq", 768],
+      computed: false,
+      description: "token embeddings",
+      category: "embedding",
+    },
+  ];
   for (let layer = 0; layer < 3; layer += 1) {
     list.push(
-      { name: `blocks.${layer}.hook_resid_pre`, module: `transformer.h.${layer}`, kind: "input", layer, shape: ["batch", "seq", 768], computed: false, description: "residual stream before the block", category: "residual" },
-      { name: `blocks.${layer}.attn.hook_z`, module: `transformer.h.${layer}.attn.c_proj`, kind: "input", layer, shape: ["batch", "seq", 12, 64], computed: true, description: "attention heads output", category: "attention" },
-      { name: `blocks.${layer}.hook_mlp_out`, module: `transformer.h.${layer}.mlp`, kind: "output", layer, shape: ["batch", "seq", 768], computed: false, description: "MLP output", category: "mlp" },
+      {
+        name: `blocks.${layer}.hook_resid_pre`,
+        module: `transformer.h.${layer}`,
+        kind: "input",
+        layer,
+        shape: ["batch", "seq", 768],
+        computed: false,
+        description: "residual stream before the block",
+        category: "residual",
+      },
+      {
+        name: `blocks.${layer}.attn.hook_z`,
+        module: `transformer.h.${layer}.attn.c_proj`,
+        kind: "input",
+        layer,
+        shape: ["batch", "seq", 12, 64],
+        computed: true,
+        description: "attention heads output",
+        category: "attention",
+      },
+      {
+        name: `blocks.${layer}.hook_mlp_out`,
+        module: `transformer.h.${layer}.mlp`,
+        kind: "output",
+        layer,
+        shape: ["batch", "seq", 768],
+        computed: false,
+        description: "MLP output",
+        category: "mlp",
+      },
     );
   }
-  list.push({ name: "ln_final.hook_normalized", module: "transformer.ln_f", kind: "output", layer: null, shape: ["batch", "seq", 768], computed: false, description: "final norm", category: "norm" });
+  list.push({
+    name: "ln_final.hook_normalized",
+    module: "transformer.ln_f",
+    kind: "output",
+    layer: null,
+    shape: ["batch", "seq", 768],
+    computed: false,
+    description: "final norm",
+    category: "norm",
+  });
   return list;
 }

@@ -9,7 +9,12 @@ describe("requestAPI", () => {
     const answer = await requestAPI(settings, "models/preview", { method: "POST", body: { repo_id: "tiny/gpt2" } });
     expect(answer).toEqual({ repo_id: "tiny/gpt2" });
     const [request] = requests;
-    expect(request).toMatchObject({ method: "POST", path: "models/preview", search: "", body: { repo_id: "tiny/gpt2" } });
+    expect(request).toMatchObject({
+      method: "POST",
+      path: "models/preview",
+      search: "",
+      body: { repo_id: "tiny/gpt2" },
+    });
     expect(request.headers.get("Authorization")).toBe("token secret-token");
     expect(request.headers.get("Content-Type")).toBe("application/json");
   });
@@ -23,7 +28,9 @@ describe("requestAPI", () => {
   });
 
   it("raises the server extension's error with its code and message", async () => {
-    const { settings } = fakeServer({ "DELETE models/m1": [409, { error: { code: "conflict", message: "m1 is downloading" } }] });
+    const { settings } = fakeServer({
+      "DELETE models/m1": [409, { error: { code: "conflict", message: "m1 is downloading" } }],
+    });
     const error = await requestAPI(settings, "models/m1", { method: "DELETE" }).catch((e) => e);
     expect(error).toBeInstanceOf(ApiError);
     expect(error).toMatchObject({ status: 409, code: "conflict", message: "m1 is downloading", unavailable: false });

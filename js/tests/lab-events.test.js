@@ -25,7 +25,9 @@ describe("EventSocket", () => {
   });
 
   it("connects to /events under the WebSocket URL, with the token", () => {
-    expect(eventsUrl(fakeServer().settings)).toBe("ws://localhost:8888/lab-base/mistudio/api/v1/events?token=secret-token");
+    expect(eventsUrl(fakeServer().settings)).toBe(
+      "ws://localhost:8888/lab-base/mistudio/api/v1/events?token=secret-token",
+    );
     socket.connect();
     socket.connect();
     expect(FakeSocket.instances.map((s) => s.url)).toEqual([eventsUrl(fakeServer().settings)]);

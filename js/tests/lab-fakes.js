@@ -55,12 +55,33 @@ export function fakeServer(routes = {}) {
     const url = new URL(request.url);
     const text = await request.text();
     const path = url.pathname.startsWith(API) ? url.pathname.slice(API.length) : url.pathname;
-    requests.push({ method: request.method, path, search: url.search, body: text ? JSON.parse(text) : undefined, headers: request.headers });
+    requests.push({
+      method: request.method,
+      path,
+      search: url.search,
+      body: text ? JSON.parse(text) : undefined,
+      headers: request.headers,
+    });
     const route = routes[`${request.method} ${path}`];
-    const [status, body] = route ? (typeof route === "function" ? route(text ? JSON.parse(text) : undefined) : route) : [404, "<html>404: Not Found</html>"];
+    const [status, body] = route
+      ? typeof route === "function"
+        ? route(text ? JSON.parse(text) : undefined)
+        : route
+      : [404, "<html>404: Not Found</html>"];
     const html = typeof body === "string";
-    return new Response(html ? body : JSON.stringify(body), { status, headers: { "Content-Type": html ? "text/html" : "application/json" } });
+    return new Response(html ? body : JSON.stringify(body), {
+      status,
+      headers: { "Content-Type": html ? "text/html" : "application/json" },
+    });
   };
-  const settings = ServerConnection.makeSettings({ baseUrl: BASE, wsUrl: "ws://localhost:8888/lab-base/", token: "secret-token", fetch, Request, Headers, WebSocket: FakeSocket });
+  const settings = ServerConnection.makeSettings({
+    baseUrl: BASE,
+    wsUrl: "ws://localhost:8888/lab-base/",
+    token: "secret-token",
+    fetch,
+    Request,
+    Headers,
+    WebSocket: FakeSocket,
+  });
   return { settings, requests };
 }

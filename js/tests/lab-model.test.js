@@ -74,7 +74,9 @@ describe("RestModel: view messages become REST calls", () => {
   });
 
   it("preview error: `error` gets {code, message}", async () => {
-    const { model } = await started({ "POST models/preview": [404, { error: { code: "repo_not_found", message: "no such repo" } }] });
+    const { model } = await started({
+      "POST models/preview": [404, { error: { code: "repo_not_found", message: "no such repo" } }],
+    });
     model.send({ action: "preview", repo_id: "tiny/nope", revision: "main" });
     await vi.waitFor(() => expect(model.get("error")).toEqual({ code: "repo_not_found", message: "no such repo" }));
   });
@@ -92,13 +94,18 @@ describe("RestModel: view messages become REST calls", () => {
       { method: "POST", path: "models/m3/download", body: { token: "hf_secret" } },
     ]);
     expect(model.get("models").map((m) => m.id)).toEqual(["m3", "m1", "m2"]);
-    const traits = ["models", "record", "preview", "error"].map((name) => JSON.stringify(model.get(name) ?? null)).join();
+    const traits = ["models", "record", "preview", "error"]
+      .map((name) => JSON.stringify(model.get(name) ?? null))
+      .join();
     expect(traits).not.toContain("hf_secret");
   });
 
   it("download without a token sends an empty body", async () => {
     const created = downloading({ id: "m3", status: "pending" });
-    const { model, server } = await started({ "POST models": [200, created], "POST models/m3/download": [202, created] });
+    const { model, server } = await started({
+      "POST models": [200, created],
+      "POST models/m3/download": [202, created],
+    });
     model.send({ action: "download", repo_id: "tiny/gpt2", revision: "main", option: "fp16", token: null });
     await vi.waitFor(() => expect(server.requests).toHaveLength(2));
     expect(server.requests[1].body).toEqual({});
@@ -127,7 +134,9 @@ describe("RestModel: view messages become REST calls", () => {
   });
 
   it("a refused action sets `error` and changes nothing", async () => {
-    const { model } = await started({ "DELETE models/m2": [409, { error: { code: "conflict", message: "m2 is downloading" } }] });
+    const { model } = await started({
+      "DELETE models/m2": [409, { error: { code: "conflict", message: "m2 is downloading" } }],
+    });
     model.send({ action: "delete", id: "m2" });
     await vi.waitFor(() => expect(model.get("error")).toEqual({ code: "conflict", message: "m2 is downloading" }));
     expect(model.get("models")).toEqual([ready, running]);
@@ -144,7 +153,10 @@ describe("RestModel: view messages become REST calls", () => {
     await vi.waitFor(() => expect(model.get("hooks")).toEqual(hooks()));
     expect(model.get("architecture")).toEqual(architecture());
     expect(model.architectureRecord).toEqual(ready);
-    expect(seen.slice(0, 2)).toEqual([["architecture", null], ["selected", []]]);
+    expect(seen.slice(0, 2)).toEqual([
+      ["architecture", null],
+      ["selected", []],
+    ]);
     expect(server.requests.map(({ method, path }) => [method, path]).sort()).toEqual([
       ["GET", "models/m1/architecture"],
       ["GET", "models/m1/hooks"],
@@ -176,8 +188,26 @@ describe("RestModel: server events become trait changes", () => {
   it("download_progress patches the record's progress fields, in `models` and the form's `record`", async () => {
     const { model, socket } = await started();
     model.set("record", running);
-    socket.push(progress("m2", { progress: 0.75, downloaded_gb: 0.4, bytes_done: 384, bytes_total: 512, speed_bps: 5, eta_s: 3, current_file: "b.safetensors" }));
-    const patched = { ...running, progress: 0.75, bytes_done: 384, bytes_total: 512, speed_bps: 5, eta_s: 3, current_file: "b.safetensors" };
+    socket.push(
+      progress("m2", {
+        progress: 0.75,
+        downloaded_gb: 0.4,
+        bytes_done: 384,
+        bytes_total: 512,
+        speed_bps: 5,
+        eta_s: 3,
+        current_file: "b.safetensors",
+      }),
+    );
+    const patched = {
+      ...running,
+      progress: 0.75,
+      bytes_done: 384,
+      bytes_total: 512,
+      speed_bps: 5,
+      eta_s: 3,
+      current_file: "b.safetensors",
+    };
     expect(model.get("models")[1]).toEqual(patched);
     expect(model.get("record")).toEqual(patched);
     expect(model.get("models")[1]).not.toHaveProperty("downloaded_gb");
@@ -186,17 +216,29 @@ describe("RestModel: server events become trait changes", () => {
   it("status_changed upserts the record: a download started in a notebook appears", async () => {
     const { model, socket } = await started();
     const fromKernel = downloading({ id: "k1", name: "tiny/pythia", status: "pending" });
-    socket.push({ channel: "model/k1", event: "status_changed", data: { status: "pending", previous: null, record: fromKernel } });
+    socket.push({
+      channel: "model/k1",
+      event: "status_changed",
+      data: { status: "pending", previous: null, record: fromKernel },
+    });
     expect(model.get("models").map((m) => m.id)).toEqual(["k1", "m1", "m2"]);
     const done = { ...running, status: "ready", progress: 1 };
-    socket.push({ channel: "model/m2", event: "status_changed", data: { status: "ready", previous: "downloading", record: done } });
+    socket.push({
+      channel: "model/m2",
+      event: "status_changed",
+      data: { status: "ready", previous: "downloading", record: done },
+    });
     socket.push({ channel: "model/m2", event: "download_completed", data: { file_path: "/cache/x" } });
     expect(model.get("models")[2]).toEqual(done);
   });
 
   it("status_changed to deleted removes the record", async () => {
     const { model, socket } = await started();
-    socket.push({ channel: "model/m1", event: "status_changed", data: { status: "deleted", previous: "ready", record: null } });
+    socket.push({
+      channel: "model/m1",
+      event: "status_changed",
+      data: { status: "deleted", previous: "ready", record: null },
+    });
     expect(model.get("models").map((m) => m.id)).toEqual(["m2"]);
   });
 

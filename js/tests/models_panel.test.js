@@ -7,11 +7,30 @@ import { architecture, downloading, hooks, record } from "./fixtures.js";
 const models = () => [
   record(),
   downloading(),
-  record({ id: "m3", name: "tiny/llama", repo_id: "tiny/llama", family: "llama", model_type: "llama", params: 8_030_261_248, quantization: "bnb-8bit", status: "failed" }),
+  record({
+    id: "m3",
+    name: "tiny/llama",
+    repo_id: "tiny/llama",
+    family: "llama",
+    model_type: "llama",
+    params: 8_030_261_248,
+    quantization: "bnb-8bit",
+    status: "failed",
+  }),
 ];
 
 function setup(state = {}) {
-  const model = new FakeModel({ models: models(), filters: {}, error: null, preview: null, record: null, architecture: null, hooks: [], selected: [], ...state });
+  const model = new FakeModel({
+    models: models(),
+    filters: {},
+    error: null,
+    preview: null,
+    record: null,
+    architecture: null,
+    hooks: [],
+    selected: [],
+    ...state,
+  });
   const root = mount();
   const cleanup = render({ model, el: root });
   return { model, root, cleanup };
@@ -74,7 +93,9 @@ describe("models panel", () => {
     expect([...family.options].map((o) => o.value)).toEqual(["", "gemma2", "gpt2", "llama"]);
     choose(family, "llama");
     expect(names(root)).toEqual(["tiny/llama"]);
-    expect(model.saves.at(-1)).toEqual({ filters: { text: "", family: "llama", quantization: "", status: "", min_params: null, max_params: null } });
+    expect(model.saves.at(-1)).toEqual({
+      filters: { text: "", family: "llama", quantization: "", status: "", min_params: null, max_params: null },
+    });
     choose(family, "");
     type(control(root, "Min params (B)"), "1");
     type(control(root, "Max params (B)"), "3");
@@ -109,7 +130,10 @@ describe("models panel", () => {
     const { model, root } = setup();
     button(card(root, "m2"), "Cancel download").click();
     button(card(root, "m3"), "Resume").click();
-    expect(model.sent).toEqual([{ action: "cancel", id: "m2" }, { action: "resume", id: "m3" }]);
+    expect(model.sent).toEqual([
+      { action: "cancel", id: "m2" },
+      { action: "resume", id: "m3" },
+    ]);
   });
 
   it("Delete asks to confirm, across updates; Keep returns; Delete sends", () => {

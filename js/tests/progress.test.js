@@ -23,7 +23,9 @@ describe("download progress", () => {
     const { root } = setup(downloading());
     expect(bar(root).getAttribute("aria-valuenow")).toBe("50");
     expect(root.querySelector(".mistudio-bar__fill").style.width).toBe("50%");
-    expect(root.querySelector(".mistudio-progress__stats").textContent).toBe("256 MB of 512 MB · 50% · 10.5 MB/s · ETA 25s · 8 connections");
+    expect(root.querySelector(".mistudio-progress__stats").textContent).toBe(
+      "256 MB of 512 MB · 50% · 10.5 MB/s · ETA 25s · 8 connections",
+    );
     expect(root.querySelector(".mistudio-progress__file").textContent).toBe("File: model.safetensors");
     expect(root.querySelector(".mistudio-badge").textContent).toBe("downloading");
     expect(buttonTexts(root)).toEqual(["Cancel download"]);
@@ -45,7 +47,9 @@ describe("download progress", () => {
   });
 
   it("offers Resume and shows the error when failed", () => {
-    const { model, root } = setup(downloading({ status: "failed", error: { code: "download_failed", message: "checksum mismatch" } }));
+    const { model, root } = setup(
+      downloading({ status: "failed", error: { code: "download_failed", message: "checksum mismatch" } }),
+    );
     expect(root.querySelector(".mistudio-error").textContent).toBe("download_failed: checksum mismatch");
     expect(root.querySelector(".mistudio-progress__file")).toBeNull();
     button(root, "Resume").click();

@@ -1,5 +1,15 @@
 import { describe, expect, it, vi } from "vitest";
-import { debounce, el, formatBytes, formatEta, formatParams, formatSpeed, keepFocus, select, watch } from "../views/util.js";
+import {
+  debounce,
+  el,
+  formatBytes,
+  formatEta,
+  formatParams,
+  formatSpeed,
+  keepFocus,
+  select,
+  watch,
+} from "../views/util.js";
 import byteSizes from "../../tests/format_bytes.json";
 import { FakeModel } from "./fake-model.js";
 import { mount } from "./dom.js";
@@ -32,7 +42,14 @@ describe("formatters", () => {
 describe("el", () => {
   it("sets attributes, properties, listeners and skips empty children", () => {
     const onclick = vi.fn();
-    const node = el("button", { class: "a", "aria-pressed": "true", disabled: true, hidden: false, onclick }, "x", null, false, ["y"]);
+    const node = el(
+      "button",
+      { class: "a", "aria-pressed": "true", disabled: true, hidden: false, onclick },
+      "x",
+      null,
+      false,
+      ["y"],
+    );
     expect(node.className).toBe("a");
     expect(node.getAttribute("aria-pressed")).toBe("true");
     expect(node.disabled).toBe(true);
@@ -44,7 +61,15 @@ describe("el", () => {
   });
 
   it("select picks the value", () => {
-    expect(select([["", "All"], ["a", "A"]], "a").value).toBe("a");
+    expect(
+      select(
+        [
+          ["", "All"],
+          ["a", "A"],
+        ],
+        "a",
+      ).value,
+    ).toBe("a");
   });
 });
 
@@ -61,7 +86,8 @@ describe("watch, keepFocus, debounce", () => {
 
   it("keepFocus restores focus to the rebuilt element with the same key", () => {
     const root = mount();
-    const build = () => root.replaceChildren(el("button", { "data-focus": "k1" }, "one"), el("button", { "data-focus": "k2" }, "two"));
+    const build = () =>
+      root.replaceChildren(el("button", { "data-focus": "k1" }, "one"), el("button", { "data-focus": "k2" }, "two"));
     build();
     root.lastChild.focus();
     const before = document.activeElement;

@@ -8,7 +8,20 @@ import { mount } from "./dom.js";
 
 describe("anywidget entry modules", () => {
   it.each([
-    ["models_panel", modelsPanel, { models: [], filters: {}, error: null, preview: null, record: null, architecture: null, hooks: [], selected: [] }],
+    [
+      "models_panel",
+      modelsPanel,
+      {
+        models: [],
+        filters: {},
+        error: null,
+        preview: null,
+        record: null,
+        architecture: null,
+        hooks: [],
+        selected: [],
+      },
+    ],
     ["download_form", downloadForm, { preview: null, error: null, record: null }],
     ["download_progress", downloadProgress, { record: null }],
     ["architecture_viewer", architectureViewer, { architecture: null, hooks: [], selected: [], error: null }],

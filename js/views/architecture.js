@@ -17,20 +17,47 @@ function table(caption, head, rows) {
     "table",
     { class: "mistudio-table" },
     el("caption", {}, caption),
-    el("thead", {}, el("tr", {}, head.map((h) => el("th", { scope: "col" }, h)))),
-    el("tbody", {}, rows.map(([k, ...cells]) => el("tr", {}, el("th", { scope: "row" }, k), cells.map((c) => el("td", {}, String(c ?? "—")))))),
+    el(
+      "thead",
+      {},
+      el(
+        "tr",
+        {},
+        head.map((h) => el("th", { scope: "col" }, h)),
+      ),
+    ),
+    el(
+      "tbody",
+      {},
+      rows.map(([k, ...cells]) =>
+        el(
+          "tr",
+          {},
+          el("th", { scope: "row" }, k),
+          cells.map((c) => el("td", {}, String(c ?? "—"))),
+        ),
+      ),
+    ),
   );
 }
 
 export function configTable(summary) {
-  return table("Config", ["Setting", "Value"], CONFIG_ROWS.map(([key, label]) => [label, summary[key]]));
+  return table(
+    "Config",
+    ["Setting", "Value"],
+    CONFIG_ROWS.map(([key, label]) => [label, summary[key]]),
+  );
 }
 
 export function paramSummary(summary) {
   const total = summary.params ?? 0;
   const share = (n) => (total ? `${((n / total) * 100).toFixed(1)}%` : "—");
   const rows = Object.entries(summary.params_by_type ?? {}).map(([type, n]) => [type, formatParams(n), share(n)]);
-  return table(`Parameters: ${formatParams(summary.params)} (${total.toLocaleString("en-US")})`, ["Type", "Parameters", "Share"], rows);
+  return table(
+    `Parameters: ${formatParams(summary.params)} (${total.toLocaleString("en-US")})`,
+    ["Type", "Parameters", "Share"],
+    rows,
+  );
 }
 
 function paramList(parameters) {
@@ -38,7 +65,13 @@ function paramList(parameters) {
     "ul",
     { class: "mistudio-tree__params" },
     parameters.map((p) =>
-      el("li", {}, el("code", {}, p.name), ` [${p.shape.join(", ")}] ${p.dtype}`, p.tied_to ? ` · tied to ${p.tied_to}` : null),
+      el(
+        "li",
+        {},
+        el("code", {}, p.name),
+        ` [${p.shape.join(", ")}] ${p.dtype}`,
+        p.tied_to ? ` · tied to ${p.tied_to}` : null,
+      ),
     ),
   );
 }
@@ -48,8 +81,12 @@ function nodeLine(node) {
   return [
     el("span", { class: "mistudio-tree__name" }, node.name || "model"),
     el("code", { class: "mistudio-tree__class" }, node.class_name),
-    node.repeated > 1 ? el("span", { class: "mistudio-tree__repeat", title: `${node.repeated} identical layers` }, `×${node.repeated}`) : null,
-    node.total_params ? el("span", { class: "mistudio-tree__count" }, `${formatParams(node.total_params)}${each}`) : null,
+    node.repeated > 1
+      ? el("span", { class: "mistudio-tree__repeat", title: `${node.repeated} identical layers` }, `×${node.repeated}`)
+      : null,
+    node.total_params
+      ? el("span", { class: "mistudio-tree__count" }, `${formatParams(node.total_params)}${each}`)
+      : null,
   ];
 }
 
@@ -68,7 +105,13 @@ export function treeNode(node, depth = 0) {
       { open: depth < 2 && children.length > 0 },
       el("summary", {}, nodeLine(node)),
       parameters.length ? paramList(parameters) : null,
-      children.length ? el("ul", {}, children.map((c) => treeNode(c, depth + 1))) : null,
+      children.length
+        ? el(
+            "ul",
+            {},
+            children.map((c) => treeNode(c, depth + 1)),
+          )
+        : null,
     ),
   );
 }
@@ -78,7 +121,12 @@ export function architectureSection(architecture) {
   return el(
     "section",
     { class: "mistudio-arch", "aria-label": "Architecture" },
-    el("div", { class: "mistudio-row" }, configTable(architecture.summary ?? {}), paramSummary(architecture.summary ?? {})),
+    el(
+      "div",
+      { class: "mistudio-row" },
+      configTable(architecture.summary ?? {}),
+      paramSummary(architecture.summary ?? {}),
+    ),
     el("h3", {}, "Layers"),
     el("ul", { class: "mistudio-tree" }, treeNode(architecture.tree)),
   );

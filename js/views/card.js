@@ -16,7 +16,11 @@ function facts(record) {
     ["Quantization", quantizationText(record)],
     ["Size", formatBytes(record.size_bytes ?? record.bytes_total)],
   ];
-  return el("dl", { class: "mistudio-facts" }, rows.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, String(v)))));
+  return el(
+    "dl",
+    { class: "mistudio-facts" },
+    rows.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, String(v)))),
+  );
 }
 
 function confirmDelete(record, send, setConfirming) {
@@ -25,7 +29,16 @@ function confirmDelete(record, send, setConfirming) {
     { class: "mistudio-confirm", role: "group", "aria-label": "Confirm delete" },
     el("span", {}, `Delete ${record.name} and free up to ${formatBytes(record.size_bytes ?? record.bytes_done)}?`),
     actionButton("Delete", "delete", record, send, { class: "mistudio-button mistudio-button--danger" }),
-    el("button", { type: "button", class: "mistudio-button", "data-focus": `${record.id}:keep`, onclick: () => setConfirming(false) }, "Keep"),
+    el(
+      "button",
+      {
+        type: "button",
+        class: "mistudio-button",
+        "data-focus": `${record.id}:keep`,
+        onclick: () => setConfirming(false),
+      },
+      "Keep",
+    ),
   );
 }
 
@@ -38,7 +51,16 @@ function actions(record, send, setConfirming) {
     RESUMABLE.has(record.status) ? actionButton("Resume", "resume", record, send) : null,
     ACTIVE.has(record.status)
       ? null
-      : el("button", { type: "button", class: "mistudio-button", "data-focus": `${record.id}:ask-delete`, onclick: () => setConfirming(true) }, "Delete"),
+      : el(
+          "button",
+          {
+            type: "button",
+            class: "mistudio-button",
+            "data-focus": `${record.id}:ask-delete`,
+            onclick: () => setConfirming(true),
+          },
+          "Delete",
+        ),
   );
 }
 
@@ -51,7 +73,9 @@ export function modelCard(record, { send, confirming = false, setConfirming }) {
     "article",
     { class: "mistudio-card", "aria-label": record.name, "data-id": record.id },
     el("header", { class: "mistudio-card__header" }, el("h3", {}, record.name), statusBadge(record.status)),
-    record.repo_id !== record.name ? el("p", { class: "mistudio-muted" }, `${record.repo_id}@${record.revision}`) : null,
+    record.repo_id !== record.name
+      ? el("p", { class: "mistudio-muted" }, `${record.repo_id}@${record.revision}`)
+      : null,
     facts(record),
     ACTIVE.has(record.status) || record.error ? progressDetails(record) : null,
     confirming ? confirmDelete(record, send, setConfirming) : actions(record, send, setConfirming),

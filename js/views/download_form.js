@@ -36,9 +36,20 @@ function previewSection(p, chosen, onChoose) {
   return el(
     "section",
     { class: "mistudio-preview", "aria-label": `Preview of ${p.repo_id}` },
-    el("h3", {}, p.repo_id, el("span", { class: "mistudio-muted" }, ` @ ${p.revision}${p.commit ? ` (${p.commit.slice(0, 7)})` : ""}`)),
+    el(
+      "h3",
+      {},
+      p.repo_id,
+      el("span", { class: "mistudio-muted" }, ` @ ${p.revision}${p.commit ? ` (${p.commit.slice(0, 7)})` : ""}`),
+    ),
     previewFacts(p),
-    p.warnings?.length ? el("ul", { class: "mistudio-warnings" }, p.warnings.map((w) => el("li", {}, w))) : null,
+    p.warnings?.length
+      ? el(
+          "ul",
+          { class: "mistudio-warnings" },
+          p.warnings.map((w) => el("li", {}, w)),
+        )
+      : null,
     memoryOptions(p, chosen, onChoose),
   );
 }
@@ -52,13 +63,23 @@ function previewSection(p, chosen, onChoose) {
  */
 export function render({ model, el: root, onClose }) {
   const state = { chosen: null, pending: false, lastSent: null };
-  const repo = el("input", { type: "text", required: true, autocomplete: "off", spellcheck: "false", placeholder: "e.g. google/gemma-2-2b" });
+  const repo = el("input", {
+    type: "text",
+    required: true,
+    autocomplete: "off",
+    spellcheck: "false",
+    placeholder: "e.g. google/gemma-2-2b",
+  });
   const revision = el("input", { type: "text", value: "main", autocomplete: "off", spellcheck: "false" });
   const token = el("input", { type: "password", autocomplete: "off", placeholder: "hf_…" });
   const status = el("div", { class: "mistudio-status", "aria-live": "polite" });
   const previewSlot = el("div");
   const progressSlot = el("div");
-  const start = el("button", { type: "button", class: "mistudio-button mistudio-button--primary", onclick: () => startDownload() }, "Start download");
+  const start = el(
+    "button",
+    { type: "button", class: "mistudio-button mistudio-button--primary", onclick: () => startDownload() },
+    "Start download",
+  );
   const cancel = el("button", { type: "button", class: "mistudio-button", onclick: () => reset() }, "Cancel");
 
   const request = () => ({ repo_id: repo.value.trim(), revision: revision.value.trim() || "main" });
@@ -122,7 +143,9 @@ export function render({ model, el: root, onClose }) {
 
   function updateProgress() {
     const record = model.get("record");
-    keepFocus(progressSlot, () => progressSlot.replaceChildren(...(record ? [progressBlock(record, (msg) => model.send(msg))] : [])));
+    keepFocus(progressSlot, () =>
+      progressSlot.replaceChildren(...(record ? [progressBlock(record, (msg) => model.send(msg))] : [])),
+    );
   }
 
   function replied() {

@@ -28,9 +28,20 @@ function hookRow(hook, checked, onToggle) {
     el(
       "label",
       { class: "mistudio-hook", title: hook.description },
-      el("input", { type: "checkbox", checked, "data-focus": `hook:${hook.name}`, "data-hook": hook.name, onchange: (e) => onToggle(hook.name, e.target.checked) }),
+      el("input", {
+        type: "checkbox",
+        checked,
+        "data-focus": `hook:${hook.name}`,
+        "data-hook": hook.name,
+        onchange: (e) => onToggle(hook.name, e.target.checked),
+      }),
       el("code", { class: "mistudio-hook__name" }, hook.name),
-      el("span", { class: "mistudio-hook__module" }, hook.module, el("span", { class: "mistudio-muted" }, ` (${hook.kind})`)),
+      el(
+        "span",
+        { class: "mistudio-hook__module" },
+        hook.module,
+        el("span", { class: "mistudio-muted" }, ` (${hook.kind})`),
+      ),
       el("code", { class: "mistudio-hook__shape" }, shapeText(hook.shape)),
     ),
   );
@@ -44,7 +55,14 @@ export function render({ model, el: root }) {
   const from = el("input", { type: "number", min: "0", step: "1", inputmode: "numeric" });
   const to = el("input", { type: "number", min: "0", step: "1", inputmode: "numeric" });
   const category = el("select");
-  const kind = select([["", "All"], ["input", "input"], ["output", "output"]], "");
+  const kind = select(
+    [
+      ["", "All"],
+      ["input", "input"],
+      ["output", "output"],
+    ],
+    "",
+  );
   const text = el("input", { type: "search", placeholder: "name, module or description" });
   const count = el("p", { class: "mistudio-muted", "aria-live": "polite" });
   const list = el("ul", { class: "mistudio-hooks", "aria-label": "Hook points" });
@@ -54,7 +72,12 @@ export function render({ model, el: root }) {
   const selected = () => new Set(model.get("selected") ?? []);
 
   function save(names) {
-    model.set("selected", hooks().map((h) => h.name).filter((n) => names.has(n)));
+    model.set(
+      "selected",
+      hooks()
+        .map((h) => h.name)
+        .filter((n) => names.has(n)),
+    );
     model.save_changes();
   }
 
@@ -72,7 +95,13 @@ export function render({ model, el: root }) {
   }
 
   function updateList() {
-    visible = filterHooks(hooks(), { from: number(from.value), to: number(to.value), category: category.value, kind: kind.value, text: text.value });
+    visible = filterHooks(hooks(), {
+      from: number(from.value),
+      to: number(to.value),
+      category: category.value,
+      kind: kind.value,
+      text: text.value,
+    });
     const names = selected();
     list.replaceChildren(...visible.map((h) => hookRow(h, names.has(h.name), toggle)));
     syncSelection();
@@ -84,7 +113,9 @@ export function render({ model, el: root }) {
     const current = present.has(category.value) ? category.value : "";
     category.replaceChildren(...optionElements(options));
     category.value = current;
-    const layers = hooks().map((h) => h.layer).filter((l) => l != null);
+    const layers = hooks()
+      .map((h) => h.layer)
+      .filter((l) => l != null);
     const max = layers.length ? String(Math.max(...layers)) : "";
     for (const input of [from, to]) input.max = max;
     updateList();
@@ -100,11 +131,27 @@ export function render({ model, el: root }) {
       "section",
       { class: "mistudio-picker", "aria-label": "Hook picker" },
       el("h3", {}, "Hook points"),
-      el("div", { class: "mistudio-row" }, field("From layer", from), field("To layer", to), field("Category", category), field("Kind", kind), field("Search", text)),
+      el(
+        "div",
+        { class: "mistudio-row" },
+        field("From layer", from),
+        field("To layer", to),
+        field("Category", category),
+        field("Kind", kind),
+        field("Search", text),
+      ),
       el(
         "div",
         { class: "mistudio-actions" },
-        el("button", { type: "button", class: "mistudio-button", onclick: () => save(new Set([...selected(), ...visible.map((h) => h.name)])) }, "Select all shown"),
+        el(
+          "button",
+          {
+            type: "button",
+            class: "mistudio-button",
+            onclick: () => save(new Set([...selected(), ...visible.map((h) => h.name)])),
+          },
+          "Select all shown",
+        ),
         el("button", { type: "button", class: "mistudio-button", onclick: () => save(new Set()) }, "Clear selection"),
         count,
       ),

@@ -31,8 +31,20 @@ function machineLine(system) {
   return el(
     "p",
     { class: "mistudio-legend" },
-    el("span", { class: "mistudio-legend__gpu" }, gpu ? `GPU ${gpu.index} ${gpu.name}: ${formatBytes(gpu.free_bytes)} free of ${formatBytes(gpu.total_bytes)}` : "No GPU"),
-    ram ? el("span", { class: "mistudio-legend__ram" }, `RAM: ${formatBytes(ram.available_bytes)} available of ${formatBytes(ram.total_bytes)}`) : null,
+    el(
+      "span",
+      { class: "mistudio-legend__gpu" },
+      gpu
+        ? `GPU ${gpu.index} ${gpu.name}: ${formatBytes(gpu.free_bytes)} free of ${formatBytes(gpu.total_bytes)}`
+        : "No GPU",
+    ),
+    ram
+      ? el(
+          "span",
+          { class: "mistudio-legend__ram" },
+          `RAM: ${formatBytes(ram.available_bytes)} available of ${formatBytes(ram.total_bytes)}`,
+        )
+      : null,
   );
 }
 
@@ -42,8 +54,12 @@ function bar(total, scale, gpu, ram, verdict) {
     "div",
     { class: "mistudio-mem__track", "aria-hidden": "true" },
     el("div", { class: `mistudio-mem__fill mistudio-mem__fill--${verdict}`, style: `width: ${pct(total)}` }),
-    gpu ? el("div", { class: "mistudio-mem__mark mistudio-mem__mark--gpu", style: `left: ${pct(gpu.free_bytes)}` }) : null,
-    ram ? el("div", { class: "mistudio-mem__mark mistudio-mem__mark--ram", style: `left: ${pct(ram.available_bytes)}` }) : null,
+    gpu
+      ? el("div", { class: "mistudio-mem__mark mistudio-mem__mark--gpu", style: `left: ${pct(gpu.free_bytes)}` })
+      : null,
+    ram
+      ? el("div", { class: "mistudio-mem__mark mistudio-mem__mark--ram", style: `left: ${pct(ram.available_bytes)}` })
+      : null,
   );
 }
 
@@ -60,7 +76,11 @@ function breakdown(memory, option) {
     "details",
     { class: "mistudio-breakdown" },
     el("summary", {}, `Breakdown for ${option.label}`),
-    el("dl", { class: "mistudio-facts" }, rows.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, formatBytes(v))))),
+    el(
+      "dl",
+      { class: "mistudio-facts" },
+      rows.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, formatBytes(v)))),
+    ),
   );
 }
 
@@ -72,7 +92,12 @@ export function memoryOptions(preview, chosen, onChoose) {
   const options = availableOptions(preview);
   const gpu = bestGpu(preview.system);
   const ram = preview.system?.ram;
-  const scale = Math.max(...options.map((o) => preview.memory[o.name].total_bytes), gpu?.total_bytes ?? 0, ram?.total_bytes ?? 0, 1);
+  const scale = Math.max(
+    ...options.map((o) => preview.memory[o.name].total_bytes),
+    gpu?.total_bytes ?? 0,
+    ram?.total_bytes ?? 0,
+    1,
+  );
   const rows = options.map((o) => {
     const memory = preview.memory[o.name];
     const verdict = preview.fit?.[o.name]?.verdict ?? "none";

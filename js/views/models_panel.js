@@ -37,7 +37,8 @@ function filterControls(onInput) {
     quantization: select(pairs(QUANTIZATIONS), ""),
     status: select(pairs(STATUSES), ""),
   };
-  for (const input of Object.values(inputs)) input.addEventListener(input.tagName === "SELECT" ? "change" : "input", onInput);
+  for (const input of Object.values(inputs))
+    input.addEventListener(input.tagName === "SELECT" ? "change" : "input", onInput);
   const row = el(
     "div",
     { class: "mistudio-row mistudio-filters", role: "search", "aria-label": "Filter models" },
@@ -58,7 +59,16 @@ function filterControls(onInput) {
  */
 export function render({ model, el: root }) {
   const { inputs, row } = filterControls(saveFilters);
-  const download = el("button", { type: "button", class: "mistudio-button mistudio-button--primary", "aria-expanded": "false", onclick: toggleDownload }, "+ Download");
+  const download = el(
+    "button",
+    {
+      type: "button",
+      class: "mistudio-button mistudio-button--primary",
+      "aria-expanded": "false",
+      onclick: toggleDownload,
+    },
+    "+ Download",
+  );
   const detail = el("div", { class: "mistudio-detail" });
   const error = el("div");
   const count = el("p", { class: "mistudio-muted", "aria-live": "polite" });
@@ -70,7 +80,14 @@ export function render({ model, el: root }) {
 
   function readInputs() {
     const { text, family, quantization, status } = inputs;
-    return { text: text.value, family: family.value, quantization: quantization.value, status: status.value, min_params: toCount(inputs.min_params.value), max_params: toCount(inputs.max_params.value) };
+    return {
+      text: text.value,
+      family: family.value,
+      quantization: quantization.value,
+      status: status.value,
+      min_params: toCount(inputs.min_params.value),
+      max_params: toCount(inputs.max_params.value),
+    };
   }
 
   function saveFilters() {
@@ -81,12 +98,15 @@ export function render({ model, el: root }) {
   function writeInputs() {
     const f = filters();
     const shown = readInputs();
-    for (const key of ["text", "family", "quantization", "status"]) if (shown[key] !== f[key]) inputs[key].value = f[key];
+    for (const key of ["text", "family", "quantization", "status"])
+      if (shown[key] !== f[key]) inputs[key].value = f[key];
     for (const key of ["min_params", "max_params"]) if (shown[key] !== f[key]) inputs[key].value = toBillions(f[key]);
   }
 
   function updateFamilies() {
-    const families = [...new Set([...(model.get("models") ?? []).map((m) => m.family), filters().family])].filter(Boolean).sort();
+    const families = [...new Set([...(model.get("models") ?? []).map((m) => m.family), filters().family])]
+      .filter(Boolean)
+      .sort();
     inputs.family.replaceChildren(...optionElements(pairs(families)));
     inputs.family.value = filters().family;
   }
@@ -107,11 +127,22 @@ export function render({ model, el: root }) {
   function updateList() {
     const models = model.get("models") ?? [];
     const shown = filterModels(models, filters());
-    setText(count, models.length ? `${shown.length} of ${models.length} models` : "No models yet: use Download to add one.");
+    setText(
+      count,
+      models.length ? `${shown.length} of ${models.length} models` : "No models yet: use Download to add one.",
+    );
     keepFocus(list, () =>
       list.replaceChildren(
         ...shown.map((r) =>
-          el("div", { role: "listitem" }, modelCard(r, { send: (msg) => send(msg, r), confirming: confirming === r.id, setConfirming: (on) => setConfirming(on ? r.id : null) })),
+          el(
+            "div",
+            { role: "listitem" },
+            modelCard(r, {
+              send: (msg) => send(msg, r),
+              confirming: confirming === r.id,
+              setConfirming: (on) => setConfirming(on ? r.id : null),
+            }),
+          ),
         ),
       ),
     );
@@ -145,7 +176,17 @@ export function render({ model, el: root }) {
     if (open?.kind === "download") return close();
     const body = el("div");
     const cleanup = renderDownload({ model, el: body, onClose: close });
-    show("download", el("section", { class: "mistudio-card", "aria-label": "Download a model" }, el("h3", {}, "Download a model"), body), cleanup, () => download.focus());
+    show(
+      "download",
+      el(
+        "section",
+        { class: "mistudio-card", "aria-label": "Download a model" },
+        el("h3", {}, "Download a model"),
+        body,
+      ),
+      cleanup,
+      () => download.focus(),
+    );
     body.querySelector("input")?.focus();
   }
 
@@ -154,7 +195,12 @@ export function render({ model, el: root }) {
     const cleanup = renderArchitecture({ model, el: body });
     const closeButton = el("button", { type: "button", class: "mistudio-button", onclick: close }, "Close");
     const heading = el("h3", { tabindex: "-1" }, `Architecture: ${record.name}`);
-    const section = el("section", { class: "mistudio-card", "aria-label": `Architecture of ${record.name}` }, el("header", { class: "mistudio-card__header" }, heading, closeButton), body);
+    const section = el(
+      "section",
+      { class: "mistudio-card", "aria-label": `Architecture of ${record.name}` },
+      el("header", { class: "mistudio-card__header" }, heading, closeButton),
+      body,
+    );
     show("architecture", section, cleanup, () => focusByKey(list, `${record.id}:architecture`));
     heading.focus();
   }
@@ -181,7 +227,11 @@ export function render({ model, el: root }) {
   writeInputs();
   onModels();
   updateError();
-  const unwatch = [watch(model, ["models"], onModels), watch(model, ["filters"], onFilters), watch(model, ["error"], updateError)];
+  const unwatch = [
+    watch(model, ["models"], onModels),
+    watch(model, ["filters"], onFilters),
+    watch(model, ["error"], updateError),
+  ];
   return () => {
     open?.cleanup();
     unwatch.forEach((off) => off());

@@ -1,6 +1,16 @@
 // Download progress: a bar with bytes, speed, ETA and current file, bound to the `record` trait.
 import { ACTIVE_STATUSES, RESUMABLE_STATUSES } from "./options.js";
-import { el, errorLine, formatBytes, formatEta, formatSpeed, keepFocus, progressBar, statusBadge, watch } from "./util.js";
+import {
+  el,
+  errorLine,
+  formatBytes,
+  formatEta,
+  formatSpeed,
+  keepFocus,
+  progressBar,
+  statusBadge,
+  watch,
+} from "./util.js";
 
 export const ACTIVE = new Set(ACTIVE_STATUSES);
 export const RESUMABLE = new Set(RESUMABLE_STATUSES);

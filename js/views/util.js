@@ -45,7 +45,12 @@ function roundedBytes(scaled, unit) {
 /** 2_614_341_888 -> "2.6B", 124_439_808 -> "124M". */
 export function formatParams(n) {
   if (n == null || !Number.isFinite(n)) return "—";
-  for (const [size, suffix] of [[1e12, "T"], [1e9, "B"], [1e6, "M"], [1e3, "K"]]) {
+  for (const [size, suffix] of [
+    [1e12, "T"],
+    [1e9, "B"],
+    [1e6, "M"],
+    [1e3, "K"],
+  ]) {
     if (n >= size) {
       const value = n / size;
       return `${value >= 100 ? value.toFixed(0) : Number(value.toFixed(1))}${suffix}`;
