@@ -6,7 +6,7 @@ PORT ?= 8888
 HUB_PORT ?= 8765
 DEMO_DIR ?= .demo
 
-.PHONY: install demo test test-python test-js bench browser-deps clean
+.PHONY: install demo test test-python test-js lint check-lint bench browser-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +34,19 @@ demo: install
 		$$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 test: install browser-deps
-	$(MAKE) test-js test-python
+	$(MAKE) check-lint test-js test-python
 
 test-python:
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(MAKE) check-lint
+
+check-lint:
+	$(BIN)/ruff check mistudio_jupyter tests benchmarks scripts
+	$(BIN)/ruff format --check mistudio_jupyter tests benchmarks scripts
+	@[ -d node_modules ] || npm ci --no-audit --no-fund
+	npm run lint
 
 # The views' fixtures must be valid answers by the server's OpenAPI document (tests/js_contract.py).
 test-js:
