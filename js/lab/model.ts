@@ -6,7 +6,7 @@ import { IDisposable } from '@lumino/disposable';
 import { ApiError, requestAPI } from './api';
 import { EventSocket, IEventMessage } from './events';
 
-/** A catalog record (CONTRACTS "record"); the fields this module reads. */
+/** A catalog record (the API's Model JSON); the fields this module reads. */
 export interface IRecord {
   id: string;
   name: string;

@@ -1,4 +1,4 @@
-// Sample CONTRACTS shapes for the view tests.
+// Sample API shapes (see the OpenAPI document) for the view tests.
 const GB = 1024 ** 3;
 
 export function record(overrides = {}) {
