@@ -24,6 +24,7 @@ import traitlets
 
 from ..core.changes import ChangeTracker
 from ..core.errors import InvalidArgument, MiStudioError
+from ..shared import shared_manager
 
 if TYPE_CHECKING:
     from ..core.catalog import ModelRecord
@@ -141,12 +142,8 @@ class ManagerWidget(anywidget.AnyWidget):
 
 
 def manager_or_shared(manager: ModelManager | None) -> ModelManager:
-    """`manager`, else the kernel's shared one (`mistudio_jupyter.magics.shared_manager()`)."""
-    if manager is not None:
-        return manager
-    from ..magics import shared_manager
-
-    return shared_manager()
+    """`manager`, else the process's shared one (`mistudio_jupyter.shared_manager()`)."""
+    return manager if manager is not None else shared_manager()
 
 
 def _raise(exc: Exception) -> None:
