@@ -146,9 +146,9 @@ export class RestModel implements IWidgetModel, IDisposable {
   }
 
   private async _download({ repo_id, revision, quantization, dtype, token }: Message): Promise<void> {
-    const created = await this._request<IRecord>('models', 'POST', { repo_id, revision, quantization, dtype });
-    this.set('record', created);
     const body = token ? { token } : {};
+    const created = await this._request<IRecord>('models', 'POST', { repo_id, revision, quantization, dtype, ...body });
+    this.set('record', created);
     this._upsert(await this._request<IRecord>(`${modelPath(created.id)}/download`, 'POST', body));
   }
 

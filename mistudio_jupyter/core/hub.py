@@ -154,6 +154,15 @@ class HubClient:
         with self.errors(repo_id, token):
             return self.api.model_info(repo_id, revision=revision, files_metadata=True, token=token or False)
 
+    def check_downloadable(self, repo_id: str, revision: str | None = None, token: str | None = None) -> Any:
+        """The repo's model info, after one round trip; raises what a download would fail with at once:
+        no such repo or revision, a rejected token, or a gated repo and no token (its info is public)."""
+        token = self.resolve_token(token)
+        info = self.model_info(repo_id, revision, token)
+        if info.gated and not token:
+            raise gated_login_required(repo_id, self.endpoint)
+        return info
+
     def resolve_commit(self, repo_id: str, revision: str | None = None, token: str | None = None) -> str:
         return self.model_info(repo_id, revision, token).sha
 
@@ -299,9 +308,7 @@ def map_hub_error(error: BaseException, repo_id: str, token: str | None, endpoin
                 f"{repo_id} is gated and this token has not been granted access; request it at {endpoint}/{repo_id}",
                 url=f"{endpoint}/{repo_id}",
             )
-        return GatedLoginRequired(
-            f"{repo_id} is gated: log in (`hf auth login`), set HF_TOKEN or pass a token, after requesting access at {endpoint}/{repo_id}"
-        )
+        return gated_login_required(repo_id, endpoint)
     if isinstance(error, hf.RevisionNotFoundError):
         return RevisionNotFound(f"{repo_id} has no such revision")
     if isinstance(error, hf.RepositoryNotFoundError):
@@ -315,3 +322,9 @@ def map_hub_error(error: BaseException, repo_id: str, token: str | None, endpoin
     if isinstance(error, hf.HfHubHTTPError) and status == 401:
         return InvalidToken("the Hub refused the credentials (401)")
     return None
+
+
+def gated_login_required(repo_id: str, endpoint: str) -> GatedLoginRequired:
+    return GatedLoginRequired(
+        f"{repo_id} is gated: log in (`hf auth login`), set HF_TOKEN or pass a token, after requesting access at {endpoint}/{repo_id}"
+    )

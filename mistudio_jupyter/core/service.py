@@ -63,14 +63,19 @@ class ModelManager:
         quantization: str = "none",
         dtype: str = "auto",
         name: str | None = None,
+        token: str | None = None,
     ) -> ModelRecord:
-        """Create a pending entry (or return the existing one with the same repo, revision and options)."""
-        validate_repo_id(repo_id)
-        validate_revision(revision or "main")
-        validate_choice("quantization", quantization, QUANTIZATIONS)
-        validate_choice("dtype", dtype, DTYPES)
-        record, _ = self.catalog.add(repo_id, revision=revision or "main", quantization=quantization,
-                                     dtype=dtype, name=name)
+        """Create a pending entry (or return the existing one with the same repo, revision and options).
+
+        A new entry is created only after the Hub confirms that the repo and revision exist (one
+        round trip; `token` is used for it and not kept). A gated repo can be added without access.
+        """
+        revision = _valid_entry(repo_id, revision, quantization, dtype)
+        existing = self.catalog.find(repo_id, revision, quantization, dtype)
+        if existing is not None:
+            return existing
+        self.hub.model_info(repo_id, revision, token)
+        record, _ = self.catalog.add(repo_id, revision=revision, quantization=quantization, dtype=dtype, name=name)
         return record
 
     def resolve(self, repo_or_id: str) -> ModelRecord | None:
@@ -107,16 +112,29 @@ class ModelManager:
         """Download a repo revision (or resume a catalog entry) in a child process; joins a running job.
 
         Returns at once; `handle.wait()` gives the ready record or raises the job's error, and
-        `on_progress(record)` is called on every progress or status change.
+        `on_progress(record)` is called on every progress or status change. A download that cannot
+        start (no such repo or revision, a rejected token, a gated repo and no token) raises at once
+        and leaves no entry behind.
         """
-        try:
-            record = self.catalog.get(_valid_id(repo_or_id)) if "/" not in repo_or_id else None
-        except NotFound:
-            record = None
+        record = self._entry_by_id(repo_or_id)
         if record is None:
-            record = self.add(repo_or_id, revision=revision, quantization=quantization, dtype=dtype)
+            revision = _valid_entry(repo_or_id, revision, quantization, dtype)
+            record = self.catalog.find(repo_or_id, revision, quantization, dtype)
+        if record is None or _never_started(record):
+            self.hub.check_downloadable(record.repo_id if record else repo_or_id,
+                                        record.revision if record else revision, token)
+        if record is None:
+            record, _ = self.catalog.add(repo_or_id, revision=revision, quantization=quantization, dtype=dtype)
         return self.downloads.start(record, token=token, allow_pickle=allow_pickle,
                                     allow_remote_code=allow_remote_code, on_progress=on_progress)
+
+    def _entry_by_id(self, repo_or_id: str) -> ModelRecord | None:
+        if "/" in repo_or_id:
+            return None
+        try:
+            return self.catalog.get(_valid_id(repo_or_id))
+        except NotFound:
+            return None
 
     def resume(self, model_id: str, *, token: str | None = None) -> "DownloadHandle":
         """Continue a cancelled, failed or interrupted download from the bytes on disk."""
@@ -264,6 +282,20 @@ def records_dataframe(records: list[ModelRecord]) -> "pandas.DataFrame":
     columns = ["id", "name", "repo_id", "revision", "status", "quantization", "dtype", "family",
                "params", "size_bytes", "progress", "updated_at"]
     return pandas.DataFrame([record.to_dict() for record in records], columns=columns)
+
+
+def _valid_entry(repo_id: str, revision: str | None, quantization: str, dtype: str) -> str:
+    """Check what names a new entry; returns the revision (default `main`)."""
+    validate_repo_id(repo_id)
+    validate_revision(revision or "main")
+    validate_choice("quantization", quantization, QUANTIZATIONS)
+    validate_choice("dtype", dtype, DTYPES)
+    return revision or "main"
+
+
+def _never_started(record: ModelRecord) -> bool:
+    """A pending entry no download has claimed yet (a queued download is pending with a worker)."""
+    return record.status == "pending" and not record.worker
 
 
 def _valid_id(model_id: object) -> str:

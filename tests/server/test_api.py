@@ -81,6 +81,21 @@ async def test_create_get_and_list(api: Api) -> None:
     assert [m["repo_id"] for m in page["models"]] == ["tiny/llama"]
 
 
+async def test_a_repo_that_does_not_exist_is_not_added(api: Api) -> None:
+    status, body = await api("POST", "/models", {"repo_id": "tiny/gtp2"})
+    assert status == 404 and body["error"]["code"] == "repo_not_found"
+    assert (await api("GET", "/models"))[1] == {"models": []}
+
+
+async def test_a_gated_download_without_a_token_is_refused_before_it_starts(api: Api) -> None:
+    status, record = await api("POST", "/models", {"repo_id": "tiny/gated"})
+    assert status == 200 and record["status"] == "pending"
+    status, body = await api("POST", f"/models/{record['id']}/download", {})
+    assert status == 401 and body["error"]["code"] == "gated_login_required"
+    _, unchanged = await api("GET", f"/models/{record['id']}")
+    assert unchanged["status"] == "pending" and unchanged["error"] is None
+
+
 async def test_jupyterlab_cache_buster_is_not_a_parameter(api: Api) -> None:
     status, listing = await api("GET", "/models", params={"1700000000000": ""})
     assert status == 200 and listing == {"models": []}

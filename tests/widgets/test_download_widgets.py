@@ -125,6 +125,13 @@ def test_form_download_without_a_token_of_a_gated_repo_fails_clearly(manager, wi
     widgets.append(form)
     send(form, action="download", repo_id="tiny/gated", revision="main", quantization="bnb-4bit", dtype="auto",
          token=None)
-    wait_for(lambda: (form.record or {}).get("status") == "failed" or form.error, timeout=30, what="the failure")
-    error = form.error or form.record["error"]
-    assert error["code"] in ("gated_login_required", "gated_not_approved")
+    assert wait_for(lambda: form.error, what="the failure")["code"] == "gated_login_required"
+    assert form.record is None and manager.list() == []
+
+
+def test_form_download_of_a_typo_adds_nothing(manager, widgets):
+    form = DownloadForm(manager=manager)
+    widgets.append(form)
+    send(form, action="download", repo_id="tiny/gtp2", revision="main", quantization="none", dtype="auto", token=None)
+    assert wait_for(lambda: form.error, what="the failure")["code"] == "repo_not_found"
+    assert form.record is None and manager.list() == []
