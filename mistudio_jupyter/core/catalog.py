@@ -122,6 +122,16 @@ class ModelRecord(Base):
         }
 
 
+class CacheScan(Base):
+    """The fingerprint of a model cache when the catalog last adopted from it."""
+
+    __tablename__ = "cache_scans"
+
+    cache_dir: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    scanned_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
 def _iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
@@ -337,12 +347,24 @@ class Catalog:
 
         adopted = []
         for found in cached_model_revisions(Path(cache_dir)):
-            if self._has_commit(found.repo_id, found.commit):
-                continue
+            if self._has_commit(found.repo_id, found.commit) or not found.snapshot.is_dir():
+                continue  # the second test narrows a race with a deletion that removed its files
             record, created = self.add(found.repo_id, revision=found.revision, status="ready", **found.fields())
             if created:
                 adopted.append(record)
         return adopted
+
+    def cache_fingerprint(self, cache_dir: Path) -> str | None:
+        """The fingerprint recorded by the last adoption from `cache_dir`."""
+        with self._session() as session:
+            return session.scalar(select(CacheScan.fingerprint).where(CacheScan.cache_dir == str(cache_dir)))
+
+    def record_cache_fingerprint(self, cache_dir: Path, fingerprint: str) -> None:
+        try:
+            with self._session() as session, session.begin():
+                session.merge(CacheScan(cache_dir=str(cache_dir), fingerprint=fingerprint))
+        except IntegrityError:  # another process recorded its scan first; either is as good
+            pass
 
     def _has_commit(self, repo_id: str, commit: str) -> bool:
         query = select(ModelRecord.id).where(ModelRecord.repo_id == repo_id, ModelRecord.commit == commit)

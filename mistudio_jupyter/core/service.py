@@ -1,9 +1,11 @@
 """ModelManager: the one facade that every front end (REST, widgets, CLI, magics) calls."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .adoption import cache_fingerprint
 from .catalog import Catalog, ModelRecord
 from .options import DTYPES, QUANTIZATIONS, validate_choice
 from .errors import EntryNotFound, InvalidArgument, NotFound, UnsafeRepo
@@ -31,6 +33,8 @@ class ModelManager:
         self.catalog = Catalog(self.settings.db_url)
         self.hub = HubClient(self.settings)
         self._downloads: Any = None
+        self._adoption_lock = threading.Lock()
+        self._adopted_fingerprint: str | None = None
 
     def close(self) -> None:
         self.catalog.close()
@@ -43,17 +47,33 @@ class ModelManager:
 
     def list(self, **filters: Any) -> list[ModelRecord]:
         """Catalog entries matching the filters (family, quantization, status, min_params,
-        max_params, q, sort, limit, offset)."""
+        max_params, q, sort, limit, offset), with the models that appeared in the cache adopted."""
         self.downloads.refresh_all()
+        self.adopt_cache(if_changed=True)
         return self.catalog.list(**filters)
 
     def dataframe(self, **filters: Any) -> "pandas.DataFrame":
         """The catalog entries as a pandas DataFrame, one row per entry."""
         return records_dataframe(self.list(**filters))
 
-    def adopt_cache(self) -> list[ModelRecord]:
-        """Add the complete models already in the Hugging Face cache as ready entries."""
-        return self.catalog.adopt(self.settings.cache_dir)
+    def adopt_cache(self, *, if_changed: bool = False) -> list[ModelRecord]:
+        """Add the complete models already in the Hugging Face cache as ready entries; returns them.
+
+        With `if_changed`, only when the cache changed since the last adoption by any process (a few
+        stat calls per repo tell; the fingerprint is kept here and in the catalog).
+        """
+        cache_dir = self.settings.cache_dir
+        with self._adoption_lock:
+            fingerprint = cache_fingerprint(cache_dir)
+            if if_changed and fingerprint == self._adopted_fingerprint:
+                return []
+            if if_changed and fingerprint == self.catalog.cache_fingerprint(cache_dir):
+                self._adopted_fingerprint = fingerprint
+                return []
+            adopted = self.catalog.adopt(cache_dir)
+            self.catalog.record_cache_fingerprint(cache_dir, fingerprint)
+            self._adopted_fingerprint = fingerprint
+            return adopted
 
     def add(
         self,

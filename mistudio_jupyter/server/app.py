@@ -54,8 +54,19 @@ class MiStudio(ExtensionApp):
         self.slow_executor = ThreadPoolExecutor(self.slow_threads, thread_name_prefix="mistudio-slow")
         self.record_json = RecordJSON()
         self.events = EventHub(self.manager, self._in_catalog_thread, self.log)
-        self.log.info("mistudio: cache %s, catalog %s", settings.cache_dir, 
+        self.log.info("mistudio: cache %s, catalog %s", settings.cache_dir,
                       make_url(settings.db_url).render_as_string(hide_password=True))
+        self.slow_executor.submit(self._adopt_cache)
+
+    def _adopt_cache(self) -> None:
+        """Catalogue the models already in the cache, so they are listed on first open."""
+        try:
+            adopted = self.manager.adopt_cache(if_changed=True)
+        except Exception:  # the server must start even over an unreadable cache
+            self.log.warning("mistudio: adopting the models already in the cache failed", exc_info=True)
+            return
+        if adopted:
+            self.log.info("mistudio: adopted %d model(s) already in the cache", len(adopted))
 
     async def _in_catalog_thread(self, function: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.catalog_executor, function)
