@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from .adoption import cache_fingerprint
 from .catalog import Catalog, ModelRecord
+from .changes import CatalogPoller
 from .options import DTYPES, QUANTIZATIONS, validate_choice
 from .errors import EntryNotFound, InvalidArgument, NotFound, UnsafeRepo
 from .hub import HubClient, validate_repo_id, validate_revision
@@ -35,6 +36,7 @@ class ModelManager:
         self._downloads: Any = None
         self._adoption_lock = threading.Lock()
         self._adopted_fingerprint: str | None = None
+        self.changes = CatalogPoller(self)  # one for this manager's download handles, widgets and events
 
     def close(self) -> None:
         self.catalog.close()
@@ -114,7 +116,7 @@ class ModelManager:
         if self._downloads is None:
             from .downloads import DownloadManager
 
-            self._downloads = DownloadManager(self.settings, self.catalog, self.hub)
+            self._downloads = DownloadManager(self.settings, self.catalog, self.hub, self.changes)
         return self._downloads
 
     def download(

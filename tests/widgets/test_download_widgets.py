@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import datetime
 
@@ -75,10 +76,24 @@ def test_the_watcher_stops_when_the_last_widget_closes(manager, widgets):
     assert watcher.running, "one poll serves the widgets still open"
     comm = Comm(second)
     second.close()
-    wait_for(lambda: not watcher.running, timeout=2, what="the watcher thread to end")
+    assert not watcher.running
+    wait_for(lambda: not manager.changes.running, timeout=2, what="the poller thread to end")
     manager.catalog.update(record.id, status="downloading", bytes_done=10, bytes_total=100)
     time.sleep(3 * POLL_S)
     assert comm.updates("record") == [] and second.record["status"] == "pending"
+
+
+def test_one_catalog_poller_serves_every_download_and_widget_of_the_process(manager, hub, widgets):
+    hub.faults.set(path="/cdn/", throttle_bps=100_000)
+    handles = [manager.download(repo) for repo in ("tiny/gpt2", "tiny/llama")]
+    widgets.extend(DownloadProgress(handle.model_id, manager=manager) for handle in handles)
+    wait_for(lambda: all(widget.record["status"] == "downloading" for widget in widgets), what="both downloading")
+
+    names = [thread.name for thread in threading.enumerate()]
+    pollers = [name for name in names if name.startswith(("mistudio-catalog", "mistudio-download-"))]
+    assert pollers == ["mistudio-catalog-poller"]
+    hub.faults.reset()
+    assert all(handle.wait(30).status == "ready" for handle in handles)
 
 
 def test_form_preview_echoes_the_request(manager, widgets):
