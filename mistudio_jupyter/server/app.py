@@ -1,9 +1,7 @@
 """The `mistudio` Jupyter server extension: configuration, the shared ModelManager, handlers."""
 from __future__ import annotations
 
-import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, TypeVar
 
 from jupyter_server.extension.application import ExtensionApp
 from sqlalchemy.engine import make_url
@@ -13,8 +11,6 @@ from ..core.service import ModelManager
 from ..core.settings import Settings
 from .events import EventHub
 from .handlers import RecordJSON, routes
-
-T = TypeVar("T")
 
 
 class MiStudio(ExtensionApp):
@@ -53,7 +49,7 @@ class MiStudio(ExtensionApp):
         self.catalog_executor = ThreadPoolExecutor(self.catalog_threads, thread_name_prefix="mistudio-catalog")
         self.slow_executor = ThreadPoolExecutor(self.slow_threads, thread_name_prefix="mistudio-slow")
         self.record_json = RecordJSON()
-        self.events = EventHub(self.manager, self._in_catalog_thread, self.log)
+        self.events = EventHub(self.manager, self.log)
         self.log.info("mistudio: cache %s, catalog %s", settings.cache_dir,
                       make_url(settings.db_url).render_as_string(hide_password=True))
         self.slow_executor.submit(self._adopt_cache)
@@ -67,9 +63,6 @@ class MiStudio(ExtensionApp):
             return
         if adopted:
             self.log.info("mistudio: adopted %d model(s) already in the cache", len(adopted))
-
-    async def _in_catalog_thread(self, function: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.catalog_executor, function)
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(routes())
