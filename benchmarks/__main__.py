@@ -121,6 +121,14 @@ def import_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def cli_startup_rows(r: dict[str, Any]) -> list[Row]:
+    peer = f"`hf cache ls` {_ms(r['peer_hf_cache_ls_s'])}"
+    rows = [(f"`mistudio {name}` start-up, fresh process", _ms(r[f"{name}_s"]), peer,
+             _ratio(r[f"{name}_s"], r["peer_hf_cache_ls_s"]), "≤ 1× `hf cache ls`") for name in ("list", "cancel")]
+    return rows + [("of it: `import sqlalchemy.orm` alone", _ms(r["sqlalchemy_orm_import_s"]), peer,
+                    _ratio(r["sqlalchemy_orm_import_s"], r["peer_hf_cache_ls_s"]), "–")]
+
+
 def preview_rows(r: dict[str, Any]) -> list[Row]:
     ours, peer = r["ours"], r["peer_get_safetensors_metadata"]
     return [
@@ -140,7 +148,7 @@ def memory_rows(r: dict[str, Any]) -> list[Row]:
 FORMATTERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "bench_download": download_rows, "bench_anatomy": anatomy_rows, "bench_estimates": estimates_rows,
     "bench_server": server_rows, "bench_import": import_rows, "bench_preview": preview_rows,
-    "bench_server_memory": memory_rows,
+    "bench_server_memory": memory_rows, "bench_cli_startup": cli_startup_rows,
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fnmatch
+import functools
 import json
 from typing import Any, Iterator
 
@@ -117,11 +118,15 @@ class HubClient:
     """Reads what the Hub knows about a repo, without downloading any weights."""
 
     def __init__(self, settings: Settings) -> None:
-        from huggingface_hub import HfApi
-
         self.settings = settings
         self.endpoint = settings.hub_endpoint
-        self.api = HfApi(endpoint=self.endpoint)
+
+    @functools.cached_property
+    def api(self) -> Any:
+        """huggingface_hub's HfApi, imported on first use: commands that never call the Hub start faster."""
+        from huggingface_hub import HfApi
+
+        return HfApi(endpoint=self.endpoint)
 
     def resolve_token(self, token: str | None = None) -> str | None:
         """The token to use: the argument, else HF_TOKEN (settings), else the huggingface_hub login."""
