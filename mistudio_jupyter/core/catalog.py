@@ -22,6 +22,7 @@ from .errors import InvalidArgument, NotFound
 from .options import DTYPES, QUANTIZATIONS, SORTABLE, STATUSES, validate_choice
 
 RESUMABLE = ("pending", "cancelled", "failed", "interrupted")
+ACTIVE = ("pending", "downloading")
 INT64_MAX = 2**63 - 1
 _IDS_PER_QUERY = 500  # well under SQLite's limit on bound parameters
 
@@ -337,6 +338,17 @@ class Catalog:
             if session.execute(statement).rowcount == 0:
                 raise NotFound(f"model {model_id!r} is no longer claimed by {worker}")
             return bool(session.scalar(select(ModelRecord.cancel_requested).where(ModelRecord.id == model_id)))
+
+    def mark_stopped(self, model_id: str, worker: str, status: str) -> bool:
+        """Record that `worker` is gone: its still active entry becomes `status` (`interrupted` or
+        `cancelled`). An entry it finished, or that another worker claimed meanwhile, stays as it is."""
+        statement = (
+            update(ModelRecord)
+            .where(ModelRecord.id == model_id, ModelRecord.worker == worker, ModelRecord.status.in_(ACTIVE))
+            .values(status=validate_choice("status", status, STATUSES), speed_bps=None, eta_s=None, updated_at=utcnow())
+        )
+        with self._session() as session, session.begin():
+            return session.execute(statement).rowcount == 1
 
     def request_cancel(self, model_id: str) -> ModelRecord:
         return self.update(model_id, cancel_requested=True)

@@ -331,6 +331,16 @@ def test_concurrent_downloads_of_one_repo_join_one_job(settings, hub, monkeypatc
         manager.close()
 
 
+def test_a_worker_that_finished_is_not_marked_interrupted_from_a_stale_read(manager):
+    gone = f"{socket.gethostname()}:{os.getpid()}"  # a live process, but not a download worker
+    record, _ = manager.catalog.add("tiny/gpt2", status="downloading", worker=gone)
+    stale = manager.catalog.get(record.id)
+    manager.catalog.heartbeat(record.id, gone, status="ready")  # its last write, then it exits
+
+    assert manager.downloads.refresh(stale).status == "ready"
+    assert manager.catalog.get(record.id).status == "ready"
+
+
 # --- tokens and gated repos --------------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..catalog import Catalog, ModelRecord, utcnow
+from ..catalog import ACTIVE, Catalog, ModelRecord, utcnow
 from ..changes import CatalogChanges, CatalogPoller
 from ..errors import ALL_ERRORS, Cancelled, Conflict, DownloadFailed, MiStudioError, NotFound
 from ..hub import HubClient
@@ -28,7 +28,6 @@ from ..settings import Settings
 from .cache import RepoCache, delete_revision, free_bytes, repo_caches, sweep_partials
 
 WORKER_MODULE = "mistudio_jupyter.core.downloads.worker"
-ACTIVE = ("pending", "downloading")
 EXIT_LOST = 3  # the worker lost its claim (cancelled before start, or another worker took over)
 POLL_S = 0.2  # how often a handle hears from the catalog poller
 STOP_POLL_S = 0.025
@@ -246,10 +245,8 @@ class DownloadManager:
         if worker_alive(record, self.settings.heartbeat_timeout_s):
             return record
         status = "cancelled" if record.cancel_requested else "interrupted"
-        try:
-            self.catalog.heartbeat(record.id, record.worker, status=status, speed_bps=None, eta_s=None)
-        except NotFound:
-            pass  # another worker claimed it meanwhile
+        # `record` may be stale: the worker may have written its final status and exited since.
+        self.catalog.mark_stopped(record.id, record.worker, status)
         return self.catalog.get(record.id)
 
     def refresh_all(self) -> None:
