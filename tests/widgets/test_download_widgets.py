@@ -85,11 +85,12 @@ def test_the_watcher_stops_when_the_last_widget_closes(manager, widgets):
 
 def test_one_catalog_poller_serves_every_download_and_widget_of_the_process(manager, hub, widgets):
     hub.faults.set(path="/cdn/", throttle_bps=100_000)
+    before = set(threading.enumerate())  # an earlier test's manager may still be watching its worker
     handles = [manager.download(repo) for repo in ("tiny/gpt2", "tiny/llama")]
     widgets.extend(DownloadProgress(handle.model_id, manager=manager) for handle in handles)
     wait_for(lambda: all(widget.record["status"] == "downloading" for widget in widgets), what="both downloading")
 
-    names = [thread.name for thread in threading.enumerate()]
+    names = [thread.name for thread in set(threading.enumerate()) - before]
     pollers = [name for name in names if name.startswith(("mistudio-catalog", "mistudio-download-"))]
     assert pollers == ["mistudio-catalog-poller"]
     hub.faults.reset()

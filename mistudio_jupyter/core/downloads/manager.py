@@ -155,6 +155,7 @@ class DownloadHandle:
         self._check_finished()
 
     def _check_finished(self) -> None:
+        record = self._last
         if self._process is not None:
             if self._process.poll() is None:
                 return
@@ -162,9 +163,9 @@ class DownloadHandle:
             self._process = None
             if lost:
                 return
-        # Read again: the worker's last write may have come after this beat's look.
+            record = None  # its last write may have come after this beat's look: read the row again
         try:
-            record = self._manager.refresh(self._manager.catalog.get(self.model_id))
+            record = self._manager.refresh(record or self._manager.catalog.get(self.model_id))
         except NotFound:
             self._finish(None)
             return
