@@ -170,18 +170,17 @@ class CatalogWatcher:
 
     def subscribe(self, callback: Callable[[list[ModelRecord]], None]) -> None:
         with self._lock:
-            first = not self._subscribers
+            if not self._subscribers:
+                self.manager.changes.subscribe(self._on_changes, POLL_S)
             self._subscribers.append(callback)
-        if first:
-            self.manager.changes.subscribe(self._on_changes, POLL_S)
 
     def unsubscribe(self, callback: Callable[[list[ModelRecord]], None]) -> None:
         with self._lock:
-            if callback in self._subscribers:
-                self._subscribers.remove(callback)
-            last = not self._subscribers
-        if last:
-            self.manager.changes.unsubscribe(self._on_changes)
+            if callback not in self._subscribers:
+                return
+            self._subscribers.remove(callback)
+            if not self._subscribers:
+                self.manager.changes.unsubscribe(self._on_changes)
 
     def _on_changes(self, changes: CatalogChanges) -> None:
         with self._lock:

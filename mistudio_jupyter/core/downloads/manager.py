@@ -184,12 +184,14 @@ class DownloadHandle:
 
     def _notify(self, record: ModelRecord) -> None:
         last, self._last = self._last, record
-        state = (record.status, record.bytes_done, record.bytes_total, record.current_file, record.updated_at)
-        if last is not None and state == (last.status, last.bytes_done, last.bytes_total, last.current_file,
-                                           last.updated_at):
+        if last is not None and _progress_state(last) == _progress_state(record):
             return
         for callback in list(self._callbacks):
             callback(record)
+
+
+def _progress_state(record: ModelRecord) -> tuple[Any, ...]:
+    return record.status, record.bytes_done, record.bytes_total, record.current_file, record.updated_at
 
 
 class DownloadManager:
