@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import text
 
 from mistudio_jupyter.core.downloads.cache import PARTIAL_SUFFIX, RepoCache
-from mistudio_jupyter.core.downloads.manager import local_worker_pid, log_dir
+from mistudio_jupyter.core.catalog import ModelRecord
+from mistudio_jupyter.core.downloads.manager import local_worker_pid, log_dir, worker_alive
 from mistudio_jupyter.core.errors import (
     Cancelled,
     Conflict,
@@ -329,6 +330,18 @@ def test_concurrent_downloads_of_one_repo_join_one_job(settings, hub, monkeypatc
     assert len(managers[0].list()) == 1
     for manager in managers:
         manager.close()
+
+
+def test_a_worker_is_alive_from_the_moment_it_is_spawned():
+    for _ in range(10):  # before the fix, most spawns looked dead for a moment
+        child = subprocess.Popen([sys.executable, "-m", "mistudio_jupyter.core.downloads.worker", "x"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+        alive = worker_alive(ModelRecord(worker=f"{socket.gethostname()}:{child.pid}"), heartbeat_timeout_s=30)
+        child.stdin.close()  # told nothing, it exits at once
+        child.wait()
+        assert alive, "a worker still being exec'd was taken for dead"
+        assert not worker_alive(ModelRecord(worker=f"{socket.gethostname()}:{child.pid}"), heartbeat_timeout_s=30)
 
 
 def test_a_worker_that_finished_is_not_marked_interrupted_from_a_stale_read(manager):

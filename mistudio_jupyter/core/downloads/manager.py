@@ -65,10 +65,14 @@ def worker_alive(record: ModelRecord, heartbeat_timeout_s: float) -> bool:
 def _is_worker_process(pid: int) -> bool:
     proc = Path("/proc")
     if proc.is_dir():
-        # The command line also rules out a reused pid, and it is empty for a zombie.
+        # The command line also rules out a reused pid. It is empty for a zombie, and also for a moment
+        # after the parent's Popen returned while the worker is still being exec'd: the state tells.
         try:
-            return WORKER_MODULE.encode() in (proc / str(pid) / "cmdline").read_bytes()
-        except OSError:
+            cmdline = (proc / str(pid) / "cmdline").read_bytes()
+            if cmdline:
+                return WORKER_MODULE.encode() in cmdline
+            return (proc / str(pid) / "stat").read_text().rpartition(")")[2].split()[0] != "Z"
+        except (OSError, IndexError):
             return False
     try:
         os.kill(pid, 0)
