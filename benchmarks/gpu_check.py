@@ -3,7 +3,7 @@
 Builds full-size models from tests/hubserver/model_shapes.json with random weights into local
 safetensors, then loads each option in a fresh subprocess on the GPU and compares the estimate with
 torch.cuda.memory_allocated (goal within 3%), measures the CUDA per-process overhead (memory the
-process holds beyond memory_allocated: context, cuBLAS, allocator) and the 4-bit load time (NFR-3:
+process holds beyond memory_allocated: context, cuBLAS, allocator) and the 4-bit load time (goal:
 under 60 s). Prints a markdown table and a final JSON line; partial results survive step failures.
 
     PYTHONPATH=. python benchmarks/gpu_check.py                    # on the GPU machine

@@ -119,6 +119,14 @@ def memory_rows(r: dict[str, Any]) -> list[Row]:
              "–", f"≤ {r['goal_bytes'] / 1e6:.0f} MB")]
 
 
+def cli_startup_rows(r: dict[str, Any]) -> list[Row]:
+    peer = f"`hf cache ls` {_ms(r['peer_hf_cache_ls_s'])}"
+    rows = [(f"`mistudio {name}` start-up, fresh process", _ms(r[f"{name}_s"]), peer,
+             _ratio(r[f"{name}_s"], r["peer_hf_cache_ls_s"]), "≤ 1× `hf cache ls`") for name in ("list", "cancel")]
+    return rows + [("of it: `import sqlalchemy.orm` alone", _ms(r["sqlalchemy_orm_import_s"]),
+                    f"not a peer: {peer}", _ratio(r["sqlalchemy_orm_import_s"], r["peer_hf_cache_ls_s"]), "–")]
+
+
 def _wan_speed(result: dict[str, Any]) -> str:
     if "failed" in result:
         return "FAILED"
@@ -146,7 +154,7 @@ def wan_rows(r: dict[str, Any]) -> list[Row]:
 FORMATTERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "bench_download": download_rows, "bench_anatomy": anatomy_rows, "bench_estimates": estimates_rows,
     "bench_server": server_rows, "bench_import": import_rows, "bench_preview": preview_rows,
-    "bench_server_memory": memory_rows, "bench_wan": wan_rows,
+    "bench_server_memory": memory_rows, "bench_wan": wan_rows, "bench_cli_startup": cli_startup_rows,
 }
 TABLE_HEADER = ["| figure | ours | peer (same run) | ratio | goal |", "|---|---|---|---|---|"]
 
@@ -347,9 +355,14 @@ def gpu_figures(text: str | None) -> dict[str, str]:
     }
 
 
+def cli_startup_figures(r: dict[str, Any], runs: list[history.Run]) -> dict[str, str]:
+    return {"sqlalchemy_vs_hf": _times(r["sqlalchemy_orm_import_s"] / r["peer_hf_cache_ls_s"])}
+
+
 FIGURES: dict[str, Callable[[dict[str, Any], list[history.Run]], dict[str, str]]] = {
     "bench_download": download_figures, "bench_anatomy": anatomy_figures, "bench_estimates": estimates_figures,
     "bench_server": server_figures, "bench_server_memory": server_memory_figures,
+    "bench_cli_startup": cli_startup_figures,
 }
 
 

@@ -18,6 +18,7 @@ _LAZY = {
     "Settings": ("mistudio_jupyter.core.settings", "Settings"),
     "HookPoint": ("mistudio_jupyter.core.anatomy.hooks", "HookPoint"),
     "capture": ("mistudio_jupyter.core.anatomy.hooks", "capture"),
+    "shared_manager": ("mistudio_jupyter.shared", "shared_manager"),
 }
 
 
@@ -49,4 +50,4 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": "mistudio-jupyter"}]
 
 
-__all__ = ["__version__", "ModelManager", "Settings", "HookPoint", "capture", "load_ipython_extension"]
+__all__ = ["__version__", "ModelManager", "Settings", "HookPoint", "capture", "shared_manager", "load_ipython_extension"]

@@ -134,7 +134,12 @@ def _resume_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detach", action="store_true", help="resume in the background and return at once")
 
 
-ARGUMENTS.update(download=_download_arguments, add=_entry_arguments, cancel=_cancel_arguments,
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    _entry_arguments(parser)
+    parser.add_argument("--token-env", metavar="VAR", help="read the Hub token from this environment variable")
+
+
+ARGUMENTS.update(download=_download_arguments, add=_add_arguments, cancel=_cancel_arguments,
                  resume=_resume_arguments, show=_id_argument, delete=_id_argument)
 
 
@@ -145,10 +150,10 @@ def download_model(manager: Any, args: argparse.Namespace) -> ModelRecord:
     return _follow(handle, args)
 
 
-@command("add", "Add a model to the catalog without downloading it.")
+@command("add", "Add a Hub model to the catalog without downloading it.")
 def add_model(manager: Any, args: argparse.Namespace) -> ModelRecord:
     return manager.add(args.repo_id, revision=args.revision, option=args.option, quantization=args.quantization,
-                       dtype=args.dtype)
+                       dtype=args.dtype, token=_token_from_env(args.token_env))
 
 
 @command("cancel", "Cancel a download (within a second, from any process).")

@@ -21,21 +21,9 @@ from typing import Any, Callable
 from . import cli
 from .core.errors import MiStudioError
 from .core.units import format_bytes
+from .shared import shared_manager
 
 DETACHED = ("download", "resume")  # the magic shows these as a live widget instead of waiting
-
-_manager: Any = None
-
-
-def shared_manager() -> Any:
-    """The kernel's one ModelManager, created on first use from the environment."""
-    global _manager
-    if _manager is None:
-        from .core.service import ModelManager
-
-        _manager = ModelManager()
-    return _manager
-
 
 Presenter = Callable[[argparse.Namespace, Any], Any]
 PRESENTERS: dict[str, Presenter] = {}

@@ -6,7 +6,7 @@ import { IDisposable } from '@lumino/disposable';
 import { ApiError, requestAPI } from './api';
 import { EventSocket, IEventMessage } from './events';
 
-/** A catalog record (CONTRACTS "record"); the fields this module reads. */
+/** A catalog record (the API's Model JSON); the fields this module reads. */
 export interface IRecord {
   id: string;
   name: string;
@@ -146,9 +146,9 @@ export class RestModel implements IWidgetModel, IDisposable {
   }
 
   private async _download({ repo_id, revision, option, token }: Message): Promise<void> {
-    const created = await this._request<IRecord>('models', 'POST', { repo_id, revision, option });
-    this.set('record', created);
     const body = token ? { token } : {};
+    const created = await this._request<IRecord>('models', 'POST', { repo_id, revision, option, ...body });
+    this.set('record', created);
     this._upsert(await this._request<IRecord>(`${modelPath(created.id)}/download`, 'POST', body));
   }
 

@@ -90,7 +90,11 @@ describe("RestModel: view messages become REST calls", () => {
     model.send({ action: "download", repo_id: "tiny/gpt2", revision: "main", option: "bnb-4bit", token: "hf_secret" });
     await vi.waitFor(() => expect(model.get("record")?.status).toBe("downloading"));
     expect(server.requests.map(({ method, path, body }) => ({ method, path, body }))).toEqual([
-      { method: "POST", path: "models", body: { repo_id: "tiny/gpt2", revision: "main", option: "bnb-4bit" } },
+      {
+        method: "POST",
+        path: "models",
+        body: { repo_id: "tiny/gpt2", revision: "main", option: "bnb-4bit", token: "hf_secret" },
+      },
       { method: "POST", path: "models/m3/download", body: { token: "hf_secret" } },
     ]);
     expect(model.get("models").map((m) => m.id)).toEqual(["m3", "m1", "m2"]);
@@ -108,6 +112,7 @@ describe("RestModel: view messages become REST calls", () => {
     });
     model.send({ action: "download", repo_id: "tiny/gpt2", revision: "main", option: "fp16", token: null });
     await vi.waitFor(() => expect(server.requests).toHaveLength(2));
+    expect(server.requests[0].body).not.toHaveProperty("token");
     expect(server.requests[1].body).toEqual({});
   });
 

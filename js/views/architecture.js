@@ -1,4 +1,4 @@
-// Architecture (seed §4.3): config table, parameter summary and a collapsible layer tree.
+// Architecture: config table, parameter summary and a collapsible layer tree.
 import { el, formatParams } from "./util.js";
 
 const CONFIG_ROWS = [
@@ -116,7 +116,7 @@ export function treeNode(node, depth = 0) {
   );
 }
 
-/** Config, parameter summary and layer tree of an architecture (CONTRACTS architecture JSON). */
+/** Config, parameter summary and layer tree of an architecture (the API's Architecture JSON). */
 export function architectureSection(architecture) {
   return el(
     "section",

@@ -1,10 +1,10 @@
-// Architecture viewer (seed §4.3): architecture section plus the hook picker, over one model.
+// Architecture viewer: architecture section plus the hook picker, over one model.
 import { architectureSection } from "./architecture.js";
 import { render as renderPicker } from "./hook_picker.js";
 import { el, errorLine, watch } from "./util.js";
 
 /**
- * Traits read: `architecture` (CONTRACTS architecture | null), `error` ({code, message} | null), and the
+ * Traits read: `architecture` (the API's Architecture JSON | null), `error` ({code, message} | null), and the
  * hook picker's `hooks` and `selected` (which it writes and saves).
  */
 export function render({ model, el: root }) {

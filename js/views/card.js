@@ -1,4 +1,4 @@
-// Model card (seed §4.1): metadata, status, progress while downloading, and actions.
+// Model card: metadata, status, progress while downloading, and actions.
 import { ACTIVE, RESUMABLE, actionButton, progressDetails } from "./progress.js";
 import { el, formatBytes, formatParams, statusBadge } from "./util.js";
 

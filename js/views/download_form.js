@@ -1,4 +1,4 @@
-// Download form (seed §4.2): repo id → live preview, memory per option with fit verdict, token, start,
+// Download form: repo id → live preview, memory per option with fit verdict, token, start,
 // and the progress of the started download (trait `record`).
 import { availableOptions, defaultOption, memoryOptions } from "./memory.js";
 import { progressBlock } from "./progress.js";
@@ -55,7 +55,7 @@ function previewSection(p, chosen, onChoose) {
 }
 
 /**
- * Traits read: `preview` (CONTRACTS preview), `error` ({code, message} | null), `record` (CONTRACTS record).
+ * Traits read: `preview` (the API's Preview JSON), `error` ({code, message} | null), `record` (the API's Model JSON).
  * Messages sent: `{action: "preview", repo_id, revision}` (debounced) and
  * `{action: "download", repo_id, revision, option, token}` (`option`: a load option's name, as the memory
  * table names it). The token lives only in the

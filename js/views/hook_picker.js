@@ -48,7 +48,7 @@ function hookRow(hook, checked, onToggle) {
 }
 
 /**
- * Traits read: `hooks` (CONTRACTS hooks list), `selected` (list of names). Writes `selected` and calls
+ * Traits read: `hooks` (list of the API's HookPoint JSON), `selected` (list of names). Writes `selected` and calls
  * `save_changes()` on every change of the selection.
  */
 export function render({ model, el: root }) {

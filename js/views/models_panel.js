@@ -1,4 +1,4 @@
-// Models panel (seed §4.1): filters, model cards, and the download form or an architecture viewer
+// Models panel: filters, model cards, and the download form or an architecture viewer
 // opened in place (the same panel serves the notebook widget and the JupyterLab sidebar).
 import { render as renderArchitecture } from "./architecture_viewer.js";
 import { modelCard } from "./card.js";
@@ -53,7 +53,7 @@ function filterControls(onInput) {
 }
 
 /**
- * Traits read: `models` (list of CONTRACTS records), `filters` (written and saved on every filter edit),
+ * Traits read: `models` (list of the API's Model JSON), `filters` (written and saved on every filter edit),
  * `error`, plus the traits of the download form and architecture viewer it opens. Messages sent:
  * `{action: "architecture"|"delete"|"cancel"|"resume", id}` from the cards, and the download form's.
  */

@@ -22,6 +22,7 @@ from .errors import InvalidArgument, NotFound
 from .options import DTYPES, QUANTIZATIONS, SORTABLE, STATUSES, validate_choice
 
 RESUMABLE = ("pending", "cancelled", "failed", "interrupted")
+ACTIVE = ("pending", "downloading")
 INT64_MAX = 2**63 - 1
 _IDS_PER_QUERY = 500  # well under SQLite's limit on bound parameters
 
@@ -122,6 +123,16 @@ class ModelRecord(Base):
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
         }
+
+
+class CacheScan(Base):
+    """The fingerprint of a model cache when the catalog last adopted from it."""
+
+    __tablename__ = "cache_scans"
+
+    cache_dir: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    scanned_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -340,6 +351,18 @@ class Catalog:
         with self._session() as session, session.begin():
             return session.execute(statement).rowcount == 1
 
+    def mark_stopped(self, model_id: str, worker: str, status: str) -> bool:
+        """Record that `worker` is gone: its still active entry becomes `status` (`interrupted` or
+        `cancelled`). An entry it finished, or that another worker claimed meanwhile, stays as it is."""
+        statement = (
+            update(ModelRecord)
+            .where(ModelRecord.id == model_id, ModelRecord.worker == worker, ModelRecord.status.in_(ACTIVE))
+            .values(status=validate_choice("status", status, STATUSES), speed_bps=None, eta_s=None, connections=None,
+                    updated_at=utcnow())
+        )
+        with self._session() as session, session.begin():
+            return session.execute(statement).rowcount == 1
+
     def request_cancel(self, model_id: str) -> ModelRecord:
         return self.update(model_id, cancel_requested=True)
 
@@ -349,12 +372,24 @@ class Catalog:
 
         adopted = []
         for found in cached_model_revisions(Path(cache_dir)):
-            if self._has_commit(found.repo_id, found.commit):
-                continue
+            if self._has_commit(found.repo_id, found.commit) or not found.snapshot.is_dir():
+                continue  # the second test narrows a race with a deletion that removed its files
             record, created = self.add(found.repo_id, revision=found.revision, status="ready", **found.fields())
             if created:
                 adopted.append(record)
         return adopted
+
+    def cache_fingerprint(self, cache_dir: Path) -> str | None:
+        """The fingerprint recorded by the last adoption from `cache_dir`."""
+        with self._session() as session:
+            return session.scalar(select(CacheScan.fingerprint).where(CacheScan.cache_dir == str(cache_dir)))
+
+    def record_cache_fingerprint(self, cache_dir: Path, fingerprint: str) -> None:
+        try:
+            with self._session() as session, session.begin():
+                session.merge(CacheScan(cache_dir=str(cache_dir), fingerprint=fingerprint))
+        except IntegrityError:  # another process recorded its scan first; either is as good
+            pass
 
     def _has_commit(self, repo_id: str, commit: str) -> bool:
         query = select(ModelRecord.id).where(ModelRecord.repo_id == repo_id, ModelRecord.commit == commit)

@@ -1,31 +1,58 @@
-"""What changed in the catalog between two looks, whichever process changed it.
+"""What changed in the catalog between two looks, whichever process changed it, and the one poller per
+manager that looks for everyone in this process.
 
 Downloads write their progress to the catalog from their own processes, and the CLI, a kernel or the
 server may add or delete entries at any time. A `ChangeTracker` finds all of it the same way: it
 compares every entry's `updated_at` with the previous look (one narrow query when nothing moved) and
 reads the full rows only of what did. Deletions show up as ids that are gone, and no two hosts'
 clocks have to agree.
+
+A `CatalogPoller` runs one tracker on one thread while anyone subscribes (download handles, the
+widgets' watcher, the server's event hub), so a process looks at its catalog once per tick however
+many downloads and views are open.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import TYPE_CHECKING
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from .catalog import ModelRecord
     from .service import ModelManager
 
+log = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass(frozen=True)
 class CatalogChanges:
-    """Entries added or updated since the last look (least recently updated first), and ids deleted."""
+    """Entries added or updated since the last look (least recently updated first), and ids deleted.
+
+    `complete` when `changed` is every entry of the catalog (a subscriber's first delivery, if asked).
+    """
 
     changed: list[ModelRecord]
     deleted: list[str]
+    complete: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.changed or self.deleted)
+
+    def merged(self, later: CatalogChanges) -> CatalogChanges:
+        """These changes followed by `later` ones, as one look over both spans would report them."""
+        if not self or not later:
+            return later if not self else self
+        gone = set(later.deleted)
+        records = {record.id: record for record in self.changed if record.id not in gone}
+        records.update({record.id: record for record in later.changed})
+        deleted = list(dict.fromkeys(self.deleted + later.deleted))
+        return CatalogChanges(sorted(records.values(), key=lambda record: record.updated_at), deleted)
+
+
+NO_CHANGES = CatalogChanges([], [])
 
 
 class ChangeTracker:
@@ -47,3 +74,97 @@ class ChangeTracker:
         # Rows read after `versions` may be newer still: remember what was reported, not what was listed.
         self._versions = {**versions, **{record.id: record.updated_at for record in changed}}
         return CatalogChanges(changed, deleted)
+
+
+Listener = Callable[[CatalogChanges], None]
+
+
+@dataclasses.dataclass(eq=False)
+class Subscription:
+    """One subscriber of a poller: called with the changes since its previous call, every `interval_s`
+    seconds (empty changes too, so that it can also watch something else on that beat)."""
+
+    listener: Listener
+    interval_s: float
+    wants_everything: bool = False
+    due: float = 0.0
+    pending: CatalogChanges = NO_CHANGES
+
+
+class CatalogPoller:
+    """Looks at one manager's catalog on a thread while anyone subscribes, as often as the most eager
+    subscriber asks, and hands every subscriber what changed since its last call.
+
+    The thread ends with the last subscriber; the tracker stays, so the next subscriber hears of what
+    changed meanwhile rather than of the whole catalog again.
+    """
+
+    def __init__(self, manager: ModelManager) -> None:
+        self._manager = manager
+        self._tracker = ChangeTracker(manager)
+        self._subscriptions: list[Subscription] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def subscribe(self, listener: Listener, interval_s: float, *, everything_first: bool = False) -> Subscription:
+        """Call `listener(changes)` every `interval_s` s until unsubscribed; with `everything_first`, the
+        first call holds every entry (`changes.complete`)."""
+        subscription = Subscription(listener, interval_s, wants_everything=everything_first)
+        with self._lock:
+            self._subscriptions.append(subscription)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="mistudio-catalog-poller", daemon=True)
+                self._thread.start()
+        self._wake.set()
+        return subscription
+
+    def unsubscribe(self, listener: Listener) -> None:
+        """Stop calling `listener` (it may still be in the middle of its last call)."""
+        with self._lock:
+            self._subscriptions = [s for s in self._subscriptions if s.listener != listener]
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                self._wake.clear()
+                if not self._subscriptions:
+                    self._thread = None
+                    return
+                subscriptions = list(self._subscriptions)
+            self._deliver(subscriptions, self._look())
+            with self._lock:
+                next_due = min((s.due for s in self._subscriptions), default=time.monotonic())
+            self._wake.wait(max(next_due - time.monotonic(), 0.0))
+
+    def _look(self) -> CatalogChanges:
+        try:
+            return self._tracker.look()
+        except Exception:  # a failed look (database busy, say) must not end the poller
+            log.warning("mistudio: looking at the catalog failed", exc_info=True)
+            return NO_CHANGES
+
+    def _deliver(self, subscriptions: list[Subscription], changes: CatalogChanges) -> None:
+        now = time.monotonic()
+        everything: CatalogChanges | None = None
+        for subscription in subscriptions:
+            subscription.pending = subscription.pending.merged(changes)
+            if subscription.wants_everything:
+                everything = everything or self._everything()
+                subscription.pending, subscription.wants_everything = everything, False
+            elif now < subscription.due:
+                continue
+            delivered, subscription.pending = subscription.pending, NO_CHANGES
+            subscription.due = now + subscription.interval_s
+            try:
+                subscription.listener(delivered)
+            except Exception:
+                log.exception("mistudio: a catalog subscriber failed")
+
+    def _everything(self) -> CatalogChanges:
+        return CatalogChanges(self._manager.catalog.list(sort="updated_at"), [], complete=True)

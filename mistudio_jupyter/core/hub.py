@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fnmatch
+import functools
 import json
 import re
 from typing import Any, Iterator
@@ -165,11 +166,15 @@ class HubClient:
     """Reads what the Hub knows about a repo, without downloading any weights."""
 
     def __init__(self, settings: Settings) -> None:
-        from huggingface_hub import HfApi
-
         self.settings = settings
         self.endpoint = settings.hub_endpoint
-        self.api = HfApi(endpoint=self.endpoint)
+
+    @functools.cached_property
+    def api(self) -> Any:
+        """huggingface_hub's HfApi, imported on first use: commands that never call the Hub start faster."""
+        from huggingface_hub import HfApi
+
+        return HfApi(endpoint=self.endpoint)
 
     def resolve_token(self, token: str | None = None) -> str | None:
         """The token to use: the argument, else HF_TOKEN (settings), else the huggingface_hub login."""
@@ -201,6 +206,15 @@ class HubClient:
         token = self.resolve_token(token)
         with self.errors(repo_id, token):
             return self.api.model_info(repo_id, revision=revision, files_metadata=True, token=token or False)
+
+    def check_downloadable(self, repo_id: str, revision: str | None = None, token: str | None = None) -> Any:
+        """The repo's model info, after one round trip; raises what a download would fail with at once:
+        no such repo or revision, a rejected token, or a gated repo and no token (its info is public)."""
+        token = self.resolve_token(token)
+        info = self.model_info(repo_id, revision, token)
+        if info.gated and not token:
+            raise gated_login_required(repo_id, self.endpoint)
+        return info
 
     def resolve_commit(self, repo_id: str, revision: str | None = None, token: str | None = None) -> str:
         return self.model_info(repo_id, revision, token).sha
@@ -380,9 +394,7 @@ def map_hub_error(error: BaseException, repo_id: str, token: str | None, endpoin
                 f"{repo_id} is gated and this token has not been granted access; request it at {endpoint}/{repo_id}",
                 url=f"{endpoint}/{repo_id}",
             )
-        return GatedLoginRequired(
-            f"{repo_id} is gated: log in (`hf auth login`), set HF_TOKEN or pass a token, after requesting access at {endpoint}/{repo_id}"
-        )
+        return gated_login_required(repo_id, endpoint)
     if isinstance(error, hf.RevisionNotFoundError):
         return RevisionNotFound(f"{repo_id} has no such revision")
     if isinstance(error, hf.RepositoryNotFoundError):
@@ -396,3 +408,9 @@ def map_hub_error(error: BaseException, repo_id: str, token: str | None, endpoin
     if isinstance(error, hf.HfHubHTTPError) and status == 401:
         return InvalidToken("the Hub refused the credentials (401)")
     return None
+
+
+def gated_login_required(repo_id: str, endpoint: str) -> GatedLoginRequired:
+    return GatedLoginRequired(
+        f"{repo_id} is gated: log in (`hf auth login`), set HF_TOKEN or pass a token, after requesting access at {endpoint}/{repo_id}"
+    )

@@ -25,7 +25,7 @@ def build_preview(
     batch: int = 1,
     resources: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The preview JSON of docs/CONTRACTS.md for `repo_id` at `revision` (default branch when None).
+    """The preview JSON (`Preview` in the OpenAPI document) of `repo_id` at `revision` (default branch when None).
 
     `resources` (as `system_resources()` returns) is read from this machine when not given.
     """

@@ -1,10 +1,13 @@
 """ModelManager: the one facade that every front end (REST, widgets, CLI, magics) calls."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .adoption import cache_fingerprint
 from .catalog import Catalog, ModelRecord
+from .changes import CatalogPoller
 from .options import ACTIVE_STATUSES, LoadChoice, entry_choice, load_choice
 from .errors import EntryNotFound, InvalidArgument, NotFound, UnsafeRepo
 from .hub import HubClient, validate_repo_id, validate_revision
@@ -31,6 +34,9 @@ class ModelManager:
         self.catalog = Catalog(self.settings.db_url)
         self.hub = HubClient(self.settings)
         self._downloads: Any = None
+        self._adoption_lock = threading.Lock()
+        self._adopted_fingerprint: str | None = None
+        self.changes = CatalogPoller(self)  # one for this manager's download handles, widgets and events
 
     def close(self) -> None:
         self.catalog.close()
@@ -43,17 +49,33 @@ class ModelManager:
 
     def list(self, **filters: Any) -> list[ModelRecord]:
         """Catalog entries matching the filters (family, quantization, status, min_params,
-        max_params, q, sort, limit, offset)."""
+        max_params, q, sort, limit, offset), with the models that appeared in the cache adopted."""
         self.downloads.refresh_all()
+        self.adopt_cache(if_changed=True)
         return self.catalog.list(**filters)
 
     def dataframe(self, **filters: Any) -> "pandas.DataFrame":
         """The catalog entries as a pandas DataFrame, one row per entry."""
         return records_dataframe(self.list(**filters))
 
-    def adopt_cache(self) -> list[ModelRecord]:
-        """Add the complete models already in the Hugging Face cache as ready entries."""
-        return self.catalog.adopt(self.settings.cache_dir)
+    def adopt_cache(self, *, if_changed: bool = False) -> list[ModelRecord]:
+        """Add the complete models already in the Hugging Face cache as ready entries; returns them.
+
+        With `if_changed`, only when the cache changed since the last adoption by any process (a few
+        stat calls per repo tell; the fingerprint is kept here and in the catalog).
+        """
+        cache_dir = self.settings.cache_dir
+        with self._adoption_lock:
+            fingerprint = cache_fingerprint(cache_dir)
+            if if_changed and fingerprint == self._adopted_fingerprint:
+                return []
+            if if_changed and fingerprint == self.catalog.cache_fingerprint(cache_dir):
+                self._adopted_fingerprint = fingerprint
+                return []
+            adopted = self.catalog.adopt(cache_dir)
+            self.catalog.record_cache_fingerprint(cache_dir, fingerprint)
+            self._adopted_fingerprint = fingerprint
+            return adopted
 
     def add(
         self,
@@ -64,16 +86,21 @@ class ModelManager:
         quantization: str | None = None,
         dtype: str | None = None,
         name: str | None = None,
+        token: str | None = None,
     ) -> ModelRecord:
         """Create a pending entry (or return the existing one with the same repo, revision and options).
 
         How it will be loaded: `option` as the memory table names it (fp32, fp16, bf16, bnb-8bit, bnb-4bit),
-        or the older `quantization` and `dtype` (default none, auto).
+        or the older `quantization` and `dtype` (default none, auto). A new entry is created only after
+        the Hub confirms that the repo and revision exist (one round trip; `token` is used for it and not
+        kept). A gated repo can be added without access.
         """
-        validate_repo_id(repo_id)
-        validate_revision(revision or "main")
-        choice = entry_choice(option, quantization, dtype)
-        record, _ = self.catalog.add(repo_id, revision=revision or "main", quantization=choice.quantization,
+        revision, choice = _valid_entry(repo_id, revision, option, quantization, dtype)
+        existing = self.catalog.find(repo_id, revision, choice.quantization, choice.dtype)
+        if existing is not None:
+            return existing
+        self.hub.model_info(repo_id, revision, token)
+        record, _ = self.catalog.add(repo_id, revision=revision, quantization=choice.quantization,
                                      dtype=choice.dtype, name=name)
         return record
 
@@ -93,7 +120,7 @@ class ModelManager:
         if self._downloads is None:
             from .downloads import DownloadManager
 
-            self._downloads = DownloadManager(self.settings, self.catalog, self.hub)
+            self._downloads = DownloadManager(self.settings, self.catalog, self.hub, self.changes)
         return self._downloads
 
     def download(
@@ -113,17 +140,30 @@ class ModelManager:
 
         Returns at once; `handle.wait()` gives the ready record or raises the job's error, and
         `on_progress(record)` is called on every progress or status change. `option`, `quantization` and
-        `dtype` are as in `add`.
+        `dtype` are as in `add`. A download that cannot start (no such repo or revision, a rejected token,
+        a gated repo and no token) raises at once and leaves no entry behind.
         """
-        self.hub.resolve_token(token)  # a token no HTTP header can carry is refused before anything is added
-        try:
-            record = self.catalog.get(_valid_id(repo_or_id)) if "/" not in repo_or_id else None
-        except NotFound:
-            record = None
+        self.hub.resolve_token(token)  # a token no HTTP header can carry is refused before anything else
+        record = self._entry_by_id(repo_or_id)
         if record is None:
-            record = self.add(repo_or_id, revision=revision, option=option, quantization=quantization, dtype=dtype)
+            revision, choice = _valid_entry(repo_or_id, revision, option, quantization, dtype)
+            record = self.catalog.find(repo_or_id, revision, choice.quantization, choice.dtype)
+        if record is None or _never_started(record):
+            self.hub.check_downloadable(record.repo_id if record else repo_or_id,
+                                        record.revision if record else revision, token)
+        if record is None:
+            record, _ = self.catalog.add(repo_or_id, revision=revision, quantization=choice.quantization,
+                                         dtype=choice.dtype)
         return self.downloads.start(record, token=token, allow_pickle=allow_pickle,
                                     allow_remote_code=allow_remote_code, on_progress=on_progress)
+
+    def _entry_by_id(self, repo_or_id: str) -> ModelRecord | None:
+        if "/" in repo_or_id:
+            return None
+        try:
+            return self.catalog.get(_valid_id(repo_or_id))
+        except NotFound:
+            return None
 
     def resume(self, model_id: str, *, token: str | None = None) -> "DownloadHandle":
         """Continue a cancelled, failed or interrupted download from the bytes on disk."""
@@ -278,6 +318,19 @@ def records_dataframe(records: list[ModelRecord]) -> "pandas.DataFrame":
     columns = ["id", "name", "repo_id", "revision", "status", "quantization", "dtype", "family",
                "params", "size_bytes", "progress", "updated_at"]
     return pandas.DataFrame([record.to_dict() for record in records], columns=columns)
+
+
+def _valid_entry(repo_id: str, revision: str | None, option: str | None, quantization: str | None,
+                 dtype: str | None) -> tuple[str, LoadChoice]:
+    """Check what names a new entry; returns the revision (default `main`) and how it will be loaded."""
+    validate_repo_id(repo_id)
+    validate_revision(revision or "main")
+    return revision or "main", entry_choice(option, quantization, dtype)
+
+
+def _never_started(record: ModelRecord) -> bool:
+    """A pending entry no download has claimed yet (a queued download is pending with a worker)."""
+    return record.status == "pending" and not record.worker
 
 
 def _valid_id(model_id: object) -> str:

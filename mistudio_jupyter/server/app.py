@@ -1,10 +1,8 @@
 """The `mistudio` Jupyter server extension: configuration, the shared ModelManager, handlers."""
 from __future__ import annotations
 
-import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, TypeVar
 
 from jupyter_server.extension.application import ExtensionApp
 from sqlalchemy.engine import make_url
@@ -14,8 +12,6 @@ from ..core.service import ModelManager
 from ..core.settings import Settings
 from .events import EventHub
 from .handlers import RecordJSON, routes
-
-T = TypeVar("T")
 
 
 class MiStudio(ExtensionApp):
@@ -58,12 +54,20 @@ class MiStudio(ExtensionApp):
         self.catalog_executor = ThreadPoolExecutor(self.catalog_threads, thread_name_prefix="mistudio-catalog")
         self.slow_executor = ThreadPoolExecutor(self.slow_threads, thread_name_prefix="mistudio-slow")
         self.record_json = RecordJSON()
-        self.events = EventHub(self.manager, self._in_catalog_thread, self.log)
-        self.log.info("mistudio: cache %s, catalog %s", settings.cache_dir, 
+        self.events = EventHub(self.manager, self.log)
+        self.log.info("mistudio: cache %s, catalog %s", settings.cache_dir,
                       make_url(settings.db_url).render_as_string(hide_password=True))
+        self.slow_executor.submit(self._adopt_cache)
 
-    async def _in_catalog_thread(self, function: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.catalog_executor, function)
+    def _adopt_cache(self) -> None:
+        """Catalogue the models already in the cache, so they are listed on first open."""
+        try:
+            adopted = self.manager.adopt_cache(if_changed=True)
+        except Exception:  # the server must start even over an unreadable cache
+            self.log.warning("mistudio: adopting the models already in the cache failed", exc_info=True)
+            return
+        if adopted:
+            self.log.info("mistudio: adopted %d model(s) already in the cache", len(adopted))
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(routes())

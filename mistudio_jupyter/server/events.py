@@ -1,10 +1,10 @@
-"""Download and status events for the WebSocket, from one watcher over the catalog.
+"""Download and status events for the WebSocket, from the catalog's changes.
 
 Every process that downloads (this server, a kernel, the CLI) writes its progress to the catalog, so
-the server learns about all of them the same way: a single watcher looks at the catalog's changes
-(`core.changes.ChangeTracker`: once a second when nothing moves, every 0.5 s while something
-downloads) and turns changed and deleted rows into events. It runs only while at least one socket
-is open.
+the server learns about all of them the same way: while at least one socket is open, the hub
+subscribes to the manager's catalog poller (`core.changes.CatalogPoller`, shared with the server's
+own download handles: once a second when nothing moves, every 0.5 s while something downloads) and
+turns changed and deleted rows into events on the event loop.
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from typing import Any, Awaitable, Callable, Protocol, TypeVar
+from typing import Any, Protocol
 
-from ..core.changes import CatalogChanges, ChangeTracker
+from ..core.changes import CatalogChanges, Subscription
 from ..core.service import ModelManager
 
 ALL_MODELS = "models"
@@ -22,9 +22,6 @@ MAX_SUBSCRIPTIONS = 1000  # channels per socket: more than a catalog's worth of 
 ACTIVE_INTERVAL_S = 0.5
 IDLE_INTERVAL_S = 1.0
 _GB = 1e9
-
-T = TypeVar("T")
-RunBlocking = Callable[[Callable[[], T]], Awaitable[T]]
 
 
 class EventSink(Protocol):
@@ -56,33 +53,41 @@ def progress_data(record: dict[str, Any]) -> dict[str, Any]:
 
 
 class EventHub:
-    """The open sockets, their subscriptions, and the catalog watcher that feeds them."""
+    """The open sockets, their subscriptions, and the catalog subscription that feeds them."""
 
-    def __init__(self, manager: ModelManager, run_blocking: RunBlocking[Any], log: logging.Logger) -> None:
+    def __init__(self, manager: ModelManager, log: logging.Logger) -> None:
         self._manager = manager
-        self._run_blocking = run_blocking
         self._log = log
         self._subscriptions: dict[EventSink, set[str]] = {}
-        self._watcher: asyncio.Task[None] | None = None
+        self._watch: Subscription | None = None
+        self._learnt = False  # the catalog as it was when watching started
         self._status: dict[str, str] = {}
         self._downloading: dict[str, dict[str, Any]] = {}
-        self._tracker: ChangeTracker | None = None
+
+    @property
+    def watching(self) -> bool:
+        """Whether the hub is subscribed to the catalog's changes (while any socket is open)."""
+        return self._watch is not None
 
     # -- sockets -------------------------------------------------------------------------------
 
     def add(self, sink: EventSink) -> None:
-        """Register an open socket (with no subscriptions yet) and start watching if needed."""
+        """Register an open socket (with no subscriptions yet) and start watching if needed.
+
+        Called on the event loop, where the catalog's changes are then handled.
+        """
         self._subscriptions[sink] = set()
-        if self._watcher is None or self._watcher.done():
-            self._watcher = asyncio.ensure_future(self._watch())
+        if self._watch is None:
+            loop = asyncio.get_running_loop()
+            self._watch = self._manager.changes.subscribe(
+                lambda changes: loop.call_soon_threadsafe(self.apply, changes), IDLE_INTERVAL_S,
+                everything_first=True)
 
     def remove(self, sink: EventSink) -> None:
-        """Forget a socket; the watcher stops with the last one."""
+        """Forget a socket; watching stops with the last one."""
         self._subscriptions.pop(sink, None)
-        if not self._subscriptions and self._watcher is not None:
-            self._watcher.cancel()
-            self._watcher = None
-            self._tracker = None  # the next watcher starts from the catalog as it is then
+        if not self._subscriptions:
+            self.stop()
 
     def subscribe(self, sink: EventSink, channel: str) -> bool:
         """Add a channel to a socket's subscriptions; False when it already has MAX_SUBSCRIPTIONS."""
@@ -106,44 +111,39 @@ class EventHub:
             self.remove(sink)
 
     def model_deleted(self, model_id: str) -> None:
-        """Announce a deleted entry: at once when deleted through this server, else when the watcher
-        finds it gone."""
+        """Announce a deleted entry: at once when deleted through this server, else when the catalog's
+        changes show it gone."""
         previous = self._status.pop(model_id, None)
         self._downloading.pop(model_id, None)
         self.publish(model_id, "status_changed", {"status": "deleted", "previous": previous, "record": None})
 
     def stop(self) -> None:
-        """Stop the watcher (the server is shutting down)."""
-        if self._watcher is not None:
-            self._watcher.cancel()
-            self._watcher = None
+        """Stop watching the catalog (the last socket closed, or the server is shutting down); the next
+        watch starts from the catalog as it is then."""
+        if self._watch is not None:
+            self._manager.changes.unsubscribe(self._watch.listener)
+            self._watch, self._learnt = None, False
 
-    # -- the catalog watcher -------------------------------------------------------------------
+    # -- the catalog's changes -----------------------------------------------------------------
 
-    async def _watch(self) -> None:
-        while True:
-            try:
-                await self.poll()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a failed poll (database busy, say) must not end the watcher
-                self._log.warning("mistudio event watcher: poll failed", exc_info=True)
-            await asyncio.sleep(ACTIVE_INTERVAL_S if self._downloading else IDLE_INTERVAL_S)
-
-    async def poll(self) -> None:
-        """Publish the events of every row changed or deleted since the last poll, and the progress
-        of running downloads. The first poll only learns the catalog as it is."""
-        first = self._tracker is None
-        tracker = self._tracker = self._tracker or ChangeTracker(self._manager)
-        changes: CatalogChanges = await self._run_blocking(tracker.look)
+    def apply(self, changes: CatalogChanges) -> None:
+        """Publish the events of every row changed or deleted, and the progress of running downloads.
+        The first changes (the whole catalog) are only learnt."""
+        if self._watch is None or not (changes.complete or self._learnt):
+            return  # on its way from an earlier watch
         records = [record.to_dict() for record in changes.changed]
-        if first:
+        if changes.complete:
             self._status = {record["id"]: record["status"] for record in records}
             self._downloading = {record["id"]: record for record in records if record["status"] == "downloading"}
-            return
+            self._learnt = True
+        else:
+            self._publish_changes(records, changes.deleted)
+        self._watch.interval_s = ACTIVE_INTERVAL_S if self._downloading else IDLE_INTERVAL_S
+
+    def _publish_changes(self, records: list[dict[str, Any]], deleted: list[str]) -> None:
         for record in records:
             self._on_change(record)
-        for model_id in changes.deleted:
+        for model_id in deleted:
             if model_id in self._status:  # not yet announced by `model_deleted`
                 self.model_deleted(model_id)
         changed_ids = {record["id"] for record in records}

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anywidget
 import traitlets
 
-from ..core.changes import ChangeTracker
+from ..core.changes import CatalogChanges
 from ..core.errors import InvalidArgument, MiStudioError
+from ..shared import shared_manager
 
 if TYPE_CHECKING:
     from ..core.catalog import ModelRecord
@@ -141,12 +142,8 @@ class ManagerWidget(anywidget.AnyWidget):
 
 
 def manager_or_shared(manager: ModelManager | None) -> ModelManager:
-    """`manager`, else the kernel's shared one (`mistudio_jupyter.magics.shared_manager()`)."""
-    if manager is not None:
-        return manager
-    from ..magics import shared_manager
-
-    return shared_manager()
+    """`manager`, else the process's shared one (`mistudio_jupyter.shared_manager()`)."""
+    return manager if manager is not None else shared_manager()
 
 
 def _raise(exc: Exception) -> None:
@@ -154,62 +151,52 @@ def _raise(exc: Exception) -> None:
 
 
 class CatalogWatcher:
-    """Looks at one manager's catalog every POLL_S seconds on a thread, while anyone subscribes, and
-    hands the whole catalog to every subscriber when something changed (anywhere: another process,
-    another host).
+    """Hands the whole catalog to every open widget of one manager when something changed (anywhere:
+    another process, another host), at most every POLL_S seconds.
 
-    One look serves every open widget of the manager; the thread ends with the last subscriber.
+    It subscribes to the manager's catalog poller while any widget watches: one look and one listing
+    serve every open widget.
     """
 
     def __init__(self, manager: ModelManager) -> None:
         self.manager = manager
         self._subscribers: list[Callable[[list[ModelRecord]], None]] = []
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @property
     def running(self) -> bool:
-        return self._thread is not None
+        with self._lock:
+            return bool(self._subscribers)
 
     def subscribe(self, callback: Callable[[list[ModelRecord]], None]) -> None:
         with self._lock:
+            if not self._subscribers:
+                self.manager.changes.subscribe(self._on_changes, POLL_S)
             self._subscribers.append(callback)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="mistudio-catalog-watcher", daemon=True)
-                self._thread.start()
 
     def unsubscribe(self, callback: Callable[[list[ModelRecord]], None]) -> None:
         with self._lock:
-            if callback in self._subscribers:
-                self._subscribers.remove(callback)
+            if callback not in self._subscribers:
+                return
+            self._subscribers.remove(callback)
             if not self._subscribers:
-                self._wake.set()
+                self.manager.changes.unsubscribe(self._on_changes)
 
-    def _run(self) -> None:
-        tracker = ChangeTracker(self.manager)
-        while True:
-            with self._lock:
-                self._wake.clear()
-                if not self._subscribers:
-                    self._thread = None
-                    return
-                subscribers = list(self._subscribers)
-            records = self._look(tracker)
-            for callback in subscribers if records is not None else ():
-                try:
-                    callback(records)
-                except Exception:
-                    log.exception("mistudio: a widget failed to take a catalog update")
-            self._wake.wait(POLL_S)
-
-    def _look(self, tracker: ChangeTracker) -> list[ModelRecord] | None:
-        """The whole catalog if it changed since the last look, else None."""
+    def _on_changes(self, changes: CatalogChanges) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        if not changes or not subscribers:
+            return
         try:
-            return self.manager.list() if tracker.look() else None
+            records = self.manager.list()
         except Exception:
-            log.exception("mistudio: looking at the catalog failed")
-            return None
+            log.exception("mistudio: listing the catalog failed")
+            return
+        for callback in subscribers:
+            try:
+                callback(records)
+            except Exception:
+                log.exception("mistudio: a widget failed to take a catalog update")
 
 
 _WATCHERS: weakref.WeakKeyDictionary[Any, CatalogWatcher] = weakref.WeakKeyDictionary()

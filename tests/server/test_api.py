@@ -1,6 +1,7 @@
 """The REST API over a real Jupyter server: catalog routes, validation, the error mapper."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import pytest
 from openapi_spec_validator import validate as validate_openapi
 
 from mistudio_jupyter.core import errors as core_errors
+from mistudio_jupyter.core.settings import Settings
 from mistudio_jupyter.server import MiStudio, handlers, openapi
 from mistudio_jupyter.server.errors import STATUS_BY_CODE, error_response
 
@@ -88,6 +90,42 @@ async def test_create_takes_a_load_option_by_its_estimate_name(api: Api) -> None
     assert same[1]["id"] == record["id"]
     status, body = await api("POST", "/models", {"repo_id": "tiny/gpt2", "option": "bf16", "quantization": "bnb-4bit"})
     assert status == 400 and body["error"]["code"] == "invalid_argument" and "option 'bf16'" in body["error"]["message"]
+
+
+@pytest.fixture
+def cached_snapshot(settings: Settings, hub: Any) -> str:
+    """tiny/llama put in the cache by huggingface_hub before the server starts."""
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download("tiny/llama", cache_dir=settings.cache_dir)
+
+
+async def test_models_already_in_the_cache_are_adopted_when_the_server_starts(
+        cached_snapshot: str, mistudio: MiStudio, api: Api) -> None:
+    for _ in range(200):  # the adoption runs in the background, off the event loop
+        records = mistudio.manager.catalog.list()
+        if records:
+            break
+        await asyncio.sleep(0.05)
+    assert [(r.repo_id, r.status, r.file_path, r.family) for r in records] == [
+        ("tiny/llama", "ready", cached_snapshot, "llama")]
+    status, listing = await api("GET", "/models")
+    assert status == 200 and [m["id"] for m in listing["models"]] == [records[0].id]
+
+
+async def test_a_repo_that_does_not_exist_is_not_added(api: Api) -> None:
+    status, body = await api("POST", "/models", {"repo_id": "tiny/gtp2"})
+    assert status == 404 and body["error"]["code"] == "repo_not_found"
+    assert (await api("GET", "/models"))[1] == {"models": []}
+
+
+async def test_a_gated_download_without_a_token_is_refused_before_it_starts(api: Api) -> None:
+    status, record = await api("POST", "/models", {"repo_id": "tiny/gated"})
+    assert status == 200 and record["status"] == "pending"
+    status, body = await api("POST", f"/models/{record['id']}/download", {})
+    assert status == 401 and body["error"]["code"] == "gated_login_required"
+    _, unchanged = await api("GET", f"/models/{record['id']}")
+    assert unchanged["status"] == "pending" and unchanged["error"] is None
 
 
 async def test_jupyterlab_cache_buster_is_not_a_parameter(api: Api) -> None:

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from mistudio_jupyter.core.changes import ChangeTracker
+from mistudio_jupyter.core.changes import CatalogChanges, ChangeTracker
 from mistudio_jupyter.core.service import ModelManager
 from mistudio_jupyter.core.settings import Settings
+from tests.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,3 +57,26 @@ def test_a_first_look_reads_a_large_catalog_whole(manager: ModelManager) -> None
     assert {record.id for record in changes.changed} == ids
     updated = [record.updated_at for record in changes.changed]
     assert updated == sorted(updated)
+
+
+def test_one_poller_serves_each_subscriber_at_its_own_pace(manager: ModelManager) -> None:
+    kept, dropped = manager.add("tiny/gpt2"), manager.add("tiny/llama")
+    eager: list[CatalogChanges] = []
+    patient: list[CatalogChanges] = []
+    manager.changes.subscribe(eager.append, 0.05)
+    manager.changes.subscribe(patient.append, 1.5, everything_first=True)
+    first = wait_for(lambda: patient, what="the first delivery")[0]
+    assert first.complete and {record.id for record in first.changed} == {kept.id, dropped.id}
+
+    for done in (1, 2, 3):
+        manager.catalog.update(kept.id, bytes_done=done)
+        time.sleep(0.1)
+    manager.delete(dropped.id)
+    merged = wait_for(lambda: patient[1:], timeout=5, what="the patient subscriber's next delivery")[0]
+
+    assert [(record.id, record.bytes_done) for record in merged.changed] == [(kept.id, 3)]
+    assert merged.deleted == [dropped.id] and not merged.complete
+    assert sum(1 for changes in eager if changes) >= 3, "the eager one heard of each change on its own"
+    manager.changes.unsubscribe(eager.append)
+    manager.changes.unsubscribe(patient.append)
+    wait_for(lambda: not manager.changes.running, timeout=2, what="the poller to stop")

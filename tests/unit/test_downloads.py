@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from mistudio_jupyter.core.catalog import ModelRecord
 from mistudio_jupyter.core.downloads.cache import RepoCache
 from mistudio_jupyter.core.downloads.journal import journal_path
-from mistudio_jupyter.core.downloads.manager import local_worker_pid, log_dir
+from mistudio_jupyter.core.downloads.manager import local_worker_pid, log_dir, worker_alive
 from mistudio_jupyter.core.errors import (
     Cancelled,
     Conflict,
@@ -27,6 +28,8 @@ from mistudio_jupyter.core.errors import (
     GatedNotApproved,
     InsufficientDisk,
     InvalidToken,
+    RepoNotFound,
+    RevisionNotFound,
 )
 from mistudio_jupyter.core.service import ModelManager
 from tests.polling import wait_for
@@ -350,21 +353,80 @@ def test_concurrent_downloads_of_one_repo_join_one_job(settings, hub, monkeypatc
         manager.close()
 
 
+def test_a_worker_is_alive_from_the_moment_it_is_spawned():
+    for _ in range(10):  # before the fix, most spawns looked dead for a moment
+        child = subprocess.Popen([sys.executable, "-m", "mistudio_jupyter.core.downloads.worker", "x"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+        alive = worker_alive(ModelRecord(worker=f"{socket.gethostname()}:{child.pid}"), heartbeat_timeout_s=30)
+        child.stdin.close()  # told nothing, it exits at once
+        child.wait()
+        assert alive, "a worker still being exec'd was taken for dead"
+        assert not worker_alive(ModelRecord(worker=f"{socket.gethostname()}:{child.pid}"), heartbeat_timeout_s=30)
+
+
+def test_a_worker_that_finished_is_not_marked_interrupted_from_a_stale_read(manager):
+    gone = f"{socket.gethostname()}:{os.getpid()}"  # a live process, but not a download worker
+    record, _ = manager.catalog.add("tiny/gpt2", status="downloading", worker=gone)
+    stale = manager.catalog.get(record.id)
+    manager.catalog.heartbeat(record.id, gone, status="ready")  # its last write, then it exits
+
+    assert manager.downloads.refresh(stale).status == "ready"
+    assert manager.catalog.get(record.id).status == "ready"
+
+
 # --- tokens and gated repos --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("token, error, code", [
-    (None, GatedLoginRequired, "gated_login_required"),
-    ("hf_test_bad", InvalidToken, "invalid_token"),
-    ("hf_test_ungranted", GatedNotApproved, "gated_not_approved"),
+def test_a_token_without_access_fails_the_download_with_its_code(manager, hub):
+    with pytest.raises(GatedNotApproved) as raised:
+        manager.download("tiny/gated", token="hf_test_ungranted").wait(60)
+    assert raised.value.code == "gated_not_approved" and f"{hub.url}/tiny/gated" in raised.value.message
+    assert manager.list()[0].error_code == "gated_not_approved"  # resumable once access is granted
+
+
+# --- downloads that cannot start leave nothing behind ----------------------------------------------
+
+
+def model_info_calls(hub) -> list[Any]:
+    return [r for r in hub.log if r.path.startswith("/api/models/")]
+
+
+@pytest.mark.parametrize("repo_id, revision, token, error", [
+    ("tiny/gtp2", None, None, RepoNotFound),  # a typo
+    ("tiny/gpt2", "no-such-branch", None, RevisionNotFound),
+    ("tiny/gated", None, None, GatedLoginRequired),
+    ("tiny/gated", None, "hf_test_bad", InvalidToken),
 ])
-def test_gated_cases_have_their_codes(manager, hub, token, error, code):
-    with pytest.raises(error) as raised:
-        manager.download("tiny/gated", token=token).wait(60)
-    assert raised.value.code == code
-    if error is GatedNotApproved:
-        assert f"{hub.url}/tiny/gated" in raised.value.message
-    assert manager.list()[0].error_code == code
+def test_a_download_that_cannot_start_raises_at_once_and_adds_no_entry(manager, hub, repo_id, revision, token, error):
+    with pytest.raises(error):
+        manager.download(repo_id, revision=revision, token=token)
+    assert manager.list() == []
+    assert len(model_info_calls(hub)) == 1, "one Hub round trip decides it"
+
+
+def test_adding_checks_the_hub_but_lets_a_gated_repo_in(manager, hub):
+    with pytest.raises(RepoNotFound):
+        manager.add("tiny/gtp2")
+    assert manager.list() == []
+    gated = manager.add("tiny/gated")  # catalogued before access: its download brings the token
+    with pytest.raises(GatedLoginRequired):
+        manager.download(gated.id)
+    record = manager.get(gated.id)
+    assert (record.status, record.worker, record.error_code) == ("pending", None, None)
+
+
+def test_cli_download_of_a_typo_answers_repo_not_found_and_lists_nothing(settings, hub):
+    env = {**os.environ, "MISTUDIO_DB_URL": settings.db_url, "MISTUDIO_CACHE_DIR": str(settings.cache_dir)}
+
+    def mistudio(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mistudio_jupyter", *argv, "--json"], capture_output=True,
+                              text=True, timeout=60, env=env)
+
+    failed = mistudio("download", "tiny/gtp2")
+    assert failed.returncode == 1 and json.loads(failed.stderr)["error"]["code"] == "repo_not_found"
+    listed = mistudio("list")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
 
 
 def test_token_never_reaches_argv_catalog_or_logs(manager, settings, hub, caplog):

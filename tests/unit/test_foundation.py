@@ -57,11 +57,11 @@ def test_import_leaves_torch_and_transformers_out():
     assert out.stdout.strip() == "[]"
 
 
-def _cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+def _cli(*args: str, tmp_path: Path, python: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     env = {**os.environ, "MISTUDIO_DB_URL": f"sqlite:///{tmp_path / 'c.sqlite'}",
            "MISTUDIO_CACHE_DIR": str(tmp_path / "cache")}
-    return subprocess.run([sys.executable, "-m", "mistudio_jupyter", *args], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=120)
+    return subprocess.run([sys.executable, *python, "-m", "mistudio_jupyter", *args], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=120)
 
 
 def test_cli_version_and_empty_list(tmp_path):
@@ -80,6 +80,30 @@ def test_cli_errors_are_one_line_or_a_json_error(tmp_path):
     assert as_json.returncode == 2
     assert json.loads(as_json.stderr)["error"]["code"] == "invalid_argument"
     assert "Traceback" not in plain.stderr + as_json.stderr
+
+
+def test_cli_list_and_cancel_start_without_alembic_or_huggingface_hub(tmp_path):
+    from mistudio_jupyter.core.catalog import Catalog
+
+    catalog = Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}")  # the schema is current: nothing to migrate
+    cancelled, _ = catalog.add("org/model", status="cancelled")
+    catalog.close()
+    for command in (["list"], ["cancel", cancelled.id]):
+        done = _cli(*command, tmp_path=tmp_path, python=("-X", "importtime"))
+        assert done.returncode == 0, done.stderr
+        imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
+        assert not imported & {"alembic", "huggingface_hub", "torch"}, command
+
+
+def test_the_schema_head_constant_is_the_newest_migration():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from mistudio_jupyter.core import migrations
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations.HERE))
+    assert ScriptDirectory.from_config(config).get_current_head() == migrations.HEAD
 
 
 def test_cli_list_filters_and_counts(tmp_path):

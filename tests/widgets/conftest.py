@@ -7,9 +7,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from mistudio_jupyter import magics
 from mistudio_jupyter.core.service import ModelManager
 from mistudio_jupyter.core.settings import Settings
+from mistudio_jupyter.shared import use_shared_manager
 
 
 class Comm:
@@ -42,11 +42,11 @@ def set_from_view(widget: Any, **state: Any) -> None:
 
 @pytest.fixture
 def manager(settings: Settings) -> Iterator[ModelManager]:
-    """A ModelManager over the test Hub, also the magics' shared manager."""
+    """A ModelManager over the test Hub, also the process's shared manager (the magic's and widgets')."""
     manager = ModelManager(settings)
-    previous, magics._manager = magics._manager, manager
+    previous = use_shared_manager(manager)
     yield manager
-    magics._manager = previous
+    use_shared_manager(previous)
     for record in manager.list():
         if record.status in ("pending", "downloading"):
             manager.cancel(record.id)

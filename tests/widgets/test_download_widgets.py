@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import datetime
 
@@ -93,9 +94,24 @@ def test_the_watcher_stops_when_the_last_widget_closes(manager, widgets):
     comm = Comm(second)
     second.close()
     wait_for(lambda: not watcher.running, timeout=20, what="the watcher thread to end")
+    wait_for(lambda: not manager.changes.running, timeout=20, what="the poller thread to end")
     manager.catalog.update(record.id, status="downloading", bytes_done=10, bytes_total=100)
     time.sleep(3 * POLL_S)
     assert comm.updates("record") == [] and second.record["status"] == "pending"
+
+
+def test_one_catalog_poller_serves_every_download_and_widget_of_the_process(manager, hub, widgets):
+    hub.faults.set(path="/cdn/", throttle_bps=100_000)
+    before = set(threading.enumerate())  # an earlier test's manager may still be watching its worker
+    handles = [manager.download(repo) for repo in ("tiny/gpt2", "tiny/llama")]
+    widgets.extend(DownloadProgress(handle.model_id, manager=manager) for handle in handles)
+    wait_for(lambda: all(widget.record["status"] == "downloading" for widget in widgets), what="both downloading")
+
+    names = [thread.name for thread in set(threading.enumerate()) - before]
+    pollers = [name for name in names if name.startswith(("mistudio-catalog", "mistudio-download-"))]
+    assert pollers == ["mistudio-catalog-poller"]
+    hub.faults.reset()
+    assert all(handle.wait(30).status == "ready" for handle in handles)
 
 
 def test_form_preview_echoes_the_request(manager, widgets):
@@ -150,6 +166,13 @@ def test_form_download_without_a_token_of_a_gated_repo_fails_clearly(manager, wi
     widgets.append(form)
     send(form, action="download", repo_id="tiny/gated", revision="main", quantization="bnb-4bit", dtype="auto",
          token=None)
-    wait_for(lambda: (form.record or {}).get("status") == "failed" or form.error, timeout=30, what="the failure")
-    error = form.error or form.record["error"]
-    assert error["code"] in ("gated_login_required", "gated_not_approved")
+    assert wait_for(lambda: form.error, what="the failure")["code"] == "gated_login_required"
+    assert form.record is None and manager.list() == []
+
+
+def test_form_download_of_a_typo_adds_nothing(manager, widgets):
+    form = DownloadForm(manager=manager)
+    widgets.append(form)
+    send(form, action="download", repo_id="tiny/gtp2", revision="main", quantization="none", dtype="auto", token=None)
+    assert wait_for(lambda: form.error, what="the failure")["code"] == "repo_not_found"
+    assert form.record is None and manager.list() == []

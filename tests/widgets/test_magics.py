@@ -5,6 +5,7 @@ import pandas
 import pytest
 
 from mistudio_jupyter.magics import run_line
+from mistudio_jupyter.shared import shared_manager
 from mistudio_jupyter.widgets import ArchitectureViewer, DownloadProgress, ModelsPanel
 
 from tests.polling import wait_for
@@ -23,6 +24,20 @@ def shown(widgets):
 
 def test_bare_magic_is_the_models_panel(manager, shown):
     assert isinstance(shown(""), ModelsPanel)
+
+
+def test_models_already_in_the_cache_show_in_the_panel_and_the_list(manager, settings, hub, shown):
+    from huggingface_hub import snapshot_download
+
+    snapshot_download("tiny/gpt2", cache_dir=settings.cache_dir)
+    assert [model["repo_id"] for model in shown("").models] == ["tiny/gpt2"]
+    assert list(shown("list")["repo_id"]) == ["tiny/gpt2"]
+
+
+def test_magic_and_widgets_share_the_process_manager(manager, widgets):
+    panel = ModelsPanel()
+    widgets.append(panel)
+    assert panel.manager is shared_manager() is manager
 
 
 def test_download_returns_a_live_progress_widget_at_once(manager, hub, shown):

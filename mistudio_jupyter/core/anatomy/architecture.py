@@ -140,7 +140,7 @@ def meta_model(config: ConfigLike) -> nn.Module:
 
 
 def describe_architecture(config: ConfigLike, tensors: TensorInfos | None = None) -> dict[str, Any]:
-    """The architecture JSON of docs/CONTRACTS.md: ``{summary, tree, warnings}``.
+    """The architecture JSON (`Architecture` in the OpenAPI document): ``{summary, tree, warnings}``.
 
     Parameter dtypes come from ``tensors`` (the safetensors headers) when given, else from the config's
     dtype. Tied parameters are counted once, at their first occurrence, and marked ``tied_to`` there

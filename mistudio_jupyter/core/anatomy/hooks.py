@@ -60,7 +60,7 @@ class HookPoint:
     extraction: Extraction = field(default_factory=Extraction, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The hooks JSON entry of docs/CONTRACTS.md (plus ``generic``)."""
+        """The JSON of one hook point (`HookPoint` in the OpenAPI document)."""
         return {"name": self.name, "module": self.module, "kind": self.kind, "layer": self.layer,
                 "shape": list(self.shape), "computed": self.computed, "description": self.description,
                 "category": self.category, "generic": self.generic}

@@ -21,16 +21,17 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from ..catalog import Catalog, ModelRecord, utcnow
+from ..catalog import ACTIVE, Catalog, ModelRecord, utcnow
+from ..changes import CatalogChanges, CatalogPoller
 from ..errors import ALL_ERRORS, Cancelled, Conflict, DownloadFailed, MiStudioError, NotFound
 from ..hub import HubClient
 from ..settings import Settings
 from .cache import RepoCache, delete_revision, free_bytes, repo_caches, sweep_partials
 
 WORKER_MODULE = "mistudio_jupyter.core.downloads.worker"
-ACTIVE = ("pending", "downloading")
 EXIT_LOST = 3  # the worker lost its claim (cancelled before start, or another worker took over)
-POLL_S = 0.1
+POLL_S = 0.2  # how often a handle hears from the catalog poller
+STOP_POLL_S = 0.025
 CANCEL_WAIT_S = 5.0
 
 ProgressCallback = Callable[[ModelRecord], None]
@@ -65,10 +66,14 @@ def worker_alive(record: ModelRecord, heartbeat_timeout_s: float) -> bool:
 def _is_worker_process(pid: int) -> bool:
     proc = Path("/proc")
     if proc.is_dir():
-        # The command line also rules out a reused pid, and it is empty for a zombie.
+        # The command line also rules out a reused pid. It is empty for a zombie, and also for a moment
+        # after the parent's Popen returned while the worker is still being exec'd: the state tells.
         try:
-            return WORKER_MODULE.encode() in (proc / str(pid) / "cmdline").read_bytes()
-        except OSError:
+            cmdline = (proc / str(pid) / "cmdline").read_bytes()
+            if cmdline:
+                return WORKER_MODULE.encode() in cmdline
+            return (proc / str(pid) / "stat").read_text().rpartition(")")[2].split()[0] != "Z"
+        except (OSError, IndexError):
             return False
     try:
         os.kill(pid, 0)
@@ -92,8 +97,8 @@ def error_for(record: ModelRecord) -> MiStudioError:
 class DownloadHandle:
     """A running (or finished) download job of one catalog entry.
 
-    A watcher thread polls the catalog, calls the progress callbacks on every change and reaps
-    the child process; `wait()` returns the ready record or raises the job's error.
+    It subscribes to the catalog poller of its manager, calls the progress callbacks on every change
+    and reaps the child process; `wait()` returns the ready record or raises the job's error.
     """
 
     def __init__(self, manager: "DownloadManager", model_id: str, process: subprocess.Popen[bytes] | None,
@@ -104,8 +109,8 @@ class DownloadHandle:
         self._callbacks: list[ProgressCallback] = [on_progress] if on_progress else []
         self._done = threading.Event()
         self._final: ModelRecord | None = None
-        self._thread = threading.Thread(target=self._watch, name=f"mistudio-download-{model_id[:8]}", daemon=True)
-        self._thread.start()
+        self._last: ModelRecord | None = None
+        manager.changes.subscribe(self._on_changes, POLL_S)
 
     @property
     def record(self) -> ModelRecord:
@@ -136,56 +141,72 @@ class DownloadHandle:
         """Stop the job (within a second) and keep, or with `discard` remove, its partial files."""
         return self._manager.cancel(self.model_id, discard=discard)
 
-    def _watch(self) -> None:
-        last: tuple[Any, ...] = ()
-        while True:
+    def _on_changes(self, changes: CatalogChanges) -> None:
+        """One beat of the poller: take this entry's change, if any, and see whether the job ended."""
+        if self._done.is_set():
+            return
+        if self.model_id in changes.deleted:
+            self._finish(None)
+            return
+        record = next((record for record in changes.changed if record.id == self.model_id), None)
+        if record is None and self._last is None:
             try:
                 record = self._manager.catalog.get(self.model_id)
             except NotFound:
                 self._finish(None)
                 return
-            state = (record.status, record.bytes_done, record.bytes_total, record.current_file, record.updated_at)
-            if state != last:
-                last = state
-                self._notify(record)
-            if self._finished(record):
-                return
-            time.sleep(POLL_S)
+        if record is not None:
+            self._notify(record)
+        self._check_finished()
 
-    def _finished(self, record: ModelRecord) -> bool:
+    def _check_finished(self) -> None:
+        record = self._last
         if self._process is not None:
             if self._process.poll() is None:
-                return False
+                return
             lost = self._process.returncode == EXIT_LOST
             self._process = None
             if lost:
-                return False
-        record = self._manager.refresh(record)
+                return
+            record = None  # its last write may have come after this beat's look: read the row again
+        try:
+            record = self._manager.refresh(record or self._manager.catalog.get(self.model_id))
+        except NotFound:
+            self._finish(None)
+            return
         if record.status in ACTIVE and record.worker:
-            return False
+            return
         self._notify(record)
         self._finish(record)
-        return True
 
     def _finish(self, record: ModelRecord | None) -> None:
         if record is None:
             record = ModelRecord(id=self.model_id, name=self.model_id, status="failed", error_code=NotFound.code,
                                  error_message=f"model {self.model_id} was deleted from the catalog")
         self._final = record
+        self._manager.changes.unsubscribe(self._on_changes)
         self._done.set()
 
     def _notify(self, record: ModelRecord) -> None:
+        last, self._last = self._last, record
+        if last is not None and _progress_state(last) == _progress_state(record):
+            return
         for callback in list(self._callbacks):
             callback(record)
+
+
+def _progress_state(record: ModelRecord) -> tuple[Any, ...]:
+    return record.status, record.bytes_done, record.bytes_total, record.current_file, record.updated_at
 
 
 class DownloadManager:
     """Starts and controls download jobs; every decision goes through the catalog."""
 
-    def __init__(self, settings: Settings, catalog: Catalog, hub: HubClient) -> None:
+    def __init__(self, settings: Settings, catalog: Catalog, hub: HubClient, changes: CatalogPoller) -> None:
         self.settings = settings
         self.catalog = catalog
         self.hub = hub
+        self.changes = changes
 
     def start(self, record: ModelRecord, *, token: str | None = None, allow_pickle: bool = False,
               allow_remote_code: bool = False, on_progress: ProgressCallback | None = None) -> DownloadHandle:
@@ -251,10 +272,8 @@ class DownloadManager:
         if worker_alive(record, self.settings.heartbeat_timeout_s):
             return record
         status = "cancelled" if record.cancel_requested else "interrupted"
-        try:
-            self.catalog.heartbeat(record.id, record.worker, status=status, speed_bps=None, eta_s=None)
-        except NotFound:
-            pass  # another worker claimed it meanwhile
+        # `record` may be stale: the worker may have written its final status and exited since.
+        self.catalog.mark_stopped(record.id, record.worker, status)
         return self.catalog.get(record.id)
 
     def refresh_all(self) -> None:
@@ -314,7 +333,7 @@ class DownloadManager:
         deadline = time.monotonic() + CANCEL_WAIT_S
         record = self.catalog.get(model_id)
         while self._running(record) and time.monotonic() < deadline:
-            time.sleep(POLL_S / 4)
+            time.sleep(STOP_POLL_S)
             record = self.catalog.get(model_id)
         return self.refresh(record)
 

@@ -6,6 +6,19 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 HERE = Path(__file__).parent
+HEAD = "0003"  # the newest revision in versions/; a test keeps the two in step
+
+
+def _stored_revision(engine: Engine) -> str | None:
+    """The revision recorded in `alembic_version`; None when the table does not exist yet."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError:
+        return None
 
 
 def _alembic_config(connection):  # type: ignore[no-untyped-def]
@@ -28,7 +41,12 @@ def _current_and_head(engine: Engine) -> tuple[str | None, str | None]:
 
 
 def upgrade_to_head(engine: Engine, db_url: str) -> None:
-    """Bring the schema to the newest revision; concurrent openers of one SQLite file take turns."""
+    """Bring the schema to the newest revision; concurrent openers of one SQLite file take turns.
+
+    An up-to-date schema costs one query: Alembic is imported only when there is work to do.
+    """
+    if _stored_revision(engine) == HEAD:
+        return
     current, head = _current_and_head(engine)
     if current == head:
         return
