@@ -12,6 +12,7 @@ come from `benchmarks/results/gpu_check_h100.log`.
 
     .venv/bin/python -m benchmarks [--only NAME,...] [--output BENCHMARKS.md] [--readme README.md]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,14 @@ def run(bench: Path) -> dict[str, Any]:
     started = time.perf_counter()
     print(f"== {bench.stem}: {' '.join(command[1:])}", flush=True)
     try:
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT_S,
-                              env={**os.environ, **ENV, "PYTHONPATH": str(ROOT)})
+        done = subprocess.run(
+            command,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            env={**os.environ, **ENV, "PYTHONPATH": str(ROOT)},
+        )
         output, code = done.stdout + ("\n" + done.stderr if done.returncode else ""), done.returncode
     except subprocess.TimeoutExpired as expired:
         output, code = f"{expired.stdout or ''}\ntimed out after {TIMEOUT_S} s", -1
@@ -55,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated bench names (e.g. bench_server,bench_import)")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md",
-                        help="whose benchmarks table is rewritten from the output")
+    parser.add_argument(
+        "--readme", type=Path, default=ROOT / "README.md", help="whose benchmarks table is rewritten from the output"
+    )
     args = parser.parse_args(argv)
     benches = sorted(HERE.glob("bench_*.py"))
     if args.only:
@@ -65,8 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     done = [run(bench) for bench in benches]
     total = time.perf_counter() - started
-    record = {"date": dt.date.today().isoformat(), "machine": machine(), "total_s": total,
-              "benches": {item["name"]: {key: item[key] for key in ("exit", "seconds", "result")} for item in done}}
+    record = {
+        "date": dt.date.today().isoformat(),
+        "machine": machine(),
+        "total_s": total,
+        "benches": {item["name"]: {key: item[key] for key in ("exit", "seconds", "result")} for item in done},
+    }
     history.record(record)
     report.write_report(done, record, history.recorded(record["machine"]), args.output)
     readme.write(args.output, args.readme)

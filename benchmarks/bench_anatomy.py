@@ -4,6 +4,7 @@ Run: ``.venv/bin/python benchmarks/bench_anatomy.py``. Prints one line per measu
 line for BENCHMARKS.md. Goals: 70B architecture + hooks ≤ 1 s; capture of 4 hooks ≤ 10 % over a plain
 forward pass.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,18 +63,26 @@ def bench_capture(batch: int = 2, positions: int = 64, repeats: int = 15) -> dic
         plain_times += seconds(plain, 1)
         capture_times += seconds(captured, 1)
     base, hooked = statistics.median(plain_times), statistics.median(capture_times)
-    return {"capture_params": sum(p.numel() for p in model.parameters()), "forward_median_s": base,
-            "capture_4_hooks_median_s": hooked, "capture_overhead_ratio": hooked / base - 1}
+    return {
+        "capture_params": sum(p.numel() for p in model.parameters()),
+        "forward_median_s": base,
+        "capture_4_hooks_median_s": hooked,
+        "capture_overhead_ratio": hooked / base - 1,
+    }
 
 
 def main() -> None:
     results = {**bench_architecture(), **bench_capture()}
-    print(f"architecture+hooks Llama-3-70B: first {results['arch_70b_first_s']:.3f} s, "
-          f"warm median {results['arch_70b_warm_median_s']:.3f} s (goal ≤ 1 s)")
-    print(f"capture 4 hooks on {results['capture_params'] / 1e6:.0f}M params: forward "
-          f"{results['forward_median_s'] * 1e3:.1f} ms, "
-          f"with capture {results['capture_4_hooks_median_s'] * 1e3:.1f} ms, "
-          f"overhead {results['capture_overhead_ratio']:+.1%} (goal ≤ 10%)")
+    print(
+        f"architecture+hooks Llama-3-70B: first {results['arch_70b_first_s']:.3f} s, "
+        f"warm median {results['arch_70b_warm_median_s']:.3f} s (goal ≤ 1 s)"
+    )
+    print(
+        f"capture 4 hooks on {results['capture_params'] / 1e6:.0f}M params: forward "
+        f"{results['forward_median_s'] * 1e3:.1f} ms, "
+        f"with capture {results['capture_4_hooks_median_s'] * 1e3:.1f} ms, "
+        f"overhead {results['capture_overhead_ratio']:+.1%} (goal ≤ 10%)"
+    )
     print(json.dumps({"benchmark": "anatomy", **results}))
 
 

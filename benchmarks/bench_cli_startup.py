@@ -9,6 +9,7 @@ different). `cancel` is timed on an entry that is already cancelled: its start-u
 
     .venv/bin/python benchmarks/bench_cli_startup.py [--repeat 15]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,10 +38,13 @@ def wall_seconds(command: list[str], env: dict[str, str]) -> float:
 
 def cancelled_entry(env: dict[str, str]) -> str:
     """A catalog entry that is already cancelled (added straight to the catalog: no Hub needed)."""
-    code = ("from mistudio_jupyter.core.catalog import Catalog; from mistudio_jupyter.core.settings import Settings; "
-            "print(Catalog(Settings.from_env().db_url).add('org/model', status='cancelled')[0].id)")
-    return subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env, capture_output=True,
-                          text=True).stdout.strip()
+    code = (
+        "from mistudio_jupyter.core.catalog import Catalog; from mistudio_jupyter.core.settings import Settings; "
+        "print(Catalog(Settings.from_env().db_url).add('org/model', status='cancelled')[0].id)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], check=True, cwd=ROOT, env=env, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def main() -> None:
@@ -50,12 +54,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mistudio-bench-cli-") as work:
         cache = Path(work) / "hub"
         cache.mkdir()
-        env = {**os.environ, **ENV, "PYTHONPATH": str(ROOT), "HF_HUB_CACHE": str(cache), "HF_HOME": work,
-               "MISTUDIO_DB_URL": f"sqlite:///{work}/catalog.sqlite"}
+        env = {
+            **os.environ,
+            **ENV,
+            "PYTHONPATH": str(ROOT),
+            "HF_HUB_CACHE": str(cache),
+            "HF_HOME": work,
+            "MISTUDIO_DB_URL": f"sqlite:///{work}/catalog.sqlite",
+        }
         model_id = cancelled_entry(env)
-        commands = {"list": [*MISTUDIO, "list"], "cancel": [*MISTUDIO, "cancel", model_id],
-                    "hf cache ls": [str(HF), "cache", "ls"],
-                    "import sqlalchemy.orm": [sys.executable, "-c", "import sqlalchemy.orm"]}
+        commands = {
+            "list": [*MISTUDIO, "list"],
+            "cancel": [*MISTUDIO, "cancel", model_id],
+            "hf cache ls": [str(HF), "cache", "ls"],
+            "import sqlalchemy.orm": [sys.executable, "-c", "import sqlalchemy.orm"],
+        }
         for command in commands.values():  # warm the page cache and the catalog (migrations, adoption)
             wall_seconds(command, env)
         times: dict[str, list[float]] = {name: [] for name in commands}
@@ -66,13 +79,25 @@ def main() -> None:
     peer = median["hf cache ls"]
     floor = median["import sqlalchemy.orm"]
     for name in ("list", "cancel"):
-        print(f"mistudio {name}: {median[name] * 1000:.0f} ms, {median[name] / peer:.2f}× hf cache ls "
-              f"({peer * 1000:.0f} ms)")
+        print(
+            f"mistudio {name}: {median[name] * 1000:.0f} ms, {median[name] / peer:.2f}× hf cache ls "
+            f"({peer * 1000:.0f} ms)"
+        )
     print(f"of which the catalog's SQLAlchemy import alone: {floor * 1000:.0f} ms ({floor / peer:.2f}× hf cache ls)")
-    print(json.dumps({"benchmark": "cli_startup", "list_s": median["list"], "cancel_s": median["cancel"],
-                      "peer_hf_cache_ls_s": peer, "list_ratio": median["list"] / peer,
-                      "cancel_ratio": median["cancel"] / peer, "sqlalchemy_orm_import_s": floor,
-                      "repeat": args.repeat}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "cli_startup",
+                "list_s": median["list"],
+                "cancel_s": median["cancel"],
+                "peer_hf_cache_ls_s": peer,
+                "list_ratio": median["list"] / peer,
+                "cancel_ratio": median["cancel"] / peer,
+                "sqlalchemy_orm_import_s": floor,
+                "repeat": args.repeat,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ a resume (ours vs huggingface_hub, which restarts from zero); cancel latency (si
 flag only). Prints one line per figure, then one JSON line with all of them. Goals: ≥0.8× curl,
 ≥1.5× hf_hub_download, ≤1% re-fetched, cancel ≤1 s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,11 +25,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-os.environ.update({"HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-                   "MISTUDIO_DOWNLOAD_SUMMARY": "0"})
+os.environ.update(
+    {
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "MISTUDIO_DOWNLOAD_SUMMARY": "0",
+    }
+)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mistudio_jupyter.core.downloads.cache import RepoCache  # noqa: E402
@@ -85,8 +93,9 @@ def throughput(hub: HubServer, work: Path, file: PlannedFile, commit: str, repea
     def curl_then_sha256(cache: Path) -> float:
         seconds = curl(cache)
         started = time.perf_counter()
-        digest = subprocess.run(["openssl", "dgst", "-sha256", "-r", str(cache / "out")], check=True,
-                                capture_output=True, text=True).stdout.split()[0]
+        digest = subprocess.run(
+            ["openssl", "dgst", "-sha256", "-r", str(cache / "out")], check=True, capture_output=True, text=True
+        ).stdout.split()[0]
         assert digest == file.sha256, "curl fetched other bytes than the Hub's sha256"
         return seconds + time.perf_counter() - started
 
@@ -106,8 +115,10 @@ def throughput(hub: HubServer, work: Path, file: PlannedFile, commit: str, repea
             seconds[name].append(measure(cache))
             shutil.rmtree(cache)
     for name, values in seconds.items():
-        print(f"{name:>16}: best {file.size / min(values) / 1e9:.2f} GB/s, median "
-              f"{file.size / statistics.median(values) / 1e9:.2f} GB/s over {repeat} runs")
+        print(
+            f"{name:>16}: best {file.size / min(values) / 1e9:.2f} GB/s, median "
+            f"{file.size / statistics.median(values) / 1e9:.2f} GB/s over {repeat} runs"
+        )
     return {name: min(values) for name, values in seconds.items()}
 
 
@@ -145,8 +156,9 @@ def refetched_hf(hub: HubServer, work: Path, file: PlannedFile) -> dict[str, flo
     command = [sys.executable, "-c", HF_SCRIPT, REPO, FILE, str(cache), hub.url]
     hub.clear_log()
     process = subprocess.Popen(command)
-    kill_at_half(process, lambda: sum(p.stat().st_size for p in blobs.glob("*.incomplete")) if blobs.exists() else 0,
-                 file.size)
+    kill_at_half(
+        process, lambda: sum(p.stat().st_size for p in blobs.glob("*.incomplete")) if blobs.exists() else 0, file.size
+    )
     process.wait()
     first = sent(hub)
     subprocess.run(command, check=True, capture_output=True)
@@ -166,13 +178,13 @@ def cancel_latency(hub: HubServer, work: Path, file: PlannedFile) -> dict[str, f
     for how in ("signal", "flag"):
         before = repo.bytes_on_disk(file)
         handle = manager.download(REPO)
-        _wait_for(lambda: repo.bytes_on_disk(file) > before)
+        _wait_for(lambda before=before: repo.bytes_on_disk(file) > before)
         started = time.perf_counter()
         if how == "signal":
             manager.cancel(handle.model_id)
         else:
             manager.catalog.request_cancel(handle.model_id)
-            _wait_for(lambda: manager.catalog.get(handle.model_id).status == "cancelled")
+            _wait_for(lambda handle=handle: manager.catalog.get(handle.model_id).status == "cancelled")
         latencies[how] = time.perf_counter() - started
         with contextlib.suppress(Cancelled):
             handle.wait(30)
@@ -189,15 +201,20 @@ def engine_settings() -> dict[str, Any]:
         tcp_rmem_max: int | None = int(Path("/proc/sys/net/ipv4/tcp_rmem").read_text().split()[2])
     except (OSError, IndexError, ValueError):
         tcp_rmem_max = None
-    return {"block_bytes": partial.BLOCK_BYTES, "chunk_bytes": engine.CHUNK_BYTES,
-            "max_connections": engine.DEFAULT_MAX_CONNECTIONS, "start_connections": engine.START_CONNECTIONS,
-            "flush_after_s": engine.FLUSH_AFTER_S,
-            "tcp_rmem_max_bytes": tcp_rmem_max}
+    return {
+        "block_bytes": partial.BLOCK_BYTES,
+        "chunk_bytes": engine.CHUNK_BYTES,
+        "max_connections": engine.DEFAULT_MAX_CONNECTIONS,
+        "start_connections": engine.START_CONNECTIONS,
+        "flush_after_s": engine.FLUSH_AFTER_S,
+        "tcp_rmem_max_bytes": tcp_rmem_max,
+    }
 
 
 def _manager(hub: HubServer, root: Path) -> ModelManager:
-    return ModelManager(Settings.from_env(cache_dir=root / "cache", db_url=f"sqlite:///{root / 'catalog.sqlite'}",
-                                          hub_endpoint=hub.url))
+    return ModelManager(
+        Settings.from_env(cache_dir=root / "cache", db_url=f"sqlite:///{root / 'catalog.sqlite'}", hub_endpoint=hub.url)
+    )
 
 
 def _worker_pid(manager: ModelManager, model_id: str) -> int | None:
@@ -210,8 +227,13 @@ def _wait_for(predicate: Callable[[], Any]) -> Any:
     return wait_for(predicate, timeout=120.0, interval=0.002, what="a benchmark step")
 
 
-def figures(size: int, best: dict[str, float], ours_refetch: dict[str, float], hf_refetch: dict[str, float],
-            latency: dict[str, float]) -> dict[str, Any]:
+def figures(
+    size: int,
+    best: dict[str, float],
+    ours_refetch: dict[str, float],
+    hf_refetch: dict[str, float],
+    latency: dict[str, float],
+) -> dict[str, Any]:
     """The JSON line: the measurements (best seconds per tool, re-fetch shares, cancel latencies) and the
     ratios between them."""
     return {
@@ -248,13 +270,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"ours vs curl: {result['ratio_vs_curl']:.2f}x (goal >= 0.8)")
     print(f"ours vs hf_hub_download: {result['ratio_vs_hf_hub_download']:.2f}x (goal >= 1.5)")
     print(f"ours vs curl then sha256 (the same guarantee): {result['ratio_vs_curl_then_sha256']:.2f}x")
-    print(f"ceiling of any sha256-verified download on this CPU (sha256 alone, in memory): "
-          f"{result['sha256_ceiling_vs_curl']:.2f}x curl; ours reaches {result['ratio_vs_sha256_ceiling']:.0%} of it")
-    print(f"after SIGKILL at 50%, fetched twice: ours {ours_refetch['fetched_twice']:.3%}, hf_hub_download "
-          f"{hf_refetch['fetched_twice']:.1%} (goal <= 1%); the second run fetched: ours "
-          f"{ours_refetch['second_run']:.1%}, hf_hub_download {hf_refetch['second_run']:.1%} of the file")
-    print(f"cancel latency: signal {latency['signal'] * 1000:.0f} ms, catalog flag {latency['flag'] * 1000:.0f} ms "
-          "(goal <= 1 s)")
+    print(
+        f"ceiling of any sha256-verified download on this CPU (sha256 alone, in memory): "
+        f"{result['sha256_ceiling_vs_curl']:.2f}x curl; ours reaches {result['ratio_vs_sha256_ceiling']:.0%} of it"
+    )
+    print(
+        f"after SIGKILL at 50%, fetched twice: ours {ours_refetch['fetched_twice']:.3%}, hf_hub_download "
+        f"{hf_refetch['fetched_twice']:.1%} (goal <= 1%); the second run fetched: ours "
+        f"{ours_refetch['second_run']:.1%}, hf_hub_download {hf_refetch['second_run']:.1%} of the file"
+    )
+    print(
+        f"cancel latency: signal {latency['signal'] * 1000:.0f} ms, catalog flag {latency['flag'] * 1000:.0f} ms "
+        "(goal <= 1 s)"
+    )
     print(json.dumps(result))
     return result
 

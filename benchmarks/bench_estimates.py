@@ -17,6 +17,7 @@ Prints markdown tables and one final JSON line.
 
     .venv/bin/python benchmarks/bench_estimates.py [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,25 +56,56 @@ class BenchModel:
 
 MODELS: dict[str, BenchModel] = {
     "gpt2-124M": BenchModel(SHAPES["gpt2"]["config"], "float32", "gpt2"),
-    "llama-125M": BenchModel({"model_type": "llama", "hidden_size": 768, "num_hidden_layers": 12,
-                              "num_attention_heads": 12, "num_key_value_heads": 4, "intermediate_size": 2048,
-                              **_DECODER}, "bfloat16", None),
+    "llama-125M": BenchModel(
+        {
+            "model_type": "llama",
+            "hidden_size": 768,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "num_key_value_heads": 4,
+            "intermediate_size": 2048,
+            **_DECODER,
+        },
+        "bfloat16",
+        None,
+    ),
     "pythia-70m": BenchModel(SHAPES["EleutherAI/pythia-70m"]["config"], "float16", "EleutherAI/pythia-70m"),
-    "gemma2-40M": BenchModel({"model_type": "gemma2", "hidden_size": 256, "num_hidden_layers": 4,
-                              "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64,
-                              "intermediate_size": 1024, "vocab_size": 128000, "max_position_embeddings": 2048,
-                              "tie_word_embeddings": True}, "bfloat16", None),
+    "gemma2-40M": BenchModel(
+        {
+            "model_type": "gemma2",
+            "hidden_size": 256,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 64,
+            "intermediate_size": 1024,
+            "vocab_size": 128000,
+            "max_position_embeddings": 2048,
+            "tie_word_embeddings": True,
+        },
+        "bfloat16",
+        None,
+    ),
     "qwen2-tiny": BenchModel(TINY_CONFIGS["qwen2"], "float32", "tiny/qwen2"),
 }
 QUICK = ("pythia-70m", "qwen2-tiny")
 CALIBRATION_MODELS = ("qwen2-tiny",)  # ~0.1M parameters: what its load adds to RSS is the process overhead
 LOADS = {
-    "fp32": {"dtype": "float32"}, "fp16": {"dtype": "float16"}, "bf16": {"dtype": "bfloat16"},
-    "bnb-8bit": {"quantization": "bnb-8bit"}, "bnb-4bit": {"quantization": "bnb-4bit"},
+    "fp32": {"dtype": "float32"},
+    "fp16": {"dtype": "float16"},
+    "bf16": {"dtype": "bfloat16"},
+    "bnb-8bit": {"quantization": "bnb-8bit"},
+    "bnb-4bit": {"quantization": "bnb-4bit"},
     "bnb-4bit-dq": {"quantization": "bnb-4bit", "double_quant": True},
 }
-ACCELERATE_DTYPE = {"fp32": "float32", "fp16": "float16", "bf16": "float16", "bnb-8bit": "int8",
-                    "bnb-4bit": "int4", "bnb-4bit-dq": "int4"}
+ACCELERATE_DTYPE = {
+    "fp32": "float32",
+    "fp16": "float16",
+    "bf16": "float16",
+    "bnb-8bit": "int8",
+    "bnb-4bit": "int4",
+    "bnb-4bit-dq": "int4",
+}
 
 # Runs in a fresh interpreter: RSS at start, load, touch every page of every tensor, RSS again.
 CHILD = r"""
@@ -165,8 +197,13 @@ def headers(directory: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 
 def measure(directory: Path, arguments: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-c", CHILD, str(directory), json.dumps(arguments)], capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(directory), json.dumps(arguments)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
     if done.returncode:
         raise RuntimeError(done.stderr[-3000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -191,24 +228,39 @@ def accuracy_rows(names: list[str], root: Path) -> list[dict[str, Any]]:
         params = sizing.model_layout(saved_config).param_count
         for option, arguments in LOADS.items():
             rows.append(load_row(name, params, option, estimates[option], measure(directory, arguments)))
-            print(f"  {name} {option}: footprint err {rows[-1]['err_footprint']:+.4%}, total err with the shipped "
-                  f"overhead {rows[-1]['err_total_shipped']:+.2%}", file=sys.stderr, flush=True)
+            print(
+                f"  {name} {option}: footprint err {rows[-1]['err_footprint']:+.4%}, total err with the shipped "
+                f"overhead {rows[-1]['err_total_shipped']:+.2%}",
+                file=sys.stderr,
+                flush=True,
+            )
     return rows
 
 
-def load_row(name: str, params: int, option: str, estimate: sizing.MemoryEstimate, got: dict[str, Any]) -> dict[str, Any]:
+def load_row(
+    name: str, params: int, option: str, estimate: sizing.MemoryEstimate, got: dict[str, Any]
+) -> dict[str, Any]:
     """The estimate of one load beside what CHILD measured of it (`got`)."""
     weights = estimate.weights_bytes + estimate.quant_state_bytes
     idle_mapped = max(0, got["ckpt_mapped"] - got["ckpt_backing"])  # clean page cache the kernel can drop
     return {
-        "model": name, "params": params, "checkpoint": MODELS[name].checkpoint_dtype, "option": option,
+        "model": name,
+        "params": params,
+        "checkpoint": MODELS[name].checkpoint_dtype,
+        "option": option,
         "role": "calibration" if name in CALIBRATION_MODELS else "validation",
-        "estimate_weights": weights, "footprint_plus_state": got["measured"],
+        "estimate_weights": weights,
+        "footprint_plus_state": got["measured"],
         "err_footprint": relative(weights, got["measured"]),
-        "estimate_total_shipped": estimate.total_bytes, "rss_growth": got["rss"], "idle_mapped": idle_mapped,
-        "rss_in_use": got["rss"] - idle_mapped, "rss_file": got["file"],
+        "estimate_total_shipped": estimate.total_bytes,
+        "rss_growth": got["rss"],
+        "idle_mapped": idle_mapped,
+        "rss_in_use": got["rss"] - idle_mapped,
+        "rss_file": got["file"],
         "err_total_shipped": relative(estimate.total_bytes, got["rss"] - idle_mapped),
-        "estimate_peak": estimate.peak_load_bytes, "peak_rss": got["peak"], "load_s": round(got["load_s"], 2),
+        "estimate_peak": estimate.peak_load_bytes,
+        "peak_rss": got["peak"],
+        "load_s": round(got["load_s"], 2),
     }
 
 
@@ -216,8 +268,11 @@ def calibrate(rows: list[dict[str, Any]]) -> dict[str, float]:
     """The process overhead per kind of load, as this run measures it on the calibration models."""
     overhead = {}
     for load_kind in ("plain", "bnb"):
-        samples = [r["rss_in_use"] - r["estimate_weights"] for r in rows
-                   if r["role"] == "calibration" and kind(r["option"]) == load_kind]
+        samples = [
+            r["rss_in_use"] - r["estimate_weights"]
+            for r in rows
+            if r["role"] == "calibration" and kind(r["option"]) == load_kind
+        ]
         if samples:
             overhead[load_kind] = statistics.mean(samples)
     return overhead
@@ -235,15 +290,29 @@ def accelerate_estimates(hub_repos: list[str], local_configs: dict[str, dict[str
     from tests.hubserver import HubServer, build_fixtures, default_root
 
     found: dict[str, dict[str, float]] = {}
-    with HubServer(default_root(), repos=build_fixtures(default_root())) as hub, \
-            tempfile.TemporaryDirectory(prefix="mistudio-bench-accelerate-") as home:
+    with (
+        HubServer(default_root(), repos=build_fixtures(default_root())) as hub,
+        tempfile.TemporaryDirectory(prefix="mistudio-bench-accelerate-") as home,
+    ):
         env = {**os.environ, **ENV, "HF_ENDPOINT": hub.url, "HF_HOME": home}
-        done = subprocess.run([sys.executable, "-c", ACCELERATE_CLI, *hub_repos], capture_output=True, text=True,
-                              env=env, timeout=600, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", ACCELERATE_CLI, *hub_repos],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            check=True,
+        )
     found.update(parse_accelerate_output(done.stdout))
     if local_configs:
-        done = subprocess.run([sys.executable, "-c", ACCELERATE_API, json.dumps(local_configs)], capture_output=True,
-                              text=True, env={**os.environ, **ENV}, timeout=600, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", ACCELERATE_API, json.dumps(local_configs)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **ENV},
+            timeout=600,
+            check=True,
+        )
         found.update(json.loads(done.stdout.strip().splitlines()[-1]))
     return found
 
@@ -278,11 +347,18 @@ def full_size_rows(accelerate: dict[str, dict[str, float]]) -> list[dict[str, An
         layout = sizing.model_layout(entry["config"])
         tensors = {name: ("BF16", tensor.shape) for name, tensor in layout.params.items()}
         estimates = sizing.estimate_from_layout(layout, tensors, config=entry["config"], context=4096)
-        rows.append({"repo_id": repo_id, "params": layout.param_count, "params_exact": layout.param_count == entry["params"],
-                     "seconds": round(time.perf_counter() - started, 3),
-                     **{option: estimate.total_bytes for option, estimate in estimates.items()},
-                     "weights": {option: e.weights_bytes + e.quant_state_bytes for option, e in estimates.items()},
-                     "kv_4096": estimates["bf16"].kv_cache_bytes, "accelerate": accelerate.get(repo_id)})
+        rows.append(
+            {
+                "repo_id": repo_id,
+                "params": layout.param_count,
+                "params_exact": layout.param_count == entry["params"],
+                "seconds": round(time.perf_counter() - started, 3),
+                **{option: estimate.total_bytes for option, estimate in estimates.items()},
+                "weights": {option: e.weights_bytes + e.quant_state_bytes for option, e in estimates.items()},
+                "kv_4096": estimates["bf16"].kv_cache_bytes,
+                "accelerate": accelerate.get(repo_id),
+            }
+        )
     return rows
 
 
@@ -296,8 +372,15 @@ def accelerate_vs_gpu_log(accelerate: dict[str, dict[str, float]]) -> list[dict[
         sizes = accelerate.get(load["model"]) if load else None
         if load and sizes and load["option"] in ACCELERATE_DTYPE:
             theirs = sizes[ACCELERATE_DTYPE[load["option"]]]
-            compared.append({"model": load["model"], "option": load["option"], "allocated": load["allocated"],
-                             "accelerate": theirs, "err": relative(theirs, load["allocated"])})
+            compared.append(
+                {
+                    "model": load["model"],
+                    "option": load["option"],
+                    "allocated": load["allocated"],
+                    "accelerate": theirs,
+                    "err": relative(theirs, load["allocated"]),
+                }
+            )
     return compared
 
 
@@ -309,50 +392,80 @@ def mb(value: float) -> str:
     return f"{value / 1e6:.1f}"
 
 
-def print_tables(rows: list[dict[str, Any]], big: list[dict[str, Any]], overhead: dict[str, float],
-                 gpu: list[dict[str, Any]]) -> None:
-    print("Estimate of a load vs get_memory_footprint() + quantization state; accelerate estimate-memory for the "
-          "same model and dtype (CLI against the test Hub; \"api\": its Python API, the config being on no Hub).")
+def print_tables(
+    rows: list[dict[str, Any]], big: list[dict[str, Any]], overhead: dict[str, float], gpu: list[dict[str, Any]]
+) -> None:
+    print(
+        "Estimate of a load vs get_memory_footprint() + quantization state; accelerate estimate-memory for the "
+        'same model and dtype (CLI against the test Hub; "api": its Python API, the config being on no Hub).'
+    )
     print()
-    print("| model | params | ckpt | option | estimate MB | accelerate MB | footprint+state MB | err | accelerate err |")
+    print(
+        "| model | params | ckpt | option | estimate MB | accelerate MB | footprint+state MB | err | accelerate err |"
+    )
     print("|" + "---|" * 9)
     for r in rows:
-        accelerate = (f"{mb(r['accelerate'])}{' (api)' if r['accelerate_via'] == 'api' else ''}",
-                      f"{r['err_accelerate']:+.1%}") if "accelerate" in r else ("–", "–")
-        print(f"| {r['model']} | {r['params']:,} | {r['checkpoint']} | {r['option']} | {mb(r['estimate_weights'])} | "
-              f"{accelerate[0]} | {mb(r['footprint_plus_state'])} | {r['err_footprint']:+.4%} | {accelerate[1]} |")
+        accelerate = (
+            (f"{mb(r['accelerate'])}{' (api)' if r['accelerate_via'] == 'api' else ''}", f"{r['err_accelerate']:+.1%}")
+            if "accelerate" in r
+            else ("–", "–")
+        )
+        print(
+            f"| {r['model']} | {r['params']:,} | {r['checkpoint']} | {r['option']} | {mb(r['estimate_weights'])} | "
+            f"{accelerate[0]} | {mb(r['footprint_plus_state'])} | {r['err_footprint']:+.4%} | {accelerate[1]} |"
+        )
     print()
     calibrated = ", ".join(f"{k} {mb(v)} MB" for k, v in overhead.items())
-    print(f"Estimate total vs RSS growth (less idle mapped checkpoint pages): with the shipped OVERHEAD_BYTES "
-          f"(plain {mb(sizing.OVERHEAD_BYTES['cpu']['plain'])} MB, bnb {mb(sizing.OVERHEAD_BYTES['cpu']['bnb'])} MB; "
-          f"not fitted to this run), and with the overhead this run measures on {', '.join(CALIBRATION_MODELS)} "
-          f"({calibrated}): in sample on those, out of sample on the others.")
+    print(
+        f"Estimate total vs RSS growth (less idle mapped checkpoint pages): with the shipped OVERHEAD_BYTES "
+        f"(plain {mb(sizing.OVERHEAD_BYTES['cpu']['plain'])} MB, bnb {mb(sizing.OVERHEAD_BYTES['cpu']['bnb'])} MB; "
+        f"not fitted to this run), and with the overhead this run measures on {', '.join(CALIBRATION_MODELS)} "
+        f"({calibrated}): in sample on those, out of sample on the others."
+    )
     print()
-    print("| model | option | role | RSS growth MB | idle mapped ckpt MB | in use MB | est. (shipped) MB | err | "
-          "est. (calibrated here) MB | err | RssFile MB | est. peak MB | peak MB | load s |")
+    print(
+        "| model | option | role | RSS growth MB | idle mapped ckpt MB | in use MB | est. (shipped) MB | err | "
+        "est. (calibrated here) MB | err | RssFile MB | est. peak MB | peak MB | load s |"
+    )
     print("|" + "---|" * 14)
     for r in rows:
-        print(f"| {r['model']} | {r['option']} | {r['role']} | {mb(r['rss_growth'])} | {mb(r['idle_mapped'])} | "
-              f"{mb(r['rss_in_use'])} | {mb(r['estimate_total_shipped'])} | {r['err_total_shipped']:+.2%} | "
-              f"{mb(r.get('estimate_total_calibrated', math.nan))} | {r.get('err_total_calibrated', math.nan):+.2%} | "
-              f"{mb(r['rss_file'])} | {mb(r['estimate_peak'])} | {mb(r['peak_rss'])} | {r['load_s']} |")
+        print(
+            f"| {r['model']} | {r['option']} | {r['role']} | {mb(r['rss_growth'])} | {mb(r['idle_mapped'])} | "
+            f"{mb(r['rss_in_use'])} | {mb(r['estimate_total_shipped'])} | {r['err_total_shipped']:+.2%} | "
+            f"{mb(r.get('estimate_total_calibrated', math.nan))} | {r.get('err_total_calibrated', math.nan):+.2%} | "
+            f"{mb(r['rss_file'])} | {mb(r['estimate_peak'])} | {mb(r['peak_rss'])} | {r['load_s']} |"
+        )
     print()
     print("| model | params (exact) | " + " | ".join(f"{o} GiB" for o in sizing.OPTIONS) + " | KV@4096 bf16 GiB | s |")
     print("|" + "---|" * (len(sizing.OPTIONS) + 4))
     for r in big:
-        print(f"| {r['repo_id']} | {r['params']:,} {'✓' if r['params_exact'] else '✗'} | "
-              + " | ".join(gib(r[o]) for o in sizing.OPTIONS) + f" | {gib(r['kv_4096'])} | {r['seconds']} |")
+        print(
+            f"| {r['repo_id']} | {r['params']:,} {'✓' if r['params_exact'] else '✗'} | "
+            + " | ".join(gib(r[o]) for o in sizing.OPTIONS)
+            + f" | {gib(r['kv_4096'])} | {r['seconds']} |"
+        )
     print()
-    print("Weights + quantization state of the full-size configs: ours vs accelerate estimate-memory (not measured: "
-          "these models are not loaded here).")
+    print(
+        "Weights + quantization state of the full-size configs: ours vs accelerate estimate-memory (not measured: "
+        "these models are not loaded here)."
+    )
     print()
-    print("| model | " + " | ".join(f"{o}: ours / accelerate GiB" for o in ("fp32", "bf16", "bnb-8bit", "bnb-4bit")) + " |")
+    print(
+        "| model | "
+        + " | ".join(f"{o}: ours / accelerate GiB" for o in ("fp32", "bf16", "bnb-8bit", "bnb-4bit"))
+        + " |"
+    )
     print("|" + "---|" * 5)
     for r in big:
         theirs = r["accelerate"] or {}
-        print(f"| {r['repo_id']} | " + " | ".join(
-            f"{gib(r['weights'][o])} / {gib(theirs[ACCELERATE_DTYPE[o]]) if theirs else '–'}"
-            for o in ("fp32", "bf16", "bnb-8bit", "bnb-4bit")) + " |")
+        print(
+            f"| {r['repo_id']} | "
+            + " | ".join(
+                f"{gib(r['weights'][o])} / {gib(theirs[ACCELERATE_DTYPE[o]]) if theirs else '–'}"
+                for o in ("fp32", "bf16", "bnb-8bit", "bnb-4bit")
+            )
+            + " |"
+        )
     if gpu:
         print()
         print(f"accelerate estimate-memory (this run) vs the H100 loads of {GPU_LOG.name} (its memory_allocated).")
@@ -363,26 +476,37 @@ def print_tables(rows: list[dict[str, Any]], big: list[dict[str, Any]], overhead
             print(f"| {g['model']} | {g['option']} | {mb(g['allocated'])} | {mb(g['accelerate'])} | {g['err']:+.1%} |")
 
 
-def summary(rows: list[dict[str, Any]], big: list[dict[str, Any]], overhead: dict[str, float],
-            gpu: list[dict[str, Any]]) -> dict[str, Any]:
+def summary(
+    rows: list[dict[str, Any]], big: list[dict[str, Any]], overhead: dict[str, float], gpu: list[dict[str, Any]]
+) -> dict[str, Any]:
     """The final JSON line: every figure BENCHMARKS.md and its notes quote."""
     validation = [r for r in rows if r["role"] == "validation" and "err_total_calibrated" in r]
     compared = [r for r in rows if "err_accelerate" in r]
     worst_calibrated = max((abs(r["err_total_calibrated"]) for r in validation), default=None)
     return {
-        "rows": len(rows), "models": sorted({r["model"] for r in rows}),
+        "rows": len(rows),
+        "models": sorted({r["model"] for r in rows}),
         "calibration_models": [m for m in CALIBRATION_MODELS if any(r["model"] == m for r in rows)],
         "validation_models": sorted({r["model"] for r in validation}),
         "worst_footprint_err": max(abs(r["err_footprint"]) for r in rows),
         "worst_total_err_shipped": max(abs(r["err_total_shipped"]) for r in rows),
-        "total_err_shipped_range": [min(r["err_total_shipped"] for r in rows), max(r["err_total_shipped"] for r in rows)],
+        "total_err_shipped_range": [
+            min(r["err_total_shipped"] for r in rows),
+            max(r["err_total_shipped"] for r in rows),
+        ],
         "worst_total_err_calibrated_out_of_sample": worst_calibrated,
-        "overhead_shipped": sizing.OVERHEAD_BYTES["cpu"], "overhead_calibrated": overhead,
-        "rss_file_calibration": {k: statistics.mean(r["rss_file"] for r in rows if r["role"] == "calibration"
-                                                    and kind(r["option"]) == k) for k in overhead},
-        "peak_over_estimate": {k: [r["peak_rss"] / r["estimate_peak"] for r in rows if kind(r["option"]) == k]
-                               for k in ("plain", "bnb")},
-        "accelerate_err": {option: [r["err_accelerate"] for r in compared if r["option"] == option] for option in LOADS},
+        "overhead_shipped": sizing.OVERHEAD_BYTES["cpu"],
+        "overhead_calibrated": overhead,
+        "rss_file_calibration": {
+            k: statistics.mean(r["rss_file"] for r in rows if r["role"] == "calibration" and kind(r["option"]) == k)
+            for k in overhead
+        },
+        "peak_over_estimate": {
+            k: [r["peak_rss"] / r["estimate_peak"] for r in rows if kind(r["option"]) == k] for k in ("plain", "bnb")
+        },
+        "accelerate_err": {
+            option: [r["err_accelerate"] for r in compared if r["option"] == option] for option in LOADS
+        },
         "accelerate_via": sorted({r["accelerate_via"] for r in compared}),
         "full_size_weights": {r["repo_id"]: r["weights"] for r in big},
         "full_size_accelerate": {r["repo_id"]: r["accelerate"] for r in big},

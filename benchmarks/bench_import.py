@@ -4,6 +4,7 @@ a stock IPython extension). Also checks that neither pulls in torch.
 
     .venv/bin/python benchmarks/bench_import.py [--repeat 9]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import ROOT, fresh_seconds  # noqa: E402
 
-LOAD_EXT = ("from IPython.core.interactiveshell import InteractiveShell; s = InteractiveShell.instance(); "
-            "s.run_line_magic('load_ext', {name!r})")
+LOAD_EXT = (
+    "from IPython.core.interactiveshell import InteractiveShell; s = InteractiveShell.instance(); "
+    "s.run_line_magic('load_ext', {name!r})"
+)
 
 
 def main() -> None:
@@ -30,15 +33,27 @@ def main() -> None:
         "load_ext_s": fresh_seconds(LOAD_EXT.format(name="mistudio_jupyter"), args.repeat),
         "load_ext_peer_autoreload_s": fresh_seconds(LOAD_EXT.format(name="autoreload"), args.repeat),
     }
-    check = subprocess.run([sys.executable, "-c", LOAD_EXT.format(name="mistudio_jupyter")
-                            + "; import sys; print('torch' in sys.modules)"], capture_output=True, text=True,
-                           cwd=ROOT, check=True)
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            LOAD_EXT.format(name="mistudio_jupyter") + "; import sys; print('torch' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
     result["torch_imported"] = check.stdout.strip().splitlines()[-1] == "True"
-    print(f"import mistudio_jupyter: {result['import_s'] * 1000:.0f} ms "
-          f"(import huggingface_hub: {result['import_peer_huggingface_hub_s'] * 1000:.0f} ms)")
-    print(f"%load_ext mistudio_jupyter: {result['load_ext_s'] * 1000:.0f} ms "
-          f"(%load_ext autoreload: {result['load_ext_peer_autoreload_s'] * 1000:.0f} ms); torch imported: "
-          f"{result['torch_imported']}")
+    print(
+        f"import mistudio_jupyter: {result['import_s'] * 1000:.0f} ms "
+        f"(import huggingface_hub: {result['import_peer_huggingface_hub_s'] * 1000:.0f} ms)"
+    )
+    print(
+        f"%load_ext mistudio_jupyter: {result['load_ext_s'] * 1000:.0f} ms "
+        f"(%load_ext autoreload: {result['load_ext_peer_autoreload_s'] * 1000:.0f} ms); torch imported: "
+        f"{result['torch_imported']}"
+    )
     print(json.dumps({"benchmark": "import", **result}))
 
 

@@ -4,6 +4,7 @@ no memory table) measured the same way in the same run.
 
     .venv/bin/python benchmarks/bench_preview.py [--repeat 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import ENV  # noqa: E402
@@ -33,7 +35,11 @@ def measure(hub: Any, action: Callable[[], Any], repeat: int) -> dict[str, float
         seconds.append(time.perf_counter() - started)
         sent.append(sum(r.bytes_sent for r in hub.log))
         requests.append(len(hub.log))
-    return {"seconds": statistics.median(seconds), "bytes": statistics.median(sent), "requests": statistics.median(requests)}
+    return {
+        "seconds": statistics.median(seconds),
+        "bytes": statistics.median(sent),
+        "requests": statistics.median(requests),
+    }
 
 
 def main() -> None:
@@ -56,13 +62,24 @@ def main() -> None:
         metadata = api.get_safetensors_metadata(REPO)
         peer = measure(hub, lambda: api.get_safetensors_metadata(REPO), args.repeat)
         manager.close()
-    result = {"benchmark": "preview_70b", "repo": REPO, "params": preview["params"], "shards": len(metadata.files_metadata),
-              "ours": ours, "peer_get_safetensors_metadata": peer,
-              "bytes_ratio": ours["bytes"] / peer["bytes"], "time_ratio": ours["seconds"] / peer["seconds"]}
-    print(f"preview {REPO}: {ours['bytes'] / 1e6:.2f} MB in {ours['requests']:.0f} requests, {ours['seconds']:.2f} s "
-          f"(memory table and fit included)")
-    print(f"get_safetensors_metadata: {peer['bytes'] / 1e6:.2f} MB in {peer['requests']:.0f} requests, "
-          f"{peer['seconds']:.2f} s; bytes ratio {result['bytes_ratio']:.2f}, time ratio {result['time_ratio']:.2f}")
+    result = {
+        "benchmark": "preview_70b",
+        "repo": REPO,
+        "params": preview["params"],
+        "shards": len(metadata.files_metadata),
+        "ours": ours,
+        "peer_get_safetensors_metadata": peer,
+        "bytes_ratio": ours["bytes"] / peer["bytes"],
+        "time_ratio": ours["seconds"] / peer["seconds"],
+    }
+    print(
+        f"preview {REPO}: {ours['bytes'] / 1e6:.2f} MB in {ours['requests']:.0f} requests, {ours['seconds']:.2f} s "
+        f"(memory table and fit included)"
+    )
+    print(
+        f"get_safetensors_metadata: {peer['bytes'] / 1e6:.2f} MB in {peer['requests']:.0f} requests, "
+        f"{peer['seconds']:.2f} s; bytes ratio {result['bytes_ratio']:.2f}, time ratio {result['time_ratio']:.2f}"
+    )
     print(json.dumps(result))
 
 

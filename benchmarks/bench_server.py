@@ -6,6 +6,7 @@ Prints a table, then one JSON line.
 
     .venv/bin/python benchmarks/bench_server.py [--rows 1000] [--requests 100]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,23 +34,46 @@ def seed(db_url: str, rows: int) -> None:
     catalog = Catalog(db_url)
     try:
         for i in range(rows):
-            catalog.add(f"org{i % 37}/model-{i}", status="ready", family=FAMILIES[i % len(FAMILIES)],
-                        model_type=FAMILIES[i % len(FAMILIES)], params=1_000_000 * (i + 1), size_bytes=2_000_000 * (i + 1),
-                        bytes_done=2_000_000 * (i + 1), bytes_total=2_000_000 * (i + 1), commit=f"{i:040x}",
-                        file_path=f"/cache/models--org/snapshots/{i:040x}",
-                        architecture={"summary": {"hidden_size": 768, "num_layers": 12, "num_heads": 12}})
+            catalog.add(
+                f"org{i % 37}/model-{i}",
+                status="ready",
+                family=FAMILIES[i % len(FAMILIES)],
+                model_type=FAMILIES[i % len(FAMILIES)],
+                params=1_000_000 * (i + 1),
+                size_bytes=2_000_000 * (i + 1),
+                bytes_done=2_000_000 * (i + 1),
+                bytes_total=2_000_000 * (i + 1),
+                commit=f"{i:040x}",
+                file_path=f"/cache/models--org/snapshots/{i:040x}",
+                architecture={"summary": {"hidden_size": 768, "num_layers": 12, "num_heads": 12}},
+            )
     finally:
         catalog.close()
 
 
 def start_server(scratch: Path, db_url: str, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(scratch / "config"), "JUPYTER_RUNTIME_DIR": str(scratch / "runtime"),
-           "JUPYTER_DATA_DIR": str(scratch / "data")}
-    command = [sys.executable, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-               "--ServerApp.port_retries=0", "--ServerApp.open_browser=False", f"--IdentityProvider.token={TOKEN}",
-               f"--ServerApp.root_dir={scratch}", "--ServerApp.jpserver_extensions=mistudio_jupyter=True",
-               f"--MiStudio.db_url={db_url}", f"--MiStudio.cache_dir={scratch / 'cache'}", "--log-level=WARN",
-               "--allow-root"]
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(scratch / "config"),
+        "JUPYTER_RUNTIME_DIR": str(scratch / "runtime"),
+        "JUPYTER_DATA_DIR": str(scratch / "data"),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "jupyter_server",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        "--ServerApp.open_browser=False",
+        f"--IdentityProvider.token={TOKEN}",
+        f"--ServerApp.root_dir={scratch}",
+        "--ServerApp.jpserver_extensions=mistudio_jupyter=True",
+        f"--MiStudio.db_url={db_url}",
+        f"--MiStudio.cache_dir={scratch / 'cache'}",
+        "--log-level=WARN",
+        "--allow-root",
+    ]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=(scratch / "server.log").open("wb"))
 
 
@@ -81,8 +105,12 @@ def measure(port: int, path: str, requests: int) -> dict[str, float]:
             timings.append(elapsed)
             size = len(body)
     timings.sort()
-    return {"p50_ms": round(statistics.median(timings), 2), "p95_ms": round(timings[int(len(timings) * 0.95) - 1], 2),
-            "min_ms": round(timings[0], 2), "bytes": size}
+    return {
+        "p50_ms": round(statistics.median(timings), 2),
+        "p95_ms": round(timings[int(len(timings) * 0.95) - 1], 2),
+        "min_ms": round(timings[0], 2),
+        "bytes": size,
+    }
 
 
 def main() -> None:
@@ -106,13 +134,27 @@ def main() -> None:
             server.wait(30)
     print(f"GET /models with {args.rows} catalog rows, {args.requests} sequential requests (keep-alive)")
     for label, result in (("all rows", full), ("limit=50", page), ("family+q filter", filtered)):
-        print(f"  {label:<16} p50 {result['p50_ms']:7.2f} ms   p95 {result['p95_ms']:7.2f} ms   "
-              f"min {result['min_ms']:7.2f} ms   {result['bytes'] / 1024:8.1f} KiB")
+        print(
+            f"  {label:<16} p50 {result['p50_ms']:7.2f} ms   p95 {result['p95_ms']:7.2f} ms   "
+            f"min {result['min_ms']:7.2f} ms   {result['bytes'] / 1024:8.1f} KiB"
+        )
     print(f"  goal: p50 <= {GOAL_P50_MS:.0f} ms for all rows -> {'met' if full['p50_ms'] <= GOAL_P50_MS else 'MISSED'}")
-    print(json.dumps({"benchmark": "server_list_models", "rows": args.rows, "requests": args.requests,
-                      "p50_ms": full["p50_ms"], "p95_ms": full["p95_ms"], "page50_p50_ms": page["p50_ms"],
-                      "filtered_p50_ms": filtered["p50_ms"], "bytes": full["bytes"], "goal_p50_ms": GOAL_P50_MS,
-                      "met": full["p50_ms"] <= GOAL_P50_MS}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "server_list_models",
+                "rows": args.rows,
+                "requests": args.requests,
+                "p50_ms": full["p50_ms"],
+                "p95_ms": full["p95_ms"],
+                "page50_p50_ms": page["p50_ms"],
+                "filtered_p50_ms": filtered["p50_ms"],
+                "bytes": full["bytes"],
+                "goal_p50_ms": GOAL_P50_MS,
+                "met": full["p50_ms"] <= GOAL_P50_MS,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

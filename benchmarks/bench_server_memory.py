@@ -5,6 +5,7 @@ Goal: server growth ≤ 50 MB.
 
     .venv/bin/python benchmarks/bench_server_memory.py [--rounds 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,13 +78,23 @@ def main() -> None:
             events.close()
             server.close()
     growth = max(samples + [after]) - baseline
-    result = {"benchmark": "server_memory", "downloaded_bytes": transferred, "seconds": round(elapsed, 2),
-              "server_baseline_bytes": baseline, "server_peak_growth_bytes": growth,
-              "server_growth_after_bytes": after - baseline, "worker_peak_rss_bytes": worker_peak,
-              "events_received": len(events.messages), "goal_bytes": GOAL_BYTES, "met": growth <= GOAL_BYTES}
-    print(f"{transferred / 1e9:.2f} GB downloaded through the server in {elapsed:.1f} s; server RSS "
-          f"{baseline / 1e6:.0f} MB idle, peak growth {growth / 1e6:.1f} MB, after {(after - baseline) / 1e6:.1f} MB "
-          f"(goal <= 50 MB: {'met' if result['met'] else 'MISSED'}); worker peak RSS {worker_peak / 1e6:.0f} MB")
+    result = {
+        "benchmark": "server_memory",
+        "downloaded_bytes": transferred,
+        "seconds": round(elapsed, 2),
+        "server_baseline_bytes": baseline,
+        "server_peak_growth_bytes": growth,
+        "server_growth_after_bytes": after - baseline,
+        "worker_peak_rss_bytes": worker_peak,
+        "events_received": len(events.messages),
+        "goal_bytes": GOAL_BYTES,
+        "met": growth <= GOAL_BYTES,
+    }
+    print(
+        f"{transferred / 1e9:.2f} GB downloaded through the server in {elapsed:.1f} s; server RSS "
+        f"{baseline / 1e6:.0f} MB idle, peak growth {growth / 1e6:.1f} MB, after {(after - baseline) / 1e6:.1f} MB "
+        f"(goal <= 50 MB: {'met' if result['met'] else 'MISSED'}); worker peak RSS {worker_peak / 1e6:.0f} MB"
+    )
     print(json.dumps(result))
 
 

@@ -23,6 +23,7 @@ one `curl` fetching the 256 MiB file in 16 parallel ranges. Prints, per workload
 MB/s, share of the link (bytes / (link_bps × seconds)), connections opened and ours ÷ tool (throughput),
 then one JSON line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,13 +37,20 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote, urljoin
 
-os.environ.update({"HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-                   "MISTUDIO_DOWNLOAD_SUMMARY": "0"})
+os.environ.update(
+    {
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "MISTUDIO_DOWNLOAD_SUMMARY": "0",
+    }
+)
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -64,8 +72,14 @@ def ours(endpoint: str, repo: str, dest: Path, files: list[str]) -> tuple[float,
     from mistudio_jupyter.core.service import ModelManager
     from mistudio_jupyter.core.settings import Settings
 
-    manager = ModelManager(Settings.from_env(cache_dir=dest / "cache", db_url=f"sqlite:///{dest / 'catalog.sqlite'}",
-                                             hub_endpoint=endpoint, runtime_dir=dest / "runtime"))
+    manager = ModelManager(
+        Settings.from_env(
+            cache_dir=dest / "cache",
+            db_url=f"sqlite:///{dest / 'catalog.sqlite'}",
+            hub_endpoint=endpoint,
+            runtime_dir=dest / "runtime",
+        )
+    )
     started = time.perf_counter()
     record = manager.download(repo).wait()
     seconds = time.perf_counter() - started
@@ -90,8 +104,14 @@ def hf_transfer(endpoint: str, repo: str, dest: Path, files: list[str]) -> tuple
     def fetch(path: str) -> None:
         target = out / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        transfer.download(resolve(_resolve_url(endpoint, repo, path)), str(target), max_files=100,
-                          chunk_size=10 * 1024 * 1024, parallel_failures=3, max_retries=5)
+        transfer.download(
+            resolve(_resolve_url(endpoint, repo, path)),
+            str(target),
+            max_files=100,
+            chunk_size=10 * 1024 * 1024,
+            parallel_failures=3,
+            max_retries=5,
+        )
 
     started = time.perf_counter()
     with ThreadPoolExecutor(RESOLVERS) as pool:
@@ -106,13 +126,30 @@ def aria2c(endpoint: str, repo: str, dest: Path, files: list[str]) -> tuple[floa
     with ThreadPoolExecutor(RESOLVERS) as pool:
         urls = list(pool.map(lambda path: resolve(_resolve_url(endpoint, repo, path)), files))
     listing.write_text("".join(f"{url}\n  out={path}\n" for url, path in zip(urls, files)))
-    subprocess.run(["aria2c", "-x16", "-s16", "-k1M", "-j8", f"--input-file={listing}", f"--dir={out}",
-                    "--console-log-level=warn", "--summary-interval=0", "--download-result=hide"], check=True)
+    subprocess.run(
+        [
+            "aria2c",
+            "-x16",
+            "-s16",
+            "-k1M",
+            "-j8",
+            f"--input-file={listing}",
+            f"--dir={out}",
+            "--console-log-level=warn",
+            "--summary-interval=0",
+            "--download-result=hide",
+        ],
+        check=True,
+    )
     return time.perf_counter() - started, out
 
 
 TOOLS: dict[str, Callable[[str, str, Path, list[str]], tuple[float, Path]]] = {
-    "ours": ours, "snapshot_download": snapshot_download, "hf_transfer": hf_transfer, "aria2c": aria2c}
+    "ours": ours,
+    "snapshot_download": snapshot_download,
+    "hf_transfer": hf_transfer,
+    "aria2c": aria2c,
+}
 
 
 def _resolve_url(endpoint: str, repo: str, path: str) -> str:
@@ -150,6 +187,7 @@ def expected_sha256(spec: RepoSpec) -> dict[str, str]:
 
 def mismatches(output: Path, expected: dict[str, str]) -> list[str]:
     """The files under `output` that are missing or differ from the fixture."""
+
     def differs(path: str) -> bool:
         target = output / path
         if not target.is_file():
@@ -170,8 +208,20 @@ def measure(hub: HubServer, tool: str, spec: RepoSpec, work: Path) -> dict[str, 
     size = sum(file.size for file in spec.files.values())
     hub.faults.wan = PROFILE
     os.sync()  # no tool pays for the writeback of an earlier one
-    command = [sys.executable, __file__, "--tool", tool, "--endpoint", hub.url, "--repo", spec.repo_id,
-               "--dest", str(dest), "--files", json.dumps(sorted(spec.files))]
+    command = [
+        sys.executable,
+        __file__,
+        "--tool",
+        tool,
+        "--endpoint",
+        hub.url,
+        "--repo",
+        spec.repo_id,
+        "--dest",
+        str(dest),
+        "--files",
+        json.dumps(sorted(spec.files)),
+    ]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
         failure = (done.stderr or done.stdout).strip().splitlines()[-1:] if done.returncode else None
@@ -187,8 +237,14 @@ def measure(hub: HubServer, tool: str, spec: RepoSpec, work: Path) -> dict[str, 
     wrong = mismatches(Path(result["output"]), expected_sha256(spec))
     shutil.rmtree(dest)
     seconds = result["seconds"]
-    return {"seconds": seconds, "mbps": size / seconds / 1e6, "link_share": size / (LINK_BPS * seconds),
-            "connections": connections, "identical": not wrong, "mismatched": wrong[:5]}
+    return {
+        "seconds": seconds,
+        "mbps": size / seconds / 1e6,
+        "link_share": size / (LINK_BPS * seconds),
+        "connections": connections,
+        "identical": not wrong,
+        "mismatched": wrong[:5],
+    }
 
 
 def ceiling(hub: HubServer, spec: RepoSpec) -> dict[str, float]:
@@ -197,10 +253,20 @@ def ceiling(hub: HubServer, spec: RepoSpec) -> dict[str, float]:
     hub.faults.wan = PROFILE
     location = _resolver()(_resolve_url(hub.url, spec.repo_id, file.path))
     part = -(-file.size // CEILING_RANGES)
-    ranges = [["-r", f"{start}-{min(file.size, start + part) - 1}", "-o", "/dev/null", location]
-              for start in range(0, file.size, part)]
-    command = ["curl", "-sS", "--fail", "-Z", "--parallel-immediate", "--parallel-max", str(CEILING_RANGES),
-               *ranges[0]] + [arg for more in ranges[1:] for arg in ["--next", *more]]
+    ranges = [
+        ["-r", f"{start}-{min(file.size, start + part) - 1}", "-o", "/dev/null", location]
+        for start in range(0, file.size, part)
+    ]
+    command = [
+        "curl",
+        "-sS",
+        "--fail",
+        "-Z",
+        "--parallel-immediate",
+        "--parallel-max",
+        str(CEILING_RANGES),
+        *ranges[0],
+    ] + [arg for more in ranges[1:] for arg in ["--next", *more]]
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
     seconds = time.perf_counter() - started
@@ -226,8 +292,10 @@ def table_row(label: str, tool: str, result: dict[str, Any], ours_mbps: float | 
         return f"| {label} | {tool} | FAILED: {' '.join(result['failed'])[:200]} | | | {result['connections']} | | |"
     ratio = f"{ours_mbps / result['mbps']:.2f}×" if tool != "ours" and ours_mbps else "–"
     identical = "yes" if result["identical"] else f"NO: {', '.join(result['mismatched'])}"
-    return (f"| {label} | {tool} | {result['seconds']:.2f} | {result['mbps']:.1f} | {result['link_share']:.0%} | "
-            f"{result['connections']} | {identical} | {ratio} |")
+    return (
+        f"| {label} | {tool} | {result['seconds']:.2f} | {result['mbps']:.1f} | {result['link_share']:.0%} | "
+        f"{result['connections']} | {identical} | {ratio} |"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
@@ -242,19 +310,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         return None
     repos = build_fixtures(default_root(), wan=True)
     max_connections = os.environ.get("MISTUDIO_MAX_CONNECTIONS")
-    print(f"WAN: {PROFILE} (a new connection: {PROFILE.connect_rtts} more round trips); "
-          f"MISTUDIO_MAX_CONNECTIONS={max_connections or 'unset'}")
+    print(
+        f"WAN: {PROFILE} (a new connection: {PROFILE.connect_rtts} more round trips); "
+        f"MISTUDIO_MAX_CONNECTIONS={max_connections or 'unset'}"
+    )
     with HubServer(default_root(), repos=repos) as hub, tempfile.TemporaryDirectory(prefix="bench-wan-") as tmp:
         top = ceiling(hub, repos[WORKLOADS["one-file"]])
-        print(f"test Hub ceiling (curl, {CEILING_RANGES} ranges of the 256 MiB file at once): {top['mbps']:.1f} MB/s, "
-              f"{top['link_share']:.0%} of the link\n")
-        print("| workload | tool | seconds | MB/s | share of link | connections | byte-identical | ours ÷ tool (MB/s) "
-              "|")
+        print(
+            f"test Hub ceiling (curl, {CEILING_RANGES} ranges of the 256 MiB file at once): {top['mbps']:.1f} MB/s, "
+            f"{top['link_share']:.0%} of the link\n"
+        )
+        print(
+            "| workload | tool | seconds | MB/s | share of link | connections | byte-identical | ours ÷ tool (MB/s) |"
+        )
         print("|---|---|---|---|---|---|---|---|", flush=True)
-        results = {name: workload(hub, name, repos[WORKLOADS[name]], Path(tmp))
-                   for name in args.workloads.split(",")}
-    result = {"wan": dataclasses.asdict(PROFILE), "max_connections": max_connections, "ceiling": top,
-              "workloads": results}
+        results = {name: workload(hub, name, repos[WORKLOADS[name]], Path(tmp)) for name in args.workloads.split(",")}
+    result = {
+        "wan": dataclasses.asdict(PROFILE),
+        "max_connections": max_connections,
+        "ceiling": top,
+        "workloads": results,
+    }
     print(json.dumps(result))
     return result
 

@@ -1,5 +1,6 @@
 """Shared by the benchmarks and their runner: the machine, fresh-interpreter timings, a live Jupyter
 server with the extension, and the final-JSON-line convention."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {"HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-       "MISTUDIO_DOWNLOAD_SUMMARY": "0"}
+ENV = {
+    "HF_HUB_DISABLE_XET": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "MISTUDIO_DOWNLOAD_SUMMARY": "0",
+}
 
 
 def machine() -> dict[str, Any]:
@@ -28,21 +33,35 @@ def machine() -> dict[str, Any]:
         pass
     cpu = platform.processor()
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name")) or cpu
+        cpu = (
+            next(
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            )
+            or cpu
+        )
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory / 1e9, 1), "python": platform.python_version(),
-            "os": f"{platform.system()} {platform.release()}", "machine": platform.machine()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(memory / 1e9, 1),
+        "python": platform.python_version(),
+        "os": f"{platform.system()} {platform.release()}",
+        "machine": platform.machine(),
+    }
 
 
 def fresh_seconds(code: str, repeat: int = 5) -> float:
     """Median over `repeat` pairs of the wall seconds of `python -c CODE` in a fresh interpreter minus an
     empty interpreter's, run back to back so that both see the same load."""
+
     def run(snippet: str) -> float:
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", snippet], check=True, cwd=ROOT, env={**os.environ, **ENV},
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-c", snippet], check=True, cwd=ROOT, env={**os.environ, **ENV}, stdout=subprocess.DEVNULL
+        )
         return time.perf_counter() - started
 
     return max(statistics.median(run(code) - run("pass") for _ in range(repeat)), 0.0)

@@ -9,6 +9,7 @@ under 60 s). Prints a markdown table and a final JSON line; partial results surv
     PYTHONPATH=. python benchmarks/gpu_check.py                    # on the GPU machine
     PYTHONPATH=. python benchmarks/gpu_check.py --device cpu --dry-run   # tiny config, CPU rehearsal
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,11 +29,23 @@ from mistudio_jupyter.core.snapshot import local_tensors  # noqa: E402
 
 SHAPES = json.loads((ROOT / "tests" / "hubserver" / "model_shapes.json").read_text())["models"]
 GPU_MODELS = ("Qwen/Qwen1.5-0.5B", "google/gemma-2-2b")
-DRY_RUN_CONFIG = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-                  "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 512,
-                  "max_position_embeddings": 128, "tie_word_embeddings": True}
-LOADS = {"fp16": {"dtype": "float16"}, "bf16": {"dtype": "bfloat16"}, "bnb-8bit": {"quantization": "bnb-8bit"},
-         "bnb-4bit": {"quantization": "bnb-4bit"}}
+DRY_RUN_CONFIG = {
+    "model_type": "llama",
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 128,
+    "vocab_size": 512,
+    "max_position_embeddings": 128,
+    "tie_word_embeddings": True,
+}
+LOADS = {
+    "fp16": {"dtype": "float16"},
+    "bf16": {"dtype": "bfloat16"},
+    "bnb-8bit": {"quantization": "bnb-8bit"},
+    "bnb-4bit": {"quantization": "bnb-4bit"},
+}
 
 CHILD = r"""
 import json, sys, time
@@ -80,8 +93,13 @@ def headers(directory: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 
 def run_option(directory: Path, device: str, arguments: dict[str, Any], timeout: float) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-c", CHILD, str(directory), device, json.dumps(arguments)],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(directory), device, json.dumps(arguments)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
     if done.returncode:
         raise RuntimeError(done.stderr.strip()[-1500:])
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -96,13 +114,20 @@ def check(name: str, config: dict[str, Any], root: Path, device: str, timeout: f
     rows = []
     for option, arguments in LOADS.items():
         estimate = estimates[option]
-        row: dict[str, Any] = {"model": name, "params": sizing.model_layout(saved).param_count, "option": option,
-                               "estimate": estimate.weights_bytes + estimate.quant_state_bytes}
+        row: dict[str, Any] = {
+            "model": name,
+            "params": sizing.model_layout(saved).param_count,
+            "option": option,
+            "estimate": estimate.weights_bytes + estimate.quant_state_bytes,
+        }
         try:
             got = run_option(directory, device, arguments, timeout)
             measured = got.get("allocated", got["measured"])
-            row.update(got, error_pct=100 * (row["estimate"] - measured) / measured,
-                       overhead=got["process_used"] - got["reserved"] if "process_used" in got else None)
+            row.update(
+                got,
+                error_pct=100 * (row["estimate"] - measured) / measured,
+                overhead=got["process_used"] - got["reserved"] if "process_used" in got else None,
+            )
         except (RuntimeError, subprocess.TimeoutExpired, ValueError) as error:
             row["failure"] = str(error)[-500:]
         rows.append(row)
@@ -111,17 +136,24 @@ def check(name: str, config: dict[str, Any], root: Path, device: str, timeout: f
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| model | params | option | estimate MB | allocated MB | err | footprint+state MB | reserved MB | "
-             "overhead MB | peak alloc MB | load s |", "|" + "---|" * 11]
+    lines = [
+        "| model | params | option | estimate MB | allocated MB | err | footprint+state MB | reserved MB | "
+        "overhead MB | peak alloc MB | load s |",
+        "|" + "---|" * 11,
+    ]
     for r in rows:
         if "failure" in r:
-            lines.append(f"| {r['model']} | {r['params']:,} | {r['option']} | {r['estimate'] / 1e6:.1f} | FAILED: "
-                         f"{r['failure'][-120:]!r} |||||||")
+            lines.append(
+                f"| {r['model']} | {r['params']:,} | {r['option']} | {r['estimate'] / 1e6:.1f} | FAILED: "
+                f"{r['failure'][-120:]!r} |||||||"
+            )
             continue
-        mb = lambda key: f"{r[key] / 1e6:.1f}" if r.get(key) is not None else "–"  # noqa: E731
-        lines.append(f"| {r['model']} | {r['params']:,} | {r['option']} | {mb('estimate')} | {mb('allocated')} | "
-                     f"{r['error_pct']:+.2f}% | {mb('measured')} | {mb('reserved')} | {mb('overhead')} | "
-                     f"{mb('peak_allocated')} | {r['load_s']:.1f} |")
+        mb = lambda key, r=r: f"{r[key] / 1e6:.1f}" if r.get(key) is not None else "–"  # noqa: E731
+        lines.append(
+            f"| {r['model']} | {r['params']:,} | {r['option']} | {mb('estimate')} | {mb('allocated')} | "
+            f"{r['error_pct']:+.2f}% | {mb('measured')} | {mb('reserved')} | {mb('overhead')} | "
+            f"{mb('peak_allocated')} | {r['load_s']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -143,13 +175,20 @@ def main() -> None:
     ok = [r for r in rows if "failure" not in r]
     four_bit = [r["load_s"] for r in ok if r["option"] == "bnb-4bit"]
     overheads = [r["overhead"] for r in ok if r.get("overhead") is not None]
-    print(json.dumps({
-        "device": args.device, "rows": rows, "failures": len(rows) - len(ok),
-        "worst_error_pct": max((abs(r["error_pct"]) for r in ok), default=None),
-        "within_3pct": all(abs(r["error_pct"]) <= 3 for r in ok) and bool(ok),
-        "load_4bit_s": max(four_bit, default=None), "nfr3_under_60s": bool(four_bit) and max(four_bit) < 60,
-        "overhead_bytes": max(overheads, default=None),
-    }))
+    print(
+        json.dumps(
+            {
+                "device": args.device,
+                "rows": rows,
+                "failures": len(rows) - len(ok),
+                "worst_error_pct": max((abs(r["error_pct"]) for r in ok), default=None),
+                "within_3pct": all(abs(r["error_pct"]) <= 3 for r in ok) and bool(ok),
+                "load_4bit_s": max(four_bit, default=None),
+                "nfr3_under_60s": bool(four_bit) and max(four_bit) < 60,
+                "overhead_bytes": max(overheads, default=None),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

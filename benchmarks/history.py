@@ -1,10 +1,12 @@
 """Every `python -m benchmarks` run, kept in results/runs.jsonl (commit it with BENCHMARKS.md), so that a
 range quoted in the notes comes from runs that printed it, on the machine of the run that quotes it."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 RUNS = Path(__file__).resolve().parent / "results" / "runs.jsonl"
 

@@ -4,6 +4,7 @@ runs this after each report; run it alone after editing BENCHMARKS.md by hand.
 
     .venv/bin/python -m benchmarks.readme [--benchmarks BENCHMARKS.md] [--readme README.md]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,7 @@ def figure_rows(benchmarks: str) -> list[str]:
 
 
 def run_description(benchmarks: str) -> str:
-    """"the run of <date> (<minutes> on <machine>)" from BENCHMARKS.md's header."""
+    """ "the run of <date> (<minutes> on <machine>)" from BENCHMARKS.md's header."""
     generated = re.search(r"on (\d{4}-\d{2}-\d{2}) in ([\d.]+ min)", benchmarks)
     machine = re.search(r"\*\*Machine:\*\* ([^;\n]+)", benchmarks)
     if generated is None or machine is None:
@@ -63,16 +64,18 @@ def table(benchmarks: str) -> str:
     """The README's generated block: a sentence naming the run, and the highlighted rows."""
     rows = figure_rows(benchmarks)
     picked = [row for pattern in HIGHLIGHTS for row in rows if re.match(rf"\| {pattern}", row)]
-    return "\n".join([
-        BEGIN,
-        f"From {run_description(benchmarks)}, copied from [BENCHMARKS.md](BENCHMARKS.md), which has every "
-        "figure, the tables behind them and notes that explain each gap. Each peer was measured in the same run, "
-        "except where the row says otherwise; the GPU rows come from the log they name.",
-        "",
-        *README_HEADER,
-        *picked,
-        END,
-    ])
+    return "\n".join(
+        [
+            BEGIN,
+            f"From {run_description(benchmarks)}, copied from [BENCHMARKS.md](BENCHMARKS.md), which has every "
+            "figure, the tables behind them and notes that explain each gap. Each peer was measured in the same run, "
+            "except where the row says otherwise; the GPU rows come from the log they name.",
+            "",
+            *README_HEADER,
+            *picked,
+            END,
+        ]
+    )
 
 
 def update(readme: str, benchmarks: str) -> str:
@@ -80,7 +83,7 @@ def update(readme: str, benchmarks: str) -> str:
     start, end = readme.find(BEGIN), readme.find(END)
     if start < 0 or end < start:
         raise ValueError("README.md has no generated benchmarks block (its BEGIN and END markers)")
-    return readme[:start] + table(benchmarks) + readme[end + len(END):]
+    return readme[:start] + table(benchmarks) + readme[end + len(END) :]
 
 
 def write(benchmarks_path: Path = ROOT / "BENCHMARKS.md", readme_path: Path = ROOT / "README.md") -> None:

@@ -2,13 +2,15 @@
 estimates bench printed, the GPU figures from the log that produced them, and the notes. The notes are
 benchmarks/NOTES.md with its `{placeholders}` filled from this run, or from the runs recorded on this
 machine where they quote a range; NOTES.md itself holds no measured number."""
+
 from __future__ import annotations
 
 import json
 import re
 import string
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import history
 from .common import last_json_line
@@ -39,30 +41,67 @@ def download_rows(r: dict[str, Any]) -> list[Row]:
     gbps, kill, cancel = r["gbps"], r["refetched_after_kill_at_half"], r["cancel_latency_s"]
     size = f"{r['file_bytes'] / 2**30:.2f} GiB"
     return [
-        (f"download {size}, loopback: throughput", f"{gbps['ours']:.2f} GB/s", f"curl {gbps['curl']:.2f} GB/s",
-         f"{r['ratio_vs_curl']:.2f}× curl", "≥ 0.8× curl"),
-        (f"download {size}: throughput", f"{gbps['ours']:.2f} GB/s", f"hf_hub_download {gbps['hf_hub_download']:.2f} GB/s",
-         f"{r['ratio_vs_hf_hub_download']:.2f}× hf_hub_download", "≥ 1.5×"),
-        (f"download {size}, sha256-verified: throughput", f"{gbps['ours']:.2f} GB/s",
-         f"curl then openssl sha256 {gbps['curl_then_sha256']:.2f} GB/s",
-         f"{r['ratio_vs_curl_then_sha256']:.2f}× verified curl", "–"),
-        ("ceiling of a sha256-verified download here: sha256 alone, in memory",
-         f"ours at {r['ratio_vs_sha256_ceiling']:.0%} of it", f"sha256 {gbps['sha256_in_memory']:.2f} GB/s",
-         f"ceiling {r['sha256_ceiling_vs_curl']:.2f}× curl", "–"),
-        ("bytes fetched twice after SIGKILL at 50%", f"{kill['ours']['fetched_twice']:.2%}",
-         f"hf_hub_download {kill['hf_hub_download']['fetched_twice']:.1%}", "–", "≤ 1%"),
-        ("cancel latency (signal / catalog flag)", f"{_ms(cancel['signal'])} / {_ms(cancel['flag'])}",
-         "hf_hub_download: no cancel", "–", "≤ 1 s"),
+        (
+            f"download {size}, loopback: throughput",
+            f"{gbps['ours']:.2f} GB/s",
+            f"curl {gbps['curl']:.2f} GB/s",
+            f"{r['ratio_vs_curl']:.2f}× curl",
+            "≥ 0.8× curl",
+        ),
+        (
+            f"download {size}: throughput",
+            f"{gbps['ours']:.2f} GB/s",
+            f"hf_hub_download {gbps['hf_hub_download']:.2f} GB/s",
+            f"{r['ratio_vs_hf_hub_download']:.2f}× hf_hub_download",
+            "≥ 1.5×",
+        ),
+        (
+            f"download {size}, sha256-verified: throughput",
+            f"{gbps['ours']:.2f} GB/s",
+            f"curl then openssl sha256 {gbps['curl_then_sha256']:.2f} GB/s",
+            f"{r['ratio_vs_curl_then_sha256']:.2f}× verified curl",
+            "–",
+        ),
+        (
+            "ceiling of a sha256-verified download here: sha256 alone, in memory",
+            f"ours at {r['ratio_vs_sha256_ceiling']:.0%} of it",
+            f"sha256 {gbps['sha256_in_memory']:.2f} GB/s",
+            f"ceiling {r['sha256_ceiling_vs_curl']:.2f}× curl",
+            "–",
+        ),
+        (
+            "bytes fetched twice after SIGKILL at 50%",
+            f"{kill['ours']['fetched_twice']:.2%}",
+            f"hf_hub_download {kill['hf_hub_download']['fetched_twice']:.1%}",
+            "–",
+            "≤ 1%",
+        ),
+        (
+            "cancel latency (signal / catalog flag)",
+            f"{_ms(cancel['signal'])} / {_ms(cancel['flag'])}",
+            "hf_hub_download: no cancel",
+            "–",
+            "≤ 1 s",
+        ),
     ]
 
 
 def anatomy_rows(r: dict[str, Any]) -> list[Row]:
     return [
-        ("Llama-3-70B architecture + hooks (meta device)", f"first {r['arch_70b_first_s']:.2f} s, warm "
-         f"{r['arch_70b_warm_median_s']:.2f} s", "–", "–", "≤ 1 s"),
-        (f"capture 4 hooks, {r['capture_params'] / 1e6:.0f}M-param forward", _ms(r["capture_4_hooks_median_s"]),
-         f"not a peer: the plain forward of the same model, {_ms(r['forward_median_s'])}",
-         f"{r['capture_overhead_ratio']:+.1%}", "≤ +10%"),
+        (
+            "Llama-3-70B architecture + hooks (meta device)",
+            f"first {r['arch_70b_first_s']:.2f} s, warm {r['arch_70b_warm_median_s']:.2f} s",
+            "–",
+            "–",
+            "≤ 1 s",
+        ),
+        (
+            f"capture 4 hooks, {r['capture_params'] / 1e6:.0f}M-param forward",
+            _ms(r["capture_4_hooks_median_s"]),
+            f"not a peer: the plain forward of the same model, {_ms(r['forward_median_s'])}",
+            f"{r['capture_overhead_ratio']:+.1%}",
+            "≤ +10%",
+        ),
     ]
 
 
@@ -73,58 +112,123 @@ def estimates_rows(r: dict[str, Any]) -> list[Row]:
         peer += " (its Python API for configs no Hub serves)"
     calibrated = r["worst_total_err_calibrated_out_of_sample"]
     return [
-        (f"memory estimate vs get_memory_footprint()+quant state ({r['rows']} loads, CPU)",
-         f"worst {r['worst_footprint_err']:.4%}", peer, "–", "≤ 0.1%"),
-        ("memory estimate total vs process RSS growth, shipped OVERHEAD_BYTES (not fitted to this run)",
-         f"worst {r['worst_total_err_shipped']:.2%}", "measured RSS", "–", "–"),
-        (f"memory estimate total vs process RSS growth, overhead fitted in this run on "
-         f"{', '.join(r['calibration_models'])}, checked on {', '.join(r['validation_models']) or 'no other model'} "
-         "(out of sample)",
-         f"worst {calibrated:.2%}" if calibrated is not None else "no model to check on", "measured RSS", "–", "≤ 2%"),
-        ("exact parameter counts of every reference config", "all exact" if r["params_exact"] else "NOT exact",
-         "published counts", "–", "exact"),
+        (
+            f"memory estimate vs get_memory_footprint()+quant state ({r['rows']} loads, CPU)",
+            f"worst {r['worst_footprint_err']:.4%}",
+            peer,
+            "–",
+            "≤ 0.1%",
+        ),
+        (
+            "memory estimate total vs process RSS growth, shipped OVERHEAD_BYTES (not fitted to this run)",
+            f"worst {r['worst_total_err_shipped']:.2%}",
+            "measured RSS",
+            "–",
+            "–",
+        ),
+        (
+            f"memory estimate total vs process RSS growth, overhead fitted in this run on "
+            f"{', '.join(r['calibration_models'])}, checked on {', '.join(r['validation_models']) or 'no other model'} "
+            "(out of sample)",
+            f"worst {calibrated:.2%}" if calibrated is not None else "no model to check on",
+            "measured RSS",
+            "–",
+            "≤ 2%",
+        ),
+        (
+            "exact parameter counts of every reference config",
+            "all exact" if r["params_exact"] else "NOT exact",
+            "published counts",
+            "–",
+            "exact",
+        ),
     ]
 
 
 def server_rows(r: dict[str, Any]) -> list[Row]:
-    return [(f"GET /models, {r['rows']:,} rows, p50 (p95)", f"{r['p50_ms']:.1f} ms ({r['p95_ms']:.1f} ms)",
-             f"not a peer: our own limit=50 page, {r['page50_p50_ms']:.1f} ms",
-             f"{r['p50_ms'] / r['goal_p50_ms']:.2f}× goal", f"≤ {r['goal_p50_ms']:.0f} ms")]
+    return [
+        (
+            f"GET /models, {r['rows']:,} rows, p50 (p95)",
+            f"{r['p50_ms']:.1f} ms ({r['p95_ms']:.1f} ms)",
+            f"not a peer: our own limit=50 page, {r['page50_p50_ms']:.1f} ms",
+            f"{r['p50_ms'] / r['goal_p50_ms']:.2f}× goal",
+            f"≤ {r['goal_p50_ms']:.0f} ms",
+        )
+    ]
 
 
 def import_rows(r: dict[str, Any]) -> list[Row]:
     return [
-        ("`import mistudio_jupyter`", _ms(r["import_s"]), f"`import huggingface_hub` {_ms(r['import_peer_huggingface_hub_s'])}",
-         _ratio(r["import_s"], r["import_peer_huggingface_hub_s"]), "no torch import"
-         + (" ✗ torch imported" if r["torch_imported"] else " ✓")),
-        ("fresh IPython + `%load_ext mistudio_jupyter`", _ms(r["load_ext_s"]), f"IPython + `%load_ext autoreload` {_ms(r['load_ext_peer_autoreload_s'])}",
-         _ratio(r["load_ext_s"], r["load_ext_peer_autoreload_s"]), "–"),
+        (
+            "`import mistudio_jupyter`",
+            _ms(r["import_s"]),
+            f"`import huggingface_hub` {_ms(r['import_peer_huggingface_hub_s'])}",
+            _ratio(r["import_s"], r["import_peer_huggingface_hub_s"]),
+            "no torch import" + (" ✗ torch imported" if r["torch_imported"] else " ✓"),
+        ),
+        (
+            "fresh IPython + `%load_ext mistudio_jupyter`",
+            _ms(r["load_ext_s"]),
+            f"IPython + `%load_ext autoreload` {_ms(r['load_ext_peer_autoreload_s'])}",
+            _ratio(r["load_ext_s"], r["load_ext_peer_autoreload_s"]),
+            "–",
+        ),
     ]
 
 
 def preview_rows(r: dict[str, Any]) -> list[Row]:
     ours, peer = r["ours"], r["peer_get_safetensors_metadata"]
     return [
-        (f"preview {r['repo']} ({r['shards']} shards): bytes read", f"{ours['bytes'] / 1e6:.2f} MB",
-         f"get_safetensors_metadata {peer['bytes'] / 1e6:.2f} MB", _ratio(ours["bytes"], peer["bytes"]), "≈ 1 MB"),
-        (f"preview {r['repo']}: time (ours includes config, memory table, fit)", f"{ours['seconds']:.2f} s",
-         f"get_safetensors_metadata {peer['seconds']:.2f} s", _ratio(ours["seconds"], peer["seconds"]), "–"),
+        (
+            f"preview {r['repo']} ({r['shards']} shards): bytes read",
+            f"{ours['bytes'] / 1e6:.2f} MB",
+            f"get_safetensors_metadata {peer['bytes'] / 1e6:.2f} MB",
+            _ratio(ours["bytes"], peer["bytes"]),
+            "≈ 1 MB",
+        ),
+        (
+            f"preview {r['repo']}: time (ours includes config, memory table, fit)",
+            f"{ours['seconds']:.2f} s",
+            f"get_safetensors_metadata {peer['seconds']:.2f} s",
+            _ratio(ours["seconds"], peer["seconds"]),
+            "–",
+        ),
     ]
 
 
 def memory_rows(r: dict[str, Any]) -> list[Row]:
-    return [(f"server RSS growth during {r['downloaded_bytes'] / 1e9:.2f} GB of downloads",
-             f"{r['server_peak_growth_bytes'] / 1e6:.1f} MB",
-             f"not a peer: the download worker it starts, peak RSS {r['worker_peak_rss_bytes'] / 1e6:.0f} MB",
-             "–", f"≤ {r['goal_bytes'] / 1e6:.0f} MB")]
+    return [
+        (
+            f"server RSS growth during {r['downloaded_bytes'] / 1e9:.2f} GB of downloads",
+            f"{r['server_peak_growth_bytes'] / 1e6:.1f} MB",
+            f"not a peer: the download worker it starts, peak RSS {r['worker_peak_rss_bytes'] / 1e6:.0f} MB",
+            "–",
+            f"≤ {r['goal_bytes'] / 1e6:.0f} MB",
+        )
+    ]
 
 
 def cli_startup_rows(r: dict[str, Any]) -> list[Row]:
     peer = f"`hf cache ls` {_ms(r['peer_hf_cache_ls_s'])}"
-    rows = [(f"`mistudio {name}` start-up, fresh process", _ms(r[f"{name}_s"]), peer,
-             _ratio(r[f"{name}_s"], r["peer_hf_cache_ls_s"]), "≤ 1× `hf cache ls`") for name in ("list", "cancel")]
-    return rows + [("of it: `import sqlalchemy.orm` alone", _ms(r["sqlalchemy_orm_import_s"]),
-                    f"not a peer: {peer}", _ratio(r["sqlalchemy_orm_import_s"], r["peer_hf_cache_ls_s"]), "–")]
+    rows = [
+        (
+            f"`mistudio {name}` start-up, fresh process",
+            _ms(r[f"{name}_s"]),
+            peer,
+            _ratio(r[f"{name}_s"], r["peer_hf_cache_ls_s"]),
+            "≤ 1× `hf cache ls`",
+        )
+        for name in ("list", "cancel")
+    ]
+    return rows + [
+        (
+            "of it: `import sqlalchemy.orm` alone",
+            _ms(r["sqlalchemy_orm_import_s"]),
+            f"not a peer: {peer}",
+            _ratio(r["sqlalchemy_orm_import_s"], r["peer_hf_cache_ls_s"]),
+            "–",
+        )
+    ]
 
 
 def _wan_speed(result: dict[str, Any]) -> str:
@@ -135,26 +239,47 @@ def _wan_speed(result: dict[str, Any]) -> str:
 
 def wan_rows(r: dict[str, Any]) -> list[Row]:
     wan = r["wan"]
-    network = (f"{wan['per_conn_bps'] / 1e6:g} MB/s per connection, {wan['link_bps'] / 1e6:g} MB/s link, "
-               f"{wan['rtt_ms']:g} ms RTT")
+    network = (
+        f"{wan['per_conn_bps'] / 1e6:g} MB/s per connection, {wan['link_bps'] / 1e6:g} MB/s link, "
+        f"{wan['rtt_ms']:g} ms RTT"
+    )
     ceiling = r["ceiling"]
-    rows: list[Row] = [(f"WAN ({network}): the test Hub's own ceiling, one curl with 16 ranges",
-                        f"{ceiling['mbps']:.1f} MB/s", "not a peer: the server's limit",
-                        f"{ceiling['link_share']:.0%} of the link", "–")]
+    rows: list[Row] = [
+        (
+            f"WAN ({network}): the test Hub's own ceiling, one curl with 16 ranges",
+            f"{ceiling['mbps']:.1f} MB/s",
+            "not a peer: the server's limit",
+            f"{ceiling['link_share']:.0%} of the link",
+            "–",
+        )
+    ]
     for name, w in r["workloads"].items():
         ours = w["tools"]["ours"]
         figure = f"WAN download, {name} ({w['files']} files, {w['bytes'] / 1e6:.0f} MB): throughput"
         mine = _wan_speed(ours) + (f" ({ours['link_share']:.0%} of the link)" if "mbps" in ours else "")
-        rows += [(figure, mine, f"{peer} {_wan_speed(w['tools'][peer])}",
-                  f"{w['ours_vs'][peer]:.2f}× {peer}" if peer in w["ours_vs"] else "–", "≥ 0.9 of the link, ahead of every peer")
-                 for peer in ("snapshot_download", "hf_transfer", "aria2c")]
+        rows += [
+            (
+                figure,
+                mine,
+                f"{peer} {_wan_speed(w['tools'][peer])}",
+                f"{w['ours_vs'][peer]:.2f}× {peer}" if peer in w["ours_vs"] else "–",
+                "≥ 0.9 of the link, ahead of every peer",
+            )
+            for peer in ("snapshot_download", "hf_transfer", "aria2c")
+        ]
     return rows
 
 
 FORMATTERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
-    "bench_download": download_rows, "bench_anatomy": anatomy_rows, "bench_estimates": estimates_rows,
-    "bench_server": server_rows, "bench_import": import_rows, "bench_preview": preview_rows,
-    "bench_server_memory": memory_rows, "bench_wan": wan_rows, "bench_cli_startup": cli_startup_rows,
+    "bench_download": download_rows,
+    "bench_anatomy": anatomy_rows,
+    "bench_estimates": estimates_rows,
+    "bench_server": server_rows,
+    "bench_import": import_rows,
+    "bench_preview": preview_rows,
+    "bench_server_memory": memory_rows,
+    "bench_wan": wan_rows,
+    "bench_cli_startup": cli_startup_rows,
 }
 TABLE_HEADER = ["| figure | ours | peer (same run) | ratio | goal |", "|---|---|---|---|---|"]
 
@@ -209,27 +334,57 @@ def gpu_summary_rows(text: str, estimates: dict[str, Any] | None) -> list[Row]:
         return []
     models = sorted({row["model"] for row in rows})
     errors = [row["err"] for row in (estimates or {}).get("gpu_log_accelerate", [])]
-    peer = (f"`accelerate estimate-memory` (this run) vs the same memory_allocated: worst {max(errors, key=abs):+.1%}"
-            if errors else "–")
-    largest_four_bit = max((row for row in rows if row["option"] == "bnb-4bit"), key=lambda row: row["params"], default=None)
+    peer = (
+        f"`accelerate estimate-memory` (this run) vs the same memory_allocated: worst {max(errors, key=abs):+.1%}"
+        if errors
+        else "–"
+    )
+    largest_four_bit = max(
+        (row for row in rows if row["option"] == "bnb-4bit"), key=lambda row: row["params"], default=None
+    )
     return [
-        (f"memory estimate vs CUDA memory_allocated, {len(rows)} loads of {', '.join(models)} (H100, {GPU_LOG.name})",
-         f"worst {summary.get('worst_error_pct', max(abs(row['error_pct']) for row in rows)):.2f}%", peer, "–", "≤ 3%"),
-    ] + ([(f"4-bit load of {largest_four_bit['model']} (H100, {GPU_LOG.name})", f"{largest_four_bit['load_s']:.1f} s",
-           "–", "–", "< 60 s")] if largest_four_bit else [])
+        (
+            f"memory estimate vs CUDA memory_allocated, {len(rows)} loads of {', '.join(models)} "
+            f"(H100, {GPU_LOG.name})",
+            f"worst {summary.get('worst_error_pct', max(abs(row['error_pct']) for row in rows)):.2f}%",
+            peer,
+            "–",
+            "≤ 3%",
+        ),
+    ] + (
+        [
+            (
+                f"4-bit load of {largest_four_bit['model']} (H100, {GPU_LOG.name})",
+                f"{largest_four_bit['load_s']:.1f} s",
+                "–",
+                "–",
+                "< 60 s",
+            )
+        ]
+        if largest_four_bit
+        else []
+    )
 
 
 def gpu_section(text: str | None, estimates: dict[str, Any] | None) -> list[str]:
     if text is None:
         return [f"No GPU log ({GPU_SOURCE}) in this checkout."]
     summary = last_json_line(text) or {}
-    lines = [f"Measured earlier on an NVIDIA H100 with `benchmarks/gpu_check.py` (not re-run by `make bench`); every "
-             f"figure here is from `{GPU_SOURCE}`, except accelerate's, computed for the same repos by this run's "
-             "estimates bench.", "",
-             *GPU_TABLE_HEADER, *map(table_line, gpu_summary_rows(text, estimates)), ""]
+    lines = [
+        f"Measured earlier on an NVIDIA H100 with `benchmarks/gpu_check.py` (not re-run by `make bench`); every "
+        f"figure here is from `{GPU_SOURCE}`, except accelerate's, computed for the same repos by this run's "
+        "estimates bench.",
+        "",
+        *GPU_TABLE_HEADER,
+        *map(table_line, gpu_summary_rows(text, estimates)),
+        "",
+    ]
     if summary:
-        lines += [f"The CUDA overhead, {summary.get('overhead_bytes', 0) / 1e6:.0f} MB, is the same in all "
-                  f"{len(gpu_log_rows(text))} loads; `OVERHEAD_BYTES['cuda']` was set from them (in sample).", ""]
+        lines += [
+            f"The CUDA overhead, {summary.get('overhead_bytes', 0) / 1e6:.0f} MB, is the same in all "
+            f"{len(gpu_log_rows(text))} loads; `OVERHEAD_BYTES['cuda']` was set from them (in sample).",
+            "",
+        ]
     return lines + [tables_in(text)]
 
 
@@ -285,8 +440,9 @@ def download_figures(r: dict[str, Any], runs: list[history.Run]) -> dict[str, st
         "ours_vs_verified_curl_range": ranged(lambda x: x["ratio_vs_curl_then_sha256"], _times),
         "block_size": _mib(engine["block_bytes"]),
         "refetch_ours": f"{r['refetched_after_kill_at_half']['ours']['fetched_twice']:.2%}",
-        "refetch_ours_range": ranged(lambda x: x["refetched_after_kill_at_half"]["ours"]["fetched_twice"],
-                                     lambda v: f"{v:.2%}"),
+        "refetch_ours_range": ranged(
+            lambda x: x["refetched_after_kill_at_half"]["ours"]["fetched_twice"], lambda v: f"{v:.2%}"
+        ),
         "tcp_rmem_max": _mib(engine["tcp_rmem_max_bytes"]) if engine["tcp_rmem_max_bytes"] else "unknown",
         "chunk_size": _mib(engine["chunk_bytes"]),
         "connections": f"{engine['start_connections']} to {engine['max_connections']}",
@@ -296,10 +452,12 @@ def download_figures(r: dict[str, Any], runs: list[history.Run]) -> dict[str, st
 
 def anatomy_figures(r: dict[str, Any], runs: list[history.Run]) -> dict[str, str]:
     return {
-        "arch_first": f"{r['arch_70b_first_s']:.2f} s", "arch_warm": f"{r['arch_70b_warm_median_s']:.2f} s",
+        "arch_first": f"{r['arch_70b_first_s']:.2f} s",
+        "arch_warm": f"{r['arch_70b_warm_median_s']:.2f} s",
         "capture_overhead": _pct(r["capture_overhead_ratio"], signed=True),
-        "capture_overhead_range": span(history.values(runs, "bench_anatomy", lambda x: x["capture_overhead_ratio"]),
-                                       lambda v: _pct(v, signed=True)),
+        "capture_overhead_range": span(
+            history.values(runs, "bench_anatomy", lambda x: x["capture_overhead_ratio"]), lambda v: _pct(v, signed=True)
+        ),
     }
 
 
@@ -312,8 +470,11 @@ def estimates_figures(r: dict[str, Any], runs: list[history.Run]) -> dict[str, s
         "worst_footprint_err": f"{r['worst_footprint_err']:.4%}",
         "accelerate_quantized": _extent(quantized, lambda v: _pct(v, signed=True)),
         "accelerate_plain": _extent(plain, lambda v: _pct(v, signed=True)),
-        "accelerate_how": ("its CLI against the test Hub" if r["accelerate_via"] == ["cli"] else
-                           "its CLI against the test Hub, and its Python API for the configs no Hub serves"),
+        "accelerate_how": (
+            "its CLI against the test Hub"
+            if r["accelerate_via"] == ["cli"]
+            else "its CLI against the test Hub, and its Python API for the configs no Hub serves"
+        ),
         "overhead_shipped": " / ".join(_mb(r["overhead_shipped"][k]) for k in ("plain", "bnb")),
         "shipped_err_range": _extent(r["total_err_shipped_range"], lambda v: _pct(v, signed=True)),
         "rss_file_calibration": " / ".join(_mb(v) for v in r["rss_file_calibration"].values()) or NOT_MEASURED,
@@ -321,23 +482,33 @@ def estimates_figures(r: dict[str, Any], runs: list[history.Run]) -> dict[str, s
         "overhead_calibrated": " / ".join(_mb(v) for v in overhead.values()) or NOT_MEASURED,
         "validation_models": ", ".join(r["validation_models"]) or "no model",
         "worst_calibrated": f"{worst:.2%}" if worst is not None else NOT_MEASURED,
-        "worst_calibrated_range": span(history.values(
-            runs, "bench_estimates", lambda x: x["worst_total_err_calibrated_out_of_sample"]), lambda v: f"{v:.2%}"),
-        "gpu_accelerate_quantized": _extent([g["err"] for g in r["gpu_log_accelerate"] if g["option"].startswith("bnb")],
-                                            lambda v: _pct(v, signed=True)),
+        "worst_calibrated_range": span(
+            history.values(runs, "bench_estimates", lambda x: x["worst_total_err_calibrated_out_of_sample"]),
+            lambda v: f"{v:.2%}",
+        ),
+        "gpu_accelerate_quantized": _extent(
+            [g["err"] for g in r["gpu_log_accelerate"] if g["option"].startswith("bnb")], lambda v: _pct(v, signed=True)
+        ),
         "peak_plain": _extent(r["peak_over_estimate"]["plain"], lambda v: f"{v:.0%}"),
         "peak_bnb": _extent(r["peak_over_estimate"]["bnb"], lambda v: f"{v:.0%}"),
     }
 
 
 def server_figures(r: dict[str, Any], runs: list[history.Run]) -> dict[str, str]:
-    return {"list_rows": f"{r['rows']:,}", "list_p50": f"{r['p50_ms']:.1f} ms", "page_p50": f"{r['page50_p50_ms']:.1f} ms",
-            "list_p50_range": span(history.values(runs, "bench_server", lambda x: x["p50_ms"]), lambda v: f"{v:.1f} ms")}
+    return {
+        "list_rows": f"{r['rows']:,}",
+        "list_p50": f"{r['p50_ms']:.1f} ms",
+        "page_p50": f"{r['page50_p50_ms']:.1f} ms",
+        "list_p50_range": span(history.values(runs, "bench_server", lambda x: x["p50_ms"]), lambda v: f"{v:.1f} ms"),
+    }
 
 
 def server_memory_figures(r: dict[str, Any], runs: list[history.Run]) -> dict[str, str]:
-    return {"server_growth": f"{r['server_peak_growth_bytes'] / 1e6:.1f} MB",
-            "downloaded": f"{r['downloaded_bytes'] / 1e9:.2f} GB", "worker_peak": _mb(r["worker_peak_rss_bytes"])}
+    return {
+        "server_growth": f"{r['server_peak_growth_bytes'] / 1e6:.1f} MB",
+        "downloaded": f"{r['downloaded_bytes'] / 1e9:.2f} GB",
+        "worker_peak": _mb(r["worker_peak_rss_bytes"]),
+    }
 
 
 def gpu_figures(text: str | None) -> dict[str, str]:
@@ -360,8 +531,11 @@ def cli_startup_figures(r: dict[str, Any], runs: list[history.Run]) -> dict[str,
 
 
 FIGURES: dict[str, Callable[[dict[str, Any], list[history.Run]], dict[str, str]]] = {
-    "bench_download": download_figures, "bench_anatomy": anatomy_figures, "bench_estimates": estimates_figures,
-    "bench_server": server_figures, "bench_server_memory": server_memory_figures,
+    "bench_download": download_figures,
+    "bench_anatomy": anatomy_figures,
+    "bench_estimates": estimates_figures,
+    "bench_server": server_figures,
+    "bench_server_memory": server_memory_figures,
     "bench_cli_startup": cli_startup_figures,
 }
 
@@ -374,14 +548,19 @@ def render_notes(template: str, benches: list[Bench], runs: list[history.Run], g
     """The notes with every placeholder filled from this run, the recorded runs or the GPU log. A note
     none of whose figures this run has (its bench did not run, or failed) is left out; a figure missing
     from a note that stays says so."""
-    figures: dict[str, str] = {"recorded_runs": f"{len(runs)} run{'s' if len(runs) != 1 else ''}", **gpu_figures(gpu_log)}
+    figures: dict[str, str] = {
+        "recorded_runs": f"{len(runs)} run{'s' if len(runs) != 1 else ''}",
+        **gpu_figures(gpu_log),
+    }
     for bench in benches:
         if bench["result"] is not None and bench["name"] in FIGURES:
             try:
                 figures.update(FIGURES[bench["name"]](bench["result"], runs))
             except (KeyError, TypeError, ValueError, ZeroDivisionError):
                 continue  # an unreadable result: its placeholders say "not measured"
-    notes = [note for note in re.split(r"\n(?=- )", template) if not placeholders(note) or placeholders(note) & set(figures)]
+    notes = [
+        note for note in re.split(r"\n(?=- )", template) if not placeholders(note) or placeholders(note) & set(figures)
+    ]
     return "\n".join(notes).format_map({name: figures.get(name, NOT_MEASURED) for name in placeholders(template)})
 
 
@@ -391,13 +570,18 @@ def render_notes(template: str, benches: list[Bench], runs: list[history.Run], g
 def write_report(benches: list[Bench], run: history.Run, runs: list[history.Run], output: Path) -> None:
     """BENCHMARKS.md for this run; `runs` are the recorded runs on this machine, this one included."""
     info = run["machine"]
-    lines = ["# Benchmarks", "",
-             f"Generated by `python -m benchmarks` (`make bench`) on {run['date']} in {run['total_s'] / 60:.1f} min. "
-             "Every peer figure was measured in the same run, on the same machine; a figure that is not a peer "
-             "says so. The run is recorded in `benchmarks/results/runs.jsonl`.", "",
-             f"**Machine:** {info['cpu']}, {info['cores']} cores, {info['memory_gb']} GB RAM, {info['os']} "
-             f"({info['machine']}), Python {info['python']}; all traffic on loopback to the test Hub.", "",
-             *TABLE_HEADER]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `python -m benchmarks` (`make bench`) on {run['date']} in {run['total_s'] / 60:.1f} min. "
+        "Every peer figure was measured in the same run, on the same machine; a figure that is not a peer "
+        "says so. The run is recorded in `benchmarks/results/runs.jsonl`.",
+        "",
+        f"**Machine:** {info['cpu']}, {info['cores']} cores, {info['memory_gb']} GB RAM, {info['os']} "
+        f"({info['machine']}), Python {info['python']}; all traffic on loopback to the test Hub.",
+        "",
+        *TABLE_HEADER,
+    ]
     lines += [table_line(row) for bench in benches for row in bench_rows(bench)]
     estimates = next((bench for bench in benches if bench["name"] == "bench_estimates" and bench["result"]), None)
     if estimates:
@@ -406,9 +590,19 @@ def write_report(benches: list[Bench], run: history.Run, runs: list[history.Run]
     if wan:
         lines += ["", "## Downloads over a simulated WAN (`bench_wan.py`)", "", tables_in(wan["stdout"])]
     gpu_log = GPU_LOG.read_text() if GPU_LOG.exists() else None
-    lines += ["", "## GPU (H100)", "", *gpu_section(gpu_log, estimates["result"] if estimates else None), "",
-              render_notes(NOTES.read_text(), benches, runs, gpu_log).strip(), "", "## Runs", "",
-              "| bench | seconds | exit |", "|---|---|---|"]
+    lines += [
+        "",
+        "## GPU (H100)",
+        "",
+        *gpu_section(gpu_log, estimates["result"] if estimates else None),
+        "",
+        render_notes(NOTES.read_text(), benches, runs, gpu_log).strip(),
+        "",
+        "## Runs",
+        "",
+        "| bench | seconds | exit |",
+        "|---|---|---|",
+    ]
     lines += [f"| {bench['name']} | {bench['seconds']:.0f} | {bench['exit']} |" for bench in benches]
     lines += ["", "Raw outputs: `benchmarks/results/<bench>.log`.", ""]
     output.write_text("\n".join(lines))

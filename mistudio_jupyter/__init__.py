@@ -2,6 +2,7 @@
 
 `import mistudio_jupyter` stays light: torch and transformers load only when a model is built.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -50,4 +51,12 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": "mistudio-jupyter"}]
 
 
-__all__ = ["__version__", "ModelManager", "Settings", "HookPoint", "capture", "shared_manager", "load_ipython_extension"]
+__all__ = [
+    "__version__",
+    "ModelManager",
+    "Settings",
+    "HookPoint",
+    "capture",
+    "shared_manager",
+    "load_ipython_extension",
+]

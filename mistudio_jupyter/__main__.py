@@ -1,4 +1,5 @@
 """`python -m mistudio_jupyter` runs the `mistudio` command."""
+
 import sys
 
 from .cli import main

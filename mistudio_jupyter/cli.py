@@ -4,17 +4,19 @@ Each command is a function `(manager, args) -> result`; the shell prints the res
 JSON, the magic displays it. Errors leave as one line on stderr (or a JSON error object) and a
 non-zero exit status.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
-from .core.options import DTYPES, OPTION_NAMES, QUANTIZATIONS, SORTABLE, STATUSES
 from .core.errors import InvalidArgument, MiStudioError, NotFound
+from .core.options import DTYPES, OPTION_NAMES, QUANTIZATIONS, SORTABLE, STATUSES
 from .core.units import MISSING, format_bytes
 
 if TYPE_CHECKING:
@@ -94,21 +96,29 @@ ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"list": _list
 
 @command("list", "List the models in the catalog.")
 def list_models(manager: Any, args: argparse.Namespace) -> list[ModelRecord]:
-    filters = {key: getattr(args, key) for key in ("family", "quantization", "status", "min_params",
-                                                   "max_params", "q", "sort", "limit", "offset")}
+    filters = {
+        key: getattr(args, key)
+        for key in ("family", "quantization", "status", "min_params", "max_params", "q", "sort", "limit", "offset")
+    }
     return manager.list(**filters)
 
 
 def _entry_arguments(parser: argparse.ArgumentParser, target: str = "Hub repo id") -> None:
-    parser.add_argument("repo_id", metavar="REPO" if target == "Hub repo id" else "REPO_OR_ID",
-                        help=f"{target}, e.g. google/gemma-2-2b")
+    parser.add_argument(
+        "repo_id", metavar="REPO" if target == "Hub repo id" else "REPO_OR_ID", help=f"{target}, e.g. google/gemma-2-2b"
+    )
     parser.add_argument("--revision", help="branch, tag or commit (default: main)")
     _load_option_arguments(parser, "how it will be loaded")
 
 
 def _load_option_arguments(parser: argparse.ArgumentParser, default: str) -> None:
-    parser.add_argument("--as", dest="option", choices=OPTION_NAMES, metavar="OPTION",
-                        help=f"{' | '.join(OPTION_NAMES)}, as `estimate` names them ({default})")
+    parser.add_argument(
+        "--as",
+        dest="option",
+        choices=OPTION_NAMES,
+        metavar="OPTION",
+        help=f"{' | '.join(OPTION_NAMES)}, as `estimate` names them ({default})",
+    )
     parser.add_argument("--quantization", choices=QUANTIZATIONS, help="the older form of --as, with --dtype")
     parser.add_argument("--dtype", choices=DTYPES, help="the older form of --as, with --quantization")
 
@@ -139,21 +149,39 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token-env", metavar="VAR", help="read the Hub token from this environment variable")
 
 
-ARGUMENTS.update(download=_download_arguments, add=_add_arguments, cancel=_cancel_arguments,
-                 resume=_resume_arguments, show=_id_argument, delete=_id_argument)
+ARGUMENTS.update(
+    download=_download_arguments,
+    add=_add_arguments,
+    cancel=_cancel_arguments,
+    resume=_resume_arguments,
+    show=_id_argument,
+    delete=_id_argument,
+)
 
 
 @command("download", "Download a model into the Hugging Face cache (resumable; joins a running download).")
 def download_model(manager: Any, args: argparse.Namespace) -> ModelRecord:
-    handle = manager.download(args.repo_id, revision=args.revision, option=args.option,
-                              quantization=args.quantization, dtype=args.dtype, token=_token_from_env(args.token_env))
+    handle = manager.download(
+        args.repo_id,
+        revision=args.revision,
+        option=args.option,
+        quantization=args.quantization,
+        dtype=args.dtype,
+        token=_token_from_env(args.token_env),
+    )
     return _follow(handle, args)
 
 
 @command("add", "Add a Hub model to the catalog without downloading it.")
 def add_model(manager: Any, args: argparse.Namespace) -> ModelRecord:
-    return manager.add(args.repo_id, revision=args.revision, option=args.option, quantization=args.quantization,
-                       dtype=args.dtype, token=_token_from_env(args.token_env))
+    return manager.add(
+        args.repo_id,
+        revision=args.revision,
+        option=args.option,
+        quantization=args.quantization,
+        dtype=args.dtype,
+        token=_token_from_env(args.token_env),
+    )
 
 
 @command("cancel", "Cancel a download (within a second, from any process).")
@@ -250,14 +278,18 @@ def show_architecture(manager: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 @command("hooks", "List a model's hook points by their TransformerLens/SAELens names.")
 def list_hooks(manager: Any, args: argparse.Namespace) -> list[Any]:
-    return manager.hook_points(args.repo_id, revision=args.revision, token=_token_from_env(args.token_env),
-                               include_modules=args.modules)
+    return manager.hook_points(
+        args.repo_id, revision=args.revision, token=_token_from_env(args.token_env), include_modules=args.modules
+    )
 
 
 def _architecture_text(architecture: dict[str, Any]) -> str:
     summary = architecture["summary"]
-    lines = [f"{key}: {human_count(value) if key == 'params' else value}"
-             for key, value in summary.items() if not isinstance(value, dict)]
+    lines = [
+        f"{key}: {human_count(value) if key == 'params' else value}"
+        for key, value in summary.items()
+        if not isinstance(value, dict)
+    ]
     lines.append("")
     lines.extend(_tree_lines(architecture["tree"], 0))
     lines.extend(f"warning: {warning}" for warning in architecture.get("warnings", []))
@@ -278,7 +310,9 @@ def _hooks_text(hooks: list[Any]) -> str:
     for hook in hooks:
         data = hook.to_dict()
         computed = " (computed)" if data["computed"] else ""
-        rows.append((data["name"], data["module"], data["kind"] + computed, "[" + ", ".join(map(str, data["shape"])) + "]"))
+        rows.append(
+            (data["name"], data["module"], data["kind"] + computed, "[" + ", ".join(map(str, data["shape"])) + "]")
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
 
@@ -300,47 +334,99 @@ ARGUMENTS.update(preview=_preview_arguments, estimate=_preview_arguments, load=_
 
 @command("preview", "Preview a Hub repo before downloading: architecture, parameters, files, memory per option.")
 def preview_repo(manager: Any, args: argparse.Namespace) -> dict[str, Any]:
-    return manager.preview(args.repo_id, revision=args.revision, token=_token_from_env(args.token_env),
-                           context=args.context, batch=args.batch)
+    return manager.preview(
+        args.repo_id,
+        revision=args.revision,
+        token=_token_from_env(args.token_env),
+        context=args.context,
+        batch=args.batch,
+    )
 
 
 @command("estimate", "Memory needed at fp32/fp16/bf16/8-bit/4-bit, and whether it fits this machine.")
 def estimate_memory(manager: Any, args: argparse.Namespace) -> dict[str, Any]:
-    return manager.estimate(args.repo_id, revision=args.revision, token=_token_from_env(args.token_env),
-                            context=args.context, batch=args.batch)
+    return manager.estimate(
+        args.repo_id,
+        revision=args.revision,
+        token=_token_from_env(args.token_env),
+        context=args.context,
+        batch=args.batch,
+    )
 
 
 @command("load", "Load a downloaded model (checks it loads; records its measured memory and load time).")
 def load_model(manager: Any, args: argparse.Namespace) -> Any:
-    model, _ = manager.load(_model_id(manager, args.model), option=args.option, quantization=args.quantization,
-                            dtype=args.dtype, device_map=args.device_map)
+    model, _ = manager.load(
+        _model_id(manager, args.model),
+        option=args.option,
+        quantization=args.quantization,
+        dtype=args.dtype,
+        device_map=args.device_map,
+    )
     return model
 
 
 def _memory_lines(memory: dict[str, Any], fit: dict[str, Any]) -> list[str]:
     rows = [("OPTION", "WEIGHTS", "QUANT STATE", "OVERHEAD", "KV CACHE", "PEAK LOAD", "TOTAL", "FITS")]
     for option, estimate in memory.items():
-        rows.append((option, *(format_bytes(estimate[key]) for key in ("weights_bytes", "quant_state_bytes",
-                     "overhead_bytes", "kv_cache_bytes", "peak_load_bytes", "total_bytes")),
-                     {"gpu": "GPU", "cpu": "RAM", "none": "no"}.get(fit.get(option, {}).get("verdict"), "?")))
+        rows.append(
+            (
+                option,
+                *(
+                    format_bytes(estimate[key])
+                    for key in (
+                        "weights_bytes",
+                        "quant_state_bytes",
+                        "overhead_bytes",
+                        "kv_cache_bytes",
+                        "peak_load_bytes",
+                        "total_bytes",
+                    )
+                ),
+                {"gpu": "GPU", "cpu": "RAM", "none": "no"}.get(fit.get(option, {}).get("verdict"), "?"),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
 
 
 def _preview_text(preview: dict[str, Any]) -> str:
-    keys = ("repo_id", "commit", "family", "model_type", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
-            "head_dim", "intermediate_size", "vocab_size", "context_length", "tied_embeddings", "gated", "license")
+    keys = (
+        "repo_id",
+        "commit",
+        "family",
+        "model_type",
+        "hidden_size",
+        "num_layers",
+        "num_heads",
+        "num_kv_heads",
+        "head_dim",
+        "intermediate_size",
+        "vocab_size",
+        "context_length",
+        "tied_embeddings",
+        "gated",
+        "license",
+    )
     lines = [f"{key}: {preview.get(key)}" for key in keys]
-    lines += [f"params: {preview['params']:,} ({human_count(preview['params'])})",
-              f"download: {format_bytes(preview['download_bytes'])} in {len(preview['files'])} files", ""]
+    lines += [
+        f"params: {preview['params']:,} ({human_count(preview['params'])})",
+        f"download: {format_bytes(preview['download_bytes'])} in {len(preview['files'])} files",
+        "",
+    ]
     lines += _memory_lines(preview["memory"], preview["fit"])
     lines += [f"warning: {warning}" for warning in preview["warnings"]]
     return "\n".join(lines)
 
 
 def _estimate_text(estimate: dict[str, Any]) -> str:
-    return "\n".join([f"{estimate['repo_id']}: {human_count(estimate['params'])} parameters", "",
-                      *_memory_lines(estimate["memory"], estimate["fit"])])
+    return "\n".join(
+        [
+            f"{estimate['repo_id']}: {human_count(estimate['params'])} parameters",
+            "",
+            *_memory_lines(estimate["memory"], estimate["fit"]),
+        ]
+    )
 
 
 def _load_text(model: Any) -> str:
@@ -349,7 +435,10 @@ def _load_text(model: Any) -> str:
 
 
 TEXT_FORMATTERS: dict[str, Callable[[Any], str]] = {
-    "arch": _architecture_text, "hooks": _hooks_text, "preview": _preview_text, "estimate": _estimate_text,
+    "arch": _architecture_text,
+    "hooks": _hooks_text,
+    "preview": _preview_text,
+    "estimate": _estimate_text,
     "load": _load_text,
 }
 
@@ -388,8 +477,17 @@ def _records_table(records: list[ModelRecord]) -> str:
         return "No models in the catalog. Try: mistudio download REPO"
     rows = [("ID", "REPO", "REVISION", "STATUS", "QUANT", "PARAMS", "SIZE")]
     for record in records:
-        rows.append((record.id[:8], record.repo_id, record.revision, _status_text(record), record.quantization,
-                     human_count(record.params), format_bytes(record.size_bytes or record.bytes_total)))
+        rows.append(
+            (
+                record.id[:8],
+                record.repo_id,
+                record.revision,
+                _status_text(record),
+                record.quantization,
+                human_count(record.params),
+                format_bytes(record.size_bytes or record.bytes_total),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
 

@@ -12,11 +12,13 @@ lists become DataFrames, downloads and architectures become live widgets, errors
     %mistudio hooks gpt2               the hook points as a DataFrame
     model = %mistudio load ID          the loaded model
 """
+
 from __future__ import annotations
 
 import argparse
 import shlex
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import cli
 from .core.errors import MiStudioError
@@ -100,19 +102,28 @@ def _present_delete(_args: argparse.Namespace, result: dict[str, Any]) -> None:
 def _present_preview(_args: argparse.Namespace, preview: dict[str, Any]) -> Any:
     import pandas
 
-    facts = {"family": preview.get("family"), "params": cli.human_count(preview.get("params")),
-             "layers": preview.get("num_layers"), "hidden": preview.get("hidden_size"),
-             "download": format_bytes(preview.get("download_bytes")), "gated": "yes" if preview.get("gated") else "no",
-             "license": preview.get("license")}
+    facts = {
+        "family": preview.get("family"),
+        "params": cli.human_count(preview.get("params")),
+        "layers": preview.get("num_layers"),
+        "hidden": preview.get("hidden_size"),
+        "download": format_bytes(preview.get("download_bytes")),
+        "gated": "yes" if preview.get("gated") else "no",
+        "license": preview.get("license"),
+    }
     print(f"{preview['repo_id']} @ {preview['revision']}: " + ", ".join(f"{k} {v}" for k, v in facts.items()))
     for warning in preview.get("warnings") or []:
         print(f"warning: {warning}")
     fit = preview.get("fit") or {}
-    rows = {option: {"total": format_bytes(memory.get("total_bytes")),
-                     "weights": format_bytes(memory.get("weights_bytes")),
-                     "peak while loading": format_bytes(memory.get("peak_load_bytes")),
-                     "fits on": (fit.get(option) or {}).get("verdict")}
-            for option, memory in (preview.get("memory") or {}).items()}
+    rows = {
+        option: {
+            "total": format_bytes(memory.get("total_bytes")),
+            "weights": format_bytes(memory.get("weights_bytes")),
+            "peak while loading": format_bytes(memory.get("peak_load_bytes")),
+            "fits on": (fit.get(option) or {}).get("verdict"),
+        }
+        for option, memory in (preview.get("memory") or {}).items()
+    }
     return pandas.DataFrame.from_dict(rows, orient="index")
 
 

@@ -1,5 +1,6 @@
 """The process's one ModelManager, shared by the `%mistudio` magic, the notebook widgets and the user's
 own code in a kernel, so that they all see one catalog and one download poller."""
+
 from __future__ import annotations
 
 import threading

@@ -7,6 +7,7 @@ a failure. `tests/server/test_auth.py` runs it, and also probes every route over
 
     python scripts/check_auth.py
 """
+
 from __future__ import annotations
 
 import os
@@ -26,16 +27,19 @@ def main() -> int:
         app = ServerApp(jpserver_extensions={"mistudio_jupyter": True}, reraise_server_extension_failures=True)
         with warnings.catch_warnings(record=True) as records:
             warnings.simplefilter("always")
-            app.initialize(argv=["--ServerApp.allow_unauthenticated_access=False"], find_extensions=False,
-                           new_httpserver=False)
+            app.initialize(
+                argv=["--ServerApp.allow_unauthenticated_access=False"], find_extensions=False, new_httpserver=False
+            )
         if "mistudio_jupyter" not in app.extension_manager.extension_apps:
             print("the mistudio_jupyter extension did not load", file=sys.stderr)
             return 1
         problems = [str(r.message) for r in records if issubclass(r.category, JupyterServerAuthWarning)]
         if problems:
             print("\n".join(problems), file=sys.stderr)
-            print("\nEvery handler method needs @tornado.web.authenticated (@ws_authenticated for "
-                  "websockets).", file=sys.stderr)
+            print(
+                "\nEvery handler method needs @tornado.web.authenticated (@ws_authenticated for websockets).",
+                file=sys.stderr,
+            )
             return 1
         print("all mistudio endpoints require authentication")
         return 0

@@ -1,5 +1,6 @@
 """The memory bitsandbytes' quantization state holds, counted from bitsandbytes' own objects, apart from
 mistudio's loading helpers: what the estimate tests and benchmarks measure mistudio's estimates against."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -3,6 +3,7 @@
 huggingface_hub reads its endpoint once, at import, so the environment is set here, at conftest
 import, before any test module imports it.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -11,25 +12,26 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
-
 
 from tests.ports import free_port  # noqa: E402 - stdlib only; huggingface_hub is not imported yet
 
 HUB_PORT = free_port()
 _HF_HOME = tempfile.mkdtemp(prefix="mistudio-test-hf-home-")
 atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
-os.environ.update({
-    "HF_ENDPOINT": f"http://127.0.0.1:{HUB_PORT}",
-    "HF_HUB_DISABLE_XET": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    "HF_HUB_ETAG_TIMEOUT": "3",
-    "HF_HUB_DOWNLOAD_TIMEOUT": "10",
-    # No login token and no default cache of the user's leaks in: HF_HOME is a throwaway directory.
-    "HF_HOME": _HF_HOME,
-})
+os.environ.update(
+    {
+        "HF_ENDPOINT": f"http://127.0.0.1:{HUB_PORT}",
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_HUB_ETAG_TIMEOUT": "3",
+        "HF_HUB_DOWNLOAD_TIMEOUT": "10",
+        # No login token and no default cache of the user's leaks in: HF_HOME is a throwaway directory.
+        "HF_HOME": _HF_HOME,
+    }
+)
 for _name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.pop(_name, None)
 
@@ -72,15 +74,23 @@ def hf_cache(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(hub: HubServer, hf_cache: Path, tmp_path: Path) -> Settings:
     """Settings over `hf_cache`, a fresh SQLite catalog and the test Hub."""
-    return Settings.from_env(cache_dir=hf_cache, db_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
-                             hub_endpoint=hub.url, runtime_dir=tmp_path / "runtime")
+    return Settings.from_env(
+        cache_dir=hf_cache,
+        db_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
+        hub_endpoint=hub.url,
+        runtime_dir=tmp_path / "runtime",
+    )
 
 
 @pytest.fixture(scope="session")
 def demo_hub_url() -> Iterator[str]:
     """`make demo`'s Hub, started as the Makefile starts it (`python -m tests.hubserver ROOT --port N`)."""
-    process = subprocess.Popen([sys.executable, "-m", "tests.hubserver", str(default_root()), "--port", "0"],
-                               cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.hubserver", str(default_root()), "--port", "0"],
+        cwd=Path(__file__).parents[1],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         yield process.stdout.readline().strip()  # type: ignore[union-attr]
     finally:

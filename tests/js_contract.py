@@ -4,6 +4,7 @@ server enforces. A server change that would break the views then fails here, not
 
     .venv/bin/python -m tests.js_contract      # (make test-js) one line per fixture; exit 1 on a violation
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,9 @@ def js_fixtures(path: Path = FIXTURES) -> dict[str, Any]:
     node = shutil.which("node")
     if node is None:
         raise FileNotFoundError("node is not on PATH (the JS tests need it too: https://nodejs.org)")
-    done = subprocess.run([node, "--input-type=module", "-e", EXPORT_SCRIPT, path.as_uri()],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [node, "--input-type=module", "-e", EXPORT_SCRIPT, path.as_uri()], capture_output=True, text=True, check=True
+    )
     return json.loads(done.stdout)
 
 
@@ -57,9 +59,12 @@ def violations(name: str, value: Any) -> list[str]:
     if name not in ROUTE_OF_FIXTURE:
         return [f"no route for fixture {name!r}: add it to tests/js_contract.py ROUTE_OF_FIXTURE"]
     validator = openapi.validator(response_pointer(*ROUTE_OF_FIXTURE[name])).evolve(
-        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
-    return [f"{'/'.join(map(str, error.absolute_path)) or '(root)'}: {error.message}"
-            for error in sorted(validator.iter_errors(value), key=lambda error: list(map(str, error.absolute_path)))]
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+    return [
+        f"{'/'.join(map(str, error.absolute_path)) or '(root)'}: {error.message}"
+        for error in sorted(validator.iter_errors(value), key=lambda error: list(map(str, error.absolute_path)))
+    ]
 
 
 def main() -> int:

@@ -1,4 +1,5 @@
 """Free loopback ports for the servers that tests start."""
+
 from __future__ import annotations
 
 import socket

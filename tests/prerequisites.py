@@ -1,5 +1,6 @@
 """What some tests need from the machine: a browser, a built extension, root for a mount. When it is
 missing, CI (`CI=true`) fails the test; anywhere else the test is skipped, saying what to install."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """notebooks/quickstart.ipynb runs top to bottom in a real kernel against the test Hub, and its outputs
 are what the text says they are; as it stands, it also runs against `make demo`'s Hub."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +26,9 @@ def _cell(nb: nbformat.NotebookNode, source_start: str) -> nbformat.NotebookNode
     return next(cell for cell in nb.cells if cell.cell_type == "code" and cell.source.startswith(source_start))
 
 
-def _run_quickstart(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, cache_dir: Path, db_url: str,
-                    artifact: str) -> nbformat.NotebookNode:
+def _run_quickstart(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, cache_dir: Path, db_url: str, artifact: str
+) -> nbformat.NotebookNode:
     """Execute the notebook in a kernel (a child process: it inherits the environment set here)."""
     monkeypatch.setenv("MISTUDIO_CACHE_DIR", str(cache_dir))
     monkeypatch.setenv("MISTUDIO_DB_URL", db_url)
@@ -49,8 +51,13 @@ def _run_quickstart(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, cache_di
 @pytest.mark.timeout(600)
 def test_quickstart_runs_against_the_test_hub(settings, monkeypatch, tmp_path):
     monkeypatch.setenv("MISTUDIO_QUICKSTART_REPO", "tiny/gpt2")
-    nb = _run_quickstart(monkeypatch, tmp_path, cache_dir=settings.cache_dir, db_url=settings.db_url,
-                         artifact="quickstart.executed.ipynb")
+    nb = _run_quickstart(
+        monkeypatch,
+        tmp_path,
+        cache_dir=settings.cache_dir,
+        db_url=settings.db_url,
+        artifact="quickstart.executed.ipynb",
+    )
 
     preview = _text(_cell(nb, "%mistudio preview"))
     assert "tiny/gpt2 @ main: family gpt2" in preview and "bnb-4bit" in preview
@@ -67,8 +74,13 @@ def test_quickstart_runs_against_the_test_hub(settings, monkeypatch, tmp_path):
 def test_quickstart_as_it_stands_runs_against_the_demo_hub(demo_hub_url, monkeypatch, tmp_path):
     monkeypatch.delenv("MISTUDIO_QUICKSTART_REPO", raising=False)  # the notebook's own default repo
     monkeypatch.setenv("HF_ENDPOINT", demo_hub_url)
-    nb = _run_quickstart(monkeypatch, tmp_path, cache_dir=tmp_path / "cache",
-                         db_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}", artifact="quickstart.demo.ipynb")
+    nb = _run_quickstart(
+        monkeypatch,
+        tmp_path,
+        cache_dir=tmp_path / "cache",
+        db_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
+        artifact="quickstart.demo.ipynb",
+    )
 
     assert "openai-community/gpt2 @ main: family gpt2" in _text(_cell(nb, "%mistudio preview"))
     assert "'blocks.11.hook_resid_post': (1, " in _text(_cell(nb, "import torch"))

@@ -1,4 +1,5 @@
 """The README's walkthrough, as written, runs in a kernel against `make demo`'s Hub."""
+
 from __future__ import annotations
 
 import re
@@ -24,7 +25,7 @@ def walkthrough() -> str:
 def with_click(code: str) -> str:
     lines = code.splitlines()
     viewer = next(i for i, line in enumerate(lines) if line.startswith("viewer ="))
-    return "\n".join(lines[: viewer + 1] + [CLICK] + lines[viewer + 1:])
+    return "\n".join(lines[: viewer + 1] + [CLICK] + lines[viewer + 1 :])
 
 
 @pytest.mark.timeout(600)

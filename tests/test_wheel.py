@@ -1,5 +1,6 @@
 """The built wheel carries the prebuilt JupyterLab extension, the widget bundle and the server config,
 so a user installs it with no node: checked in a fresh environment whose PATH has no node."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,22 @@ def _run(*args: str, **kwargs) -> str:
 def _checkout_at_version(tmp_path: Path, version: str) -> Path:
     """A copy of the checkout (with its JS build outputs) whose package.json says `version`."""
     source = tmp_path / "source"
-    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", "node_modules", ".venv", ".demo", "lib", "test-artifacts", "__pycache__", "*.egg-info", "_version.py"))
+    shutil.copytree(
+        REPO,
+        source,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            "node_modules",
+            ".venv",
+            ".demo",
+            "lib",
+            "test-artifacts",
+            "__pycache__",
+            "*.egg-info",
+            "_version.py",
+        ),
+    )
     package = json.loads((source / "package.json").read_text())
     (source / "package.json").write_text(json.dumps({**package, "version": version}, indent=2) + "\n")
     return source
@@ -46,12 +61,27 @@ def test_wheel_installs_a_working_extension_without_node(tmp_path: Path) -> None
     packages = next((prefix / "lib").glob("python3*/site-packages"))
     (packages / "outer.pth").write_text(site.getsitepackages()[0] + "\n")
     # --ignore-installed: pip must not uninstall the test environment's own (editable) install.
-    _run(sys.executable, "-m", "pip", "install", "--no-deps", "--ignore-installed", "-q", "--prefix", str(prefix),
-         str(wheel))
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--ignore-installed",
+        "-q",
+        "--prefix",
+        str(prefix),
+        str(wheel),
+    )
     no_node = tmp_path / "bin"
     no_node.mkdir()
-    env = {"PATH": str(no_node), "HOME": str(tmp_path), "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-           "JUPYTER_DATA_DIR": str(tmp_path / "data"), "NO_COLOR": "1"}
+    env = {
+        "PATH": str(no_node),
+        "HOME": str(tmp_path),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+        "NO_COLOR": "1",
+    }
     python = str(prefix / "bin" / "python")
     where = _run(python, "-c", "import mistudio_jupyter as m; print(m.__file__, m.__version__)", env=env, cwd=tmp_path)
     assert str(prefix) in where and where.split()[-1] == VERSION

@@ -3,14 +3,16 @@
 Adoption runs whenever the cache changed since the last look: `cache_fingerprint` tells, with a few
 stat calls per repo and no import beyond the standard library.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 PARTIAL_SUFFIX = ".incomplete"  # huggingface_hub's `{etag}.incomplete` and our `{etag}.mistudio.incomplete`
 
@@ -137,8 +139,11 @@ def _expected_files(cache_dir: Path, repo_id: str, commit: str) -> dict[str, int
     except (CachedRepoTreeNotFoundError, OSError, ValueError):
         return None
     weights = SAFETENSORS_PATTERNS + PICKLE_PATTERNS
-    needed = [path for path in select_files(list(tree))[0]
-              if path == "config.json" or any(fnmatch.fnmatch(path, pattern) for pattern in weights)]
+    needed = [
+        path
+        for path in select_files(list(tree))[0]
+        if path == "config.json" or any(fnmatch.fnmatch(path, pattern) for pattern in weights)
+    ]
     return {path: tree[path] for path in needed}
 
 

@@ -3,19 +3,34 @@
 SQLAlchemy 2 typed ORM over SQLite (WAL) by default; any SQLAlchemy URL works. The schema is
 owned by the Alembic migrations in `core/migrations`, applied automatically when a Catalog opens.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from sqlalchemy import (
-    JSON, BigInteger, Boolean, DateTime, Float, Integer, String, Text, TypeDecorator, UniqueConstraint, create_engine, event, or_,
-    select, update,
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+    or_,
+    select,
+    update,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from .errors import InvalidArgument, NotFound
@@ -196,8 +211,12 @@ class Catalog:
         if existing is not None:
             return existing, False
         record = ModelRecord(
-            repo_id=repo_id, revision=revision, quantization=quantization, dtype=dtype,
-            name=name or repo_id, **fields,
+            repo_id=repo_id,
+            revision=revision,
+            quantization=quantization,
+            dtype=dtype,
+            name=name or repo_id,
+            **fields,
         )
         try:
             with self._session() as session, session.begin():
@@ -210,12 +229,16 @@ class Catalog:
         return record, True
 
     def find(self, repo_id: str, revision: str, quantization: str, dtype: str) -> ModelRecord | None:
-        query = select(ModelRecord).where(
-            ModelRecord.repo_id == repo_id,
-            ModelRecord.revision == revision,
-            ModelRecord.quantization == quantization,
-            ModelRecord.dtype == dtype,
-        ).order_by(ModelRecord.created_at)
+        query = (
+            select(ModelRecord)
+            .where(
+                ModelRecord.repo_id == repo_id,
+                ModelRecord.revision == revision,
+                ModelRecord.quantization == quantization,
+                ModelRecord.dtype == dtype,
+            )
+            .order_by(ModelRecord.created_at)
+        )
         with self._session() as session:
             return session.scalars(query).first()
 
@@ -276,14 +299,21 @@ class Catalog:
         offset: int = 0,
     ) -> list[ModelRecord]:
         """Entries matching every given filter; `sort` is a field name, `-` first for descending."""
-        for name, value in (("min_params", min_params), ("max_params", max_params), ("limit", limit), ("offset", offset)):
+        for name, value in (
+            ("min_params", min_params),
+            ("max_params", max_params),
+            ("limit", limit),
+            ("offset", offset),
+        ):
             if value is not None and not 0 <= value <= INT64_MAX:
                 raise InvalidArgument(f"{name} must be between 0 and {INT64_MAX}, got {value}")
         query = select(ModelRecord)
         if family:
             query = query.where(ModelRecord.family == family)
         if quantization:
-            query = query.where(ModelRecord.quantization == validate_choice("quantization", quantization, QUANTIZATIONS))
+            query = query.where(
+                ModelRecord.quantization == validate_choice("quantization", quantization, QUANTIZATIONS)
+            )
         if status:
             query = query.where(ModelRecord.status == validate_choice("status", status, STATUSES))
         if min_params is not None:
@@ -294,7 +324,9 @@ class Catalog:
             query = query.where(ModelRecord.repo_id == repo_id)
         if q:
             pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            query = query.where(or_(ModelRecord.name.ilike(pattern, escape="\\"), ModelRecord.repo_id.ilike(pattern, escape="\\")))
+            query = query.where(
+                or_(ModelRecord.name.ilike(pattern, escape="\\"), ModelRecord.repo_id.ilike(pattern, escape="\\"))
+            )
         query = query.order_by(*_sort_columns(sort))
         if limit is not None:
             query = query.limit(limit)
@@ -316,11 +348,20 @@ class Catalog:
                 or_(
                     ModelRecord.status.in_(RESUMABLE),
                     (ModelRecord.status == "downloading") & (ModelRecord.heartbeat_at < stale_before),
-                    (ModelRecord.status == "downloading") & (ModelRecord.heartbeat_at.is_(None)) & (ModelRecord.worker.is_(None)),
+                    (ModelRecord.status == "downloading")
+                    & (ModelRecord.heartbeat_at.is_(None))
+                    & (ModelRecord.worker.is_(None)),
                 )
             )
-            .values(status="downloading", worker=worker, heartbeat_at=now, cancel_requested=False,
-                    error_code=None, error_message=None, updated_at=now)
+            .values(
+                status="downloading",
+                worker=worker,
+                heartbeat_at=now,
+                cancel_requested=False,
+                error_code=None,
+                error_message=None,
+                updated_at=now,
+            )
         )
         with self._session() as session, session.begin():
             return session.execute(statement).rowcount == 1
@@ -357,8 +398,13 @@ class Catalog:
         statement = (
             update(ModelRecord)
             .where(ModelRecord.id == model_id, ModelRecord.worker == worker, ModelRecord.status.in_(ACTIVE))
-            .values(status=validate_choice("status", status, STATUSES), speed_bps=None, eta_s=None, connections=None,
-                    updated_at=utcnow())
+            .values(
+                status=validate_choice("status", status, STATUSES),
+                speed_bps=None,
+                eta_s=None,
+                connections=None,
+                updated_at=utcnow(),
+            )
         )
         with self._session() as session, session.begin():
             return session.execute(statement).rowcount == 1
@@ -405,4 +451,3 @@ def _sort_columns(sort: str) -> Iterator[Any]:
     column = getattr(ModelRecord, field)
     yield column.desc() if descending else column.asc()
     yield ModelRecord.id
-

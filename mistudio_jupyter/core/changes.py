@@ -11,6 +11,7 @@ A `CatalogPoller` runs one tracker on one thread while anyone subscribes (downlo
 widgets' watcher, the server's event hub), so a process looks at its catalog once per tick however
 many downloads and views are open.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,7 +19,8 @@ import datetime as dt
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .catalog import ModelRecord

@@ -3,6 +3,7 @@
 Every front end (REST, CLI, magics, widgets) maps these in one place; core code raises them and
 never formats HTTP statuses or exit codes itself.
 """
+
 from __future__ import annotations
 
 

@@ -3,6 +3,7 @@
 Every Hub error leaves this module as a `core.errors` exception with a stable code; the three
 authentication cases (no token, bad token, token not granted) are told apart.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -11,15 +12,16 @@ import fnmatch
 import functools
 import json
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .errors import (
     DownloadFailed,
     EntryNotFound,
-    InvalidArgument,
     GatedLoginRequired,
     GatedNotApproved,
     HubUnreachable,
+    InvalidArgument,
     InvalidRepoId,
     InvalidToken,
     MiStudioError,
@@ -31,9 +33,18 @@ from .settings import Settings
 
 CONFIG_FILES = ("config.json", "generation_config.json")
 TOKENIZER_PATTERNS = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-    "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt", "merges.txt", "chat_template.jinja",
-    "chat_template.json", "preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "tokenizer.model",
+    "spiece.model",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "chat_template.jinja",
+    "chat_template.json",
+    "preprocessor_config.json",
 )
 SAFETENSORS_PATTERNS = ("*.safetensors", "model.safetensors.index.json")
 PICKLE_PATTERNS = ("*.bin", "*.bin.index.json", "*.pt", "*.pth", "*.ckpt")
@@ -251,8 +262,16 @@ class HubClient:
         if remote_code:
             warnings.append("needs custom code from the repo (auto_map); it is never executed unless allowed")
         return FilePlan(
-            repo_id=repo_id, revision=revision or "main", commit=info.sha, files=files, warnings=warnings,
-            gated=bool(info.gated), remote_code=remote_code, pickle_only=pickle_only, config=config, info=info,
+            repo_id=repo_id,
+            revision=revision or "main",
+            commit=info.sha,
+            files=files,
+            warnings=warnings,
+            gated=bool(info.gated),
+            remote_code=remote_code,
+            pickle_only=pickle_only,
+            config=config,
+            info=info,
         )
 
     def safetensors_tensors(self, repo_id: str, commit: str, token: str | None = None) -> dict[str, TensorInfo]:
@@ -344,15 +363,18 @@ def _planned(sibling: Any, repo_id: str) -> PlannedFile:
     the Hub would send: they become paths in the cache, and a mirror can be anyone's."""
     path = sibling.rfilename
     if not is_safe_repo_path(path):
-        raise DownloadFailed(f"the Hub listed a file name that is not a safe relative path in {repo_id}; "
-                             "nothing was downloaded")
+        raise DownloadFailed(
+            f"the Hub listed a file name that is not a safe relative path in {repo_id}; nothing was downloaded"
+        )
     lfs = getattr(sibling, "lfs", None)
     sha256 = getattr(lfs, "sha256", None) if lfs is not None else None
     size = getattr(lfs, "size", None) if lfs is not None else None
     blob_id = sibling.blob_id
     if not _well_formed_ids(lfs is not None, blob_id, sha256):
-        raise DownloadFailed(f"the Hub gave {path} of {repo_id} a malformed blob id or sha256 (expected 40 or 64 "
-                             "lowercase hex digits); nothing was downloaded")
+        raise DownloadFailed(
+            f"the Hub gave {path} of {repo_id} a malformed blob id or sha256 (expected 40 or 64 "
+            "lowercase hex digits); nothing was downloaded"
+        )
     return PlannedFile(path=path, size=int(size or sibling.size or 0), blob_id=blob_id, sha256=sha256)
 
 
@@ -379,15 +401,17 @@ def is_safe_repo_path(path: object) -> bool:
 
 def map_hub_error(error: BaseException, repo_id: str, token: str | None, endpoint: str) -> MiStudioError | None:
     """The domain error for a huggingface_hub or network exception; None for anything else."""
-    from huggingface_hub import errors as hf
     import httpx2  # the HTTP client huggingface_hub 2.x is built on
+    from huggingface_hub import errors as hf
 
     status = getattr(getattr(error, "response", None), "status_code", None)
     message = str(error).lower()
     if isinstance(error, hf.HFValidationError):
         return InvalidRepoId(f"{repo_id!r} is not a valid repo id: {error}")
     if status == 401 and ("invalid credentials" in message or "invalid user token" in message):
-        return InvalidToken("the Hugging Face token was rejected by the Hub (invalid or expired); check HF_TOKEN or `hf auth login`")
+        return InvalidToken(
+            "the Hugging Face token was rejected by the Hub (invalid or expired); check HF_TOKEN or `hf auth login`"
+        )
     if isinstance(error, hf.GatedRepoError):
         if status == 403 or token:
             return GatedNotApproved(
@@ -401,7 +425,10 @@ def map_hub_error(error: BaseException, repo_id: str, token: str | None, endpoin
         return RepoNotFound(f"{repo_id} was not found on the Hub (or it is private and the token cannot see it)")
     if isinstance(error, hf.RemoteEntryNotFoundError):
         return EntryNotFound(f"a file was not found in {repo_id}: {error}")
-    if isinstance(error, (httpx2.TransportError, ConnectionError, TimeoutError, hf.OfflineModeIsEnabled, hf.LocalEntryNotFoundError)):
+    if isinstance(
+        error,
+        (httpx2.TransportError, ConnectionError, TimeoutError, hf.OfflineModeIsEnabled, hf.LocalEntryNotFoundError),
+    ):
         return HubUnreachable(f"cannot reach the Hub at {endpoint}: {type(error).__name__}")
     if isinstance(error, hf.HfHubHTTPError) and status is not None and status >= 500:
         return HubUnreachable(f"the Hub at {endpoint} answered {status} for {repo_id}; try again later")
@@ -412,5 +439,6 @@ def map_hub_error(error: BaseException, repo_id: str, token: str | None, endpoin
 
 def gated_login_required(repo_id: str, endpoint: str) -> GatedLoginRequired:
     return GatedLoginRequired(
-        f"{repo_id} is gated: log in (`hf auth login`), set HF_TOKEN or pass a token, after requesting access at {endpoint}/{repo_id}"
+        f"{repo_id} is gated: log in (`hf auth login`), set HF_TOKEN or pass a token, after requesting access "
+        f"at {endpoint}/{repo_id}"
     )

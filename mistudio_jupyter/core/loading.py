@@ -4,6 +4,7 @@ transformers' own defaults for bitsandbytes are fp4 with an fp32 compute dtype a
 that quietly doubles memory and slows everything. Here 4-bit is always nf4 with a bf16 compute dtype
 (fp16 where the GPU has no bf16), and the unquantized rest is loaded in that dtype too.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,7 +57,9 @@ def load_model(
         hf_config = AutoConfig.from_pretrained(snapshot, local_files_only=True, trust_remote_code=trust_remote_code)
     except ValueError as error:
         if "trust_remote_code" in str(error):
-            raise UnsafeRepo(f"{snapshot} needs custom code from the repo; pass trust_remote_code=True to run it") from None
+            raise UnsafeRepo(
+                f"{snapshot} needs custom code from the repo; pass trust_remote_code=True to run it"
+            ) from None
         raise
     compute_dtype = torch.bfloat16 if _bf16_supported(device_map) else torch.float16
     kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype, quantization, compute_dtype), "device_map": device_map}
@@ -79,8 +82,11 @@ def bnb_config(quantization: str, compute_dtype: Any, double_quant: bool = False
         return BitsAndBytesConfig(load_in_8bit=True)
     if quantization == "bnb-4bit":
         return BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype,
-            bnb_4bit_use_double_quant=double_quant, bnb_4bit_quant_storage="uint8",
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=compute_dtype,
+            bnb_4bit_use_double_quant=double_quant,
+            bnb_4bit_quant_storage="uint8",
         )
     raise InvalidArgument(f"unknown quantization {quantization!r}; expected bnb-8bit or bnb-4bit")
 

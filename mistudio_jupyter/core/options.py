@@ -6,13 +6,15 @@ js/views/options.js, generated from this module by `python -m mistudio_jupyter.c
 and checked in (the widgets and the sidebar build from it without Python); tests/unit/test_options.py fails
 when it no longer matches.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .errors import InvalidArgument
 
@@ -66,20 +68,29 @@ def validate_choice(field: str, value: object, allowed: Sequence[str]) -> str:
     return value  # type: ignore[return-value]
 
 
-def load_choice(option: str | None = None, quantization: str | None = None, dtype: str | None = None, *,
-                default: LoadChoice = LoadChoice()) -> LoadChoice:
+def load_choice(
+    option: str | None = None,
+    quantization: str | None = None,
+    dtype: str | None = None,
+    *,
+    default: LoadChoice = LoadChoice(),
+) -> LoadChoice:
     """The choice `option` names, else the `quantization`/`dtype` pair (each `default`'s when None).
 
     An option with a quantization or dtype that means something else is InvalidArgument.
     """
     if option is None:
-        return LoadChoice(validate_choice("quantization", quantization or default.quantization, QUANTIZATIONS),
-                          validate_choice("dtype", dtype or default.dtype, DTYPES), default.double_quant)
+        return LoadChoice(
+            validate_choice("quantization", quantization or default.quantization, QUANTIZATIONS),
+            validate_choice("dtype", dtype or default.dtype, DTYPES),
+            default.double_quant,
+        )
     choice = _BY_NAME[validate_choice("option", option, OPTION_NAMES)].choice
     for field, given in (("quantization", quantization), ("dtype", dtype)):
         if given is not None and given != getattr(choice, field):
-            raise InvalidArgument(f"option {option!r} loads with {field} {getattr(choice, field)!r}, not {given!r}; "
-                                  f"give the option alone")
+            raise InvalidArgument(
+                f"option {option!r} loads with {field} {getattr(choice, field)!r}, not {given!r}; give the option alone"
+            )
     return choice
 
 
@@ -87,8 +98,9 @@ def entry_choice(option: str | None = None, quantization: str | None = None, dty
     """`load_choice` for a catalog entry, which records quantization and dtype only."""
     choice = load_choice(option, quantization, dtype)
     if choice.double_quant:
-        raise InvalidArgument(f"{option} is chosen when loading: add or download with option 'bnb-4bit', then "
-                              f"load with option {option!r}")
+        raise InvalidArgument(
+            f"{option} is chosen when loading: add or download with option 'bnb-4bit', then load with option {option!r}"
+        )
     return choice
 
 
@@ -99,12 +111,17 @@ def javascript_module() -> str:
         "ACTIVE_STATUSES": ACTIVE_STATUSES,
         "RESUMABLE_STATUSES": RESUMABLE_STATUSES,
         "QUANTIZATIONS": QUANTIZATIONS,
-        "LOAD_OPTIONS": [{"name": option.name, "label": option.label, "on_entry": option.on_entry}
-                         for option in LOAD_OPTIONS],
+        "LOAD_OPTIONS": [
+            {"name": option.name, "label": option.label, "on_entry": option.on_entry} for option in LOAD_OPTIONS
+        ],
     }
-    header = ("// Generated from mistudio_jupyter/core/options.py by "
-              "`python -m mistudio_jupyter.core.options js/views/options.js`: do not edit.")
-    return "\n".join([header, *(f"export const {name} = {json.dumps(value)};" for name, value in exports.items())]) + "\n"
+    header = (
+        "// Generated from mistudio_jupyter/core/options.py by "
+        "`python -m mistudio_jupyter.core.options js/views/options.js`: do not edit."
+    )
+    return (
+        "\n".join([header, *(f"export const {name} = {json.dumps(value)};" for name, value in exports.items())]) + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 Reads only config.json, tokenizer_config.json and the safetensors headers (ranged reads); nothing of the
 weights is downloaded and no code from the repo is run.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .anatomy import sizing
 from .errors import EntryNotFound
@@ -37,20 +39,28 @@ def build_preview(
             "be read; it is not a transformers model repo"
         )
     paths = {file.path for file in plan.files}
-    headers = hub.safetensors_tensors(repo_id, plan.commit, token) if any(p.endswith(".safetensors") for p in paths) else {}
+    headers = (
+        hub.safetensors_tensors(repo_id, plan.commit, token) if any(p.endswith(".safetensors") for p in paths) else {}
+    )
     tensors = {name: (tensor.dtype, tuple(tensor.shape)) for name, tensor in headers.items()}
     layout, summary, warnings = _layout(config, tensors)
     resources = dict(resources or system_resources())
-    memory = sizing.estimate_from_layout(layout, tensors, config=config, context=context, batch=batch,
-                                         device="cuda" if resources["gpus"] else "cpu")
+    memory = sizing.estimate_from_layout(
+        layout, tensors, config=config, context=context, batch=batch, device="cuda" if resources["gpus"] else "cpu"
+    )
     return {
-        "repo_id": repo_id, "revision": revision or "main", "commit": plan.commit,
-        **_identity(config), **summary,
+        "repo_id": repo_id,
+        "revision": revision or "main",
+        "commit": plan.commit,
+        **_identity(config),
+        **summary,
         "params": layout.param_count,
         "params_by_dtype": sizing.params_by_dtype(layout, tensors, config),
         "files": [{"path": file.path, "size": file.size} for file in plan.files],
         "download_bytes": plan.download_bytes,
-        "gated": bool(plan.gated), "license": _license(info), "tags": list(getattr(info, "tags", None) or []),
+        "gated": bool(plan.gated),
+        "license": _license(info),
+        "tags": list(getattr(info, "tags", None) or []),
         "warnings": list(plan.warnings) + warnings + _quantized_warning(config),
         "capabilities": _capabilities(hub, repo_id, plan.commit, token, config, paths, summary["context_length"]),
         "memory": {option: estimate.to_dict() for option, estimate in memory.items()},
@@ -62,19 +72,26 @@ def build_preview(
 def _identity(config: Mapping[str, Any]) -> dict[str, Any]:
     from .anatomy.families import family_of
 
-    return {"family": family_of(config["model_type"]), "model_type": config["model_type"],
-            "architectures": list(config.get("architectures") or [])}
+    return {
+        "family": family_of(config["model_type"]),
+        "model_type": config["model_type"],
+        "architectures": list(config.get("architectures") or []),
+    }
 
 
-def _layout(config: Mapping[str, Any], tensors: Mapping[str, tuple[str, tuple[int, ...]]]) -> tuple[sizing.ModelLayout, dict[str, Any], list[str]]:
+def _layout(
+    config: Mapping[str, Any], tensors: Mapping[str, tuple[str, tuple[int, ...]]]
+) -> tuple[sizing.ModelLayout, dict[str, Any], list[str]]:
     """The exact layout from transformers, or, for an architecture it does not know (remote code), one
     approximated from the checkpoint headers, with a warning."""
     try:
         layout = sizing.model_layout(config)
     except (ValueError, KeyError, TypeError, AttributeError):
         layout = sizing.layout_from_tensors(config, tensors)
-        warning = (f"transformers does not know model_type {config['model_type']!r}: sizes are approximated "
-                   "from the checkpoint headers")
+        warning = (
+            f"transformers does not know model_type {config['model_type']!r}: sizes are approximated "
+            "from the checkpoint headers"
+        )
         return layout, _summary(config, layout), [warning]
     return layout, _summary(config, layout), []
 
@@ -88,7 +105,8 @@ def _summary(config: Mapping[str, Any], layout: sizing.ModelLayout) -> dict[str,
         "num_heads": heads,
         "num_kv_heads": layout.kv_heads,
         "head_dim": layout.head_dim,
-        "intermediate_size": _first(config, "intermediate_size", "n_inner", "ffn_dim") or (4 * hidden if hidden else None),
+        "intermediate_size": _first(config, "intermediate_size", "n_inner", "ffn_dim")
+        or (4 * hidden if hidden else None),
         "vocab_size": _first(config, "vocab_size"),
         "context_length": _first(config, "max_position_embeddings", "n_positions", "n_ctx"),
         "tied_embeddings": layout.tied,
@@ -103,12 +121,21 @@ def _quantized_warning(config: Mapping[str, Any]) -> list[str]:
     method = sizing.quant_method(config)
     if method is None:
         return []
-    return [f"pre-quantized checkpoint ({method}): it loads as stored; sizes come from its packed tensors and "
-            "the quantization options do not apply"]
+    return [
+        f"pre-quantized checkpoint ({method}): it loads as stored; sizes come from its packed tensors and "
+        "the quantization options do not apply"
+    ]
 
 
-def _capabilities(hub: Any, repo_id: str, commit: str, token: str | None, config: Mapping[str, Any],
-                  paths: set[str], context_length: int | None) -> dict[str, Any]:
+def _capabilities(
+    hub: Any,
+    repo_id: str,
+    commit: str,
+    token: str | None,
+    config: Mapping[str, Any],
+    paths: set[str],
+    context_length: int | None,
+) -> dict[str, Any]:
     from .anatomy.architecture import import_transformers
     from .anatomy.families import is_verified
 
@@ -134,4 +161,6 @@ def _license(info: Any) -> str | None:
     license_ = getattr(card, "license", None) if card is not None else None
     if license_:
         return str(license_)
-    return next((tag.removeprefix("license:") for tag in getattr(info, "tags", None) or [] if tag.startswith("license:")), None)
+    return next(
+        (tag.removeprefix("license:") for tag in getattr(info, "tags", None) or [] if tag.startswith("license:")), None
+    )

@@ -1,4 +1,5 @@
 """ModelManager: the one facade that every front end (REST, widgets, CLI, magics) calls."""
+
 from __future__ import annotations
 
 import threading
@@ -8,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 from .adoption import cache_fingerprint
 from .catalog import Catalog, ModelRecord
 from .changes import CatalogPoller
-from .options import ACTIVE_STATUSES, LoadChoice, entry_choice, load_choice
 from .errors import EntryNotFound, InvalidArgument, NotFound, UnsafeRepo
 from .hub import HubClient, validate_repo_id, validate_revision
+from .options import ACTIVE_STATUSES, LoadChoice, entry_choice, load_choice
 from .settings import Settings
 from .snapshot import local_tensors, read_json
 
@@ -54,7 +55,7 @@ class ModelManager:
         self.adopt_cache(if_changed=True)
         return self.catalog.list(**filters)
 
-    def dataframe(self, **filters: Any) -> "pandas.DataFrame":
+    def dataframe(self, **filters: Any) -> pandas.DataFrame:
         """The catalog entries as a pandas DataFrame, one row per entry."""
         return records_dataframe(self.list(**filters))
 
@@ -100,8 +101,9 @@ class ModelManager:
         if existing is not None:
             return existing
         self.hub.model_info(repo_id, revision, token)
-        record, _ = self.catalog.add(repo_id, revision=revision, quantization=choice.quantization,
-                                     dtype=choice.dtype, name=name)
+        record, _ = self.catalog.add(
+            repo_id, revision=revision, quantization=choice.quantization, dtype=choice.dtype, name=name
+        )
         return record
 
     def resolve(self, repo_or_id: str) -> ModelRecord | None:
@@ -115,7 +117,7 @@ class ModelManager:
     # -- downloads -----------------------------------------------------------------------------
 
     @property
-    def downloads(self) -> "DownloadManager":
+    def downloads(self) -> DownloadManager:
         """The download jobs of this catalog (started lazily)."""
         if self._downloads is None:
             from .downloads import DownloadManager
@@ -135,7 +137,7 @@ class ModelManager:
         allow_pickle: bool = False,
         allow_remote_code: bool = False,
         on_progress: Any = None,
-    ) -> "DownloadHandle":
+    ) -> DownloadHandle:
         """Download a repo revision (or resume a catalog entry) in a child process; joins a running job.
 
         Returns at once; `handle.wait()` gives the ready record or raises the job's error, and
@@ -149,13 +151,16 @@ class ModelManager:
             revision, choice = _valid_entry(repo_or_id, revision, option, quantization, dtype)
             record = self.catalog.find(repo_or_id, revision, choice.quantization, choice.dtype)
         if record is None or _never_started(record):
-            self.hub.check_downloadable(record.repo_id if record else repo_or_id,
-                                        record.revision if record else revision, token)
+            self.hub.check_downloadable(
+                record.repo_id if record else repo_or_id, record.revision if record else revision, token
+            )
         if record is None:
-            record, _ = self.catalog.add(repo_or_id, revision=revision, quantization=choice.quantization,
-                                         dtype=choice.dtype)
-        return self.downloads.start(record, token=token, allow_pickle=allow_pickle,
-                                    allow_remote_code=allow_remote_code, on_progress=on_progress)
+            record, _ = self.catalog.add(
+                repo_or_id, revision=revision, quantization=choice.quantization, dtype=choice.dtype
+            )
+        return self.downloads.start(
+            record, token=token, allow_pickle=allow_pickle, allow_remote_code=allow_remote_code, on_progress=on_progress
+        )
 
     def _entry_by_id(self, repo_or_id: str) -> ModelRecord | None:
         if "/" in repo_or_id:
@@ -165,7 +170,7 @@ class ModelManager:
         except NotFound:
             return None
 
-    def resume(self, model_id: str, *, token: str | None = None) -> "DownloadHandle":
+    def resume(self, model_id: str, *, token: str | None = None) -> DownloadHandle:
         """Continue a cancelled, failed or interrupted download from the bytes on disk."""
         self.hub.resolve_token(token)
         return self.downloads.start(self.get(model_id), token=token)
@@ -189,17 +194,34 @@ class ModelManager:
     # -- preview, estimates, loading -----------------------------------------------------------
 
     def preview(
-        self, repo_id: str, *, revision: str | None = None, token: str | None = None, context: int = 0, batch: int = 1,
+        self,
+        repo_id: str,
+        *,
+        revision: str | None = None,
+        token: str | None = None,
+        context: int = 0,
+        batch: int = 1,
     ) -> dict[str, Any]:
         """Everything worth knowing before a download, from config.json and the safetensors headers only:
         architecture, exact parameters, files, warnings, memory per load option and whether it fits here."""
         from .preview import build_preview
 
-        return build_preview(self.hub, repo_id, revision, token, context=_count("context", context),
-                             batch=_count("batch", batch, minimum=1))
+        return build_preview(
+            self.hub,
+            repo_id,
+            revision,
+            token,
+            context=_count("context", context),
+            batch=_count("batch", batch, minimum=1),
+        )
 
     def estimate(
-        self, repo_or_id: str, *, revision: str | None = None, token: str | None = None, context: int = 0,
+        self,
+        repo_or_id: str,
+        *,
+        revision: str | None = None,
+        token: str | None = None,
+        context: int = 0,
         batch: int = 1,
     ) -> dict[str, Any]:
         """Memory per load option ({memory, fit, system}) of a catalog entry (read locally) or a Hub repo."""
@@ -209,16 +231,26 @@ class ModelManager:
         context, batch = _count("context", context), _count("batch", batch, minimum=1)
         record = self.resolve(repo_or_id) if revision is None else None
         if record is None or record.status != "ready":
-            preview = self.preview(record.repo_id if record else repo_or_id, revision=revision, token=token,
-                                   context=context, batch=batch)
+            preview = self.preview(
+                record.repo_id if record else repo_or_id, revision=revision, token=token, context=context, batch=batch
+            )
             return {key: preview[key] for key in ("repo_id", "params", "memory", "fit", "system")}
         config, tensors = self._config_and_tensors(repo_or_id, record, None, token, with_tensors=True)
         resources = system_resources()
-        memory = estimate_memory(config, {name: (info.dtype, info.shape) for name, info in (tensors or {}).items()},
-                                 context=context, batch=batch, device="cuda" if resources["gpus"] else "cpu")
-        return {"repo_id": record.repo_id, "params": record.params,
-                "memory": {option: value.to_dict() for option, value in memory.items()},
-                "fit": fit_verdict(memory, resources), "system": resources}
+        memory = estimate_memory(
+            config,
+            {name: (info.dtype, info.shape) for name, info in (tensors or {}).items()},
+            context=context,
+            batch=batch,
+            device="cuda" if resources["gpus"] else "cpu",
+        )
+        return {
+            "repo_id": record.repo_id,
+            "params": record.params,
+            "memory": {option: value.to_dict() for option, value in memory.items()},
+            "fit": fit_verdict(memory, resources),
+            "system": resources,
+        }
 
     def system(self) -> dict[str, Any]:
         """This machine's GPUs and RAM (CUDA is never initialised), and the cache's disk."""
@@ -252,11 +284,17 @@ class ModelManager:
         record = self.downloads.refresh(record)
         if record.status in ACTIVE_STATUSES and record.worker:
             record = self.downloads.start(record).wait()
-        loaded = load_model(snapshot_path(record), quantization=choice.quantization, dtype=choice.dtype,
-                            device_map=device_map, double_quant=double_quant or choice.double_quant,
-                            trust_remote_code=trust_remote_code)
-        self.catalog.update(record.id, measured_memory_bytes=loaded.measured_memory_bytes,
-                            load_time_s=loaded.load_time_s)
+        loaded = load_model(
+            snapshot_path(record),
+            quantization=choice.quantization,
+            dtype=choice.dtype,
+            device_map=device_map,
+            double_quant=double_quant or choice.double_quant,
+            trust_remote_code=trust_remote_code,
+        )
+        self.catalog.update(
+            record.id, measured_memory_bytes=loaded.measured_memory_bytes, load_time_s=loaded.load_time_s
+        )
         return loaded.model, loaded.tokenizer
 
     # -- anatomy -------------------------------------------------------------------------------
@@ -282,7 +320,7 @@ class ModelManager:
         revision: str | None = None,
         token: str | None = None,
         include_modules: bool = False,
-    ) -> list["HookPoint"]:
+    ) -> list[HookPoint]:
         """The canonical TransformerLens/SAELens hook points of a model (plus raw module hooks if asked)."""
         from .anatomy.hooks import hook_points
 
@@ -291,7 +329,12 @@ class ModelManager:
         return hook_points(config, modules=include_modules)
 
     def _config_and_tensors(
-        self, repo_or_id: str, record: ModelRecord | None, revision: str | None, token: str | None, *,
+        self,
+        repo_or_id: str,
+        record: ModelRecord | None,
+        revision: str | None,
+        token: str | None,
+        *,
         with_tensors: bool,
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         if record is not None and record.status == "ready" and record.file_path:
@@ -311,17 +354,30 @@ class ModelManager:
         return config, self.hub.safetensors_tensors(repo_id, commit, token) if with_tensors else None
 
 
-def records_dataframe(records: list[ModelRecord]) -> "pandas.DataFrame":
+def records_dataframe(records: list[ModelRecord]) -> pandas.DataFrame:
     """Catalog entries as a DataFrame with the columns a researcher scans first."""
     import pandas
 
-    columns = ["id", "name", "repo_id", "revision", "status", "quantization", "dtype", "family",
-               "params", "size_bytes", "progress", "updated_at"]
+    columns = [
+        "id",
+        "name",
+        "repo_id",
+        "revision",
+        "status",
+        "quantization",
+        "dtype",
+        "family",
+        "params",
+        "size_bytes",
+        "progress",
+        "updated_at",
+    ]
     return pandas.DataFrame([record.to_dict() for record in records], columns=columns)
 
 
-def _valid_entry(repo_id: str, revision: str | None, option: str | None, quantization: str | None,
-                 dtype: str | None) -> tuple[str, LoadChoice]:
+def _valid_entry(
+    repo_id: str, revision: str | None, option: str | None, quantization: str | None, dtype: str | None
+) -> tuple[str, LoadChoice]:
     """Check what names a new entry; returns the revision (default `main`) and how it will be loaded."""
     validate_repo_id(repo_id)
     validate_revision(revision or "main")

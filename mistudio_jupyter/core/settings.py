@@ -1,11 +1,13 @@
 """One Settings value for the whole product, read from keyword arguments, then the environment."""
+
 from __future__ import annotations
 
 import dataclasses
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
@@ -69,7 +71,7 @@ class Settings:
     runtime_dir: Path = dataclasses.field(default_factory=lambda: _jupyter_runtime_dir(os.environ))
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if env is None else env
         unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
         if unknown:

@@ -1,4 +1,5 @@
 """What a local snapshot folder holds: its config and its tensors' names, dtypes and shapes."""
+
 from __future__ import annotations
 
 import json

@@ -3,11 +3,13 @@
 GPU memory is read with NVML (pynvml) or `nvidia-smi`, never through torch: initialising CUDA in the
 long-lived server process would pin a CUDA context (hundreds of MB of GPU memory) for its lifetime.
 """
+
 from __future__ import annotations
 
 import shutil
 import subprocess
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .anatomy.sizing import MemoryEstimate
 
@@ -40,8 +42,14 @@ def _nvml_gpus() -> list[dict[str, Any]]:
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
             info = pynvml.nvmlDeviceGetMemoryInfo(handle)
             name = pynvml.nvmlDeviceGetName(handle)
-            found.append({"index": index, "name": name.decode() if isinstance(name, bytes) else str(name),
-                          "total_bytes": int(info.total), "free_bytes": int(info.free)})
+            found.append(
+                {
+                    "index": index,
+                    "name": name.decode() if isinstance(name, bytes) else str(name),
+                    "total_bytes": int(info.total),
+                    "free_bytes": int(info.free),
+                }
+            )
         return found
     finally:
         pynvml.nvmlShutdown()
@@ -54,7 +62,10 @@ def _smi_gpus() -> list[dict[str, Any]]:
     try:
         output = subprocess.run(
             [smi, "--query-gpu=index,name,memory.total,memory.free", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []

@@ -3,6 +3,7 @@
 `formatBytes` in js/views/util.js follows the same rule with the same arithmetic; both are tested against
 tests/format_bytes.json, so the CLI, the magics, the widgets and the sidebar print one size the same way.
 """
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """The Jupyter server extension: REST API, event WebSocket and their OpenAPI document."""
+
 from __future__ import annotations
 
 from .app import MiStudio

@@ -1,4 +1,5 @@
 """The `mistudio` Jupyter server extension: configuration, the shared ModelManager, handlers."""
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -24,20 +25,38 @@ class MiStudio(ExtensionApp):
     name = "mistudio"
     load_other_extensions = True
 
-    cache_dir = Unicode(None, allow_none=True, config=True,
-                        help="The Hugging Face hub cache that holds the models (default: HF_HUB_CACHE).")
-    db_url = Unicode(None, allow_none=True, config=True,
-                     help="SQLAlchemy URL of the catalog (default: SQLite in the Jupyter data dir).")
-    max_parallel_downloads = Integer(None, allow_none=True, config=True,
-                                     help="How many downloads run at once.")
-    max_connections = Integer(None, allow_none=True, config=True,
-                              help="At most this many connections per download (ranges of its files at once).")
-    hub_endpoint = Unicode(None, allow_none=True, config=True,
-                           help="The Hugging Face Hub to talk to (default: HF_ENDPOINT or huggingface.co).")
+    cache_dir = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="The Hugging Face hub cache that holds the models (default: HF_HUB_CACHE).",
+    )
+    db_url = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="SQLAlchemy URL of the catalog (default: SQLite in the Jupyter data dir).",
+    )
+    max_parallel_downloads = Integer(None, allow_none=True, config=True, help="How many downloads run at once.")
+    max_connections = Integer(
+        None,
+        allow_none=True,
+        config=True,
+        help="At most this many connections per download (ranges of its files at once).",
+    )
+    hub_endpoint = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="The Hugging Face Hub to talk to (default: HF_ENDPOINT or huggingface.co).",
+    )
     catalog_threads = Integer(4, config=True, help="Threads for catalog requests.")
-    slow_threads = Integer(8, config=True,
-                           help="Threads for Hub requests, model builds and disk work, apart from the catalog "
-                                "threads so that a slow Hub never delays catalog requests.")
+    slow_threads = Integer(
+        8,
+        config=True,
+        help="Threads for Hub requests, model builds and disk work, apart from the catalog "
+        "threads so that a slow Hub never delays catalog requests.",
+    )
 
     manager: ModelManager
     events: EventHub
@@ -46,17 +65,24 @@ class MiStudio(ExtensionApp):
     record_json: RecordJSON
 
     def initialize_settings(self) -> None:
-        settings = Settings.from_env(cache_dir=self.cache_dir, db_url=self.db_url, hub_endpoint=self.hub_endpoint,
-                                     max_parallel_downloads=self.max_parallel_downloads,
-                                     max_connections=self.max_connections,
-                                     runtime_dir=Path(self.serverapp.runtime_dir))
+        settings = Settings.from_env(
+            cache_dir=self.cache_dir,
+            db_url=self.db_url,
+            hub_endpoint=self.hub_endpoint,
+            max_parallel_downloads=self.max_parallel_downloads,
+            max_connections=self.max_connections,
+            runtime_dir=Path(self.serverapp.runtime_dir),
+        )
         self.manager = ModelManager(settings)
         self.catalog_executor = ThreadPoolExecutor(self.catalog_threads, thread_name_prefix="mistudio-catalog")
         self.slow_executor = ThreadPoolExecutor(self.slow_threads, thread_name_prefix="mistudio-slow")
         self.record_json = RecordJSON()
         self.events = EventHub(self.manager, self.log)
-        self.log.info("mistudio: cache %s, catalog %s", settings.cache_dir,
-                      make_url(settings.db_url).render_as_string(hide_password=True))
+        self.log.info(
+            "mistudio: cache %s, catalog %s",
+            settings.cache_dir,
+            make_url(settings.db_url).render_as_string(hide_password=True),
+        )
         self.slow_executor.submit(self._adopt_cache)
 
     def _adopt_cache(self) -> None:

@@ -4,6 +4,7 @@ Core raises `MiStudioError`s with stable codes; this module only maps codes to s
 else becomes a 500 whose body names no exception, file or traceback, and every message is scrubbed
 of anything shaped like a Hugging Face token.
 """
+
 from __future__ import annotations
 
 import re

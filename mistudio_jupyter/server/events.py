@@ -6,6 +6,7 @@ subscribes to the manager's catalog poller (`core.changes.CatalogPoller`, shared
 own download handles: once a second when nothing moves, every 0.5 s while something downloads) and
 turns changed and deleted rows into events on the event loop.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -80,8 +81,8 @@ class EventHub:
         if self._watch is None:
             loop = asyncio.get_running_loop()
             self._watch = self._manager.changes.subscribe(
-                lambda changes: loop.call_soon_threadsafe(self.apply, changes), IDLE_INTERVAL_S,
-                everything_first=True)
+                lambda changes: loop.call_soon_threadsafe(self.apply, changes), IDLE_INTERVAL_S, everything_first=True
+            )
 
     def remove(self, sink: EventSink) -> None:
         """Forget a socket; watching stops with the last one."""
@@ -104,8 +105,11 @@ class EventHub:
         """Send an event to every socket subscribed to the model or to all models; drop dead ones."""
         channel = channel_of(model_id)
         payload = message(channel, event, data)
-        dead = [sink for sink, channels in self._subscriptions.items()
-                if (channel in channels or ALL_MODELS in channels) and not sink.send(payload)]
+        dead = [
+            sink
+            for sink, channels in self._subscriptions.items()
+            if (channel in channels or ALL_MODELS in channels) and not sink.send(payload)
+        ]
         for sink in dead:
             self._log.debug("dropping a closed event socket")
             self.remove(sink)
@@ -149,7 +153,10 @@ class EventHub:
         changed_ids = {record["id"] for record in records}
         stale_before = time.time() - self._manager.settings.heartbeat_timeout_s
         for model_id, record in list(self._downloading.items()):
-            if model_id not in changed_ids and dt.datetime.fromisoformat(record["updated_at"]).timestamp() >= stale_before:
+            if (
+                model_id not in changed_ids
+                and dt.datetime.fromisoformat(record["updated_at"]).timestamp() >= stale_before
+            ):
                 self.publish(model_id, "download_progress", progress_data(record))
 
     def _on_change(self, record: dict[str, Any]) -> None:
@@ -166,7 +173,9 @@ class EventHub:
                 self.publish(model_id, "download_completed", {"file_path": record["file_path"]})
             elif status == "failed":
                 error = record["error"] or {"code": "download_failed", "message": "the download failed"}
-                self.publish(model_id, "download_failed", {"error": error["message"] or error["code"], "code": error["code"]})
+                self.publish(
+                    model_id, "download_failed", {"error": error["message"] or error["code"], "code": error["code"]}
+                )
             elif status == "cancelled":
                 self.publish(model_id, "download_cancelled", {"bytes_done": record["bytes_done"]})
         if status == "downloading":

@@ -4,13 +4,15 @@ Each handler is parse → call `ModelManager` → serialize. The base class hold
 authentication and authorization (resource `mistudio`), request parsing against the OpenAPI
 document, running blocking work off the event loop, and the one error mapper.
 """
+
 from __future__ import annotations
 
 import asyncio
 import functools
 import json
+from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized, ws_authenticated
@@ -77,11 +79,11 @@ class MiStudioHandler(JSONErrors, ExtensionHandlerMixin, APIHandler):
     route: ClassVar[str]
 
     @property
-    def app(self) -> "MiStudio":
+    def app(self) -> MiStudio:
         return self.extensionapp  # type: ignore[return-value]
 
     @property
-    def manager(self) -> "ModelManager":
+    def manager(self) -> ModelManager:
         return self.app.manager
 
     def json_body(self) -> dict[str, Any]:
@@ -97,8 +99,9 @@ class MiStudioHandler(JSONErrors, ExtensionHandlerMixin, APIHandler):
 
     def query(self) -> dict[str, Any]:
         """The query arguments, typed and checked against the operation's parameters."""
-        return openapi.check_query(self.route, self.request.method or "", self.request.query_arguments,
-                                   _QUERY_AUTH_ARGUMENTS)
+        return openapi.check_query(
+            self.route, self.request.method or "", self.request.query_arguments, _QUERY_AUTH_ARGUMENTS
+        )
 
     async def quick(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run catalog work in the catalog threads."""
@@ -275,7 +278,7 @@ class EventsHandler(JSONErrors, ExtensionHandlerMixin, WebSocketMixin, websocket
     route: ClassVar[str] = "/events"
 
     @property
-    def app(self) -> "MiStudio":
+    def app(self) -> MiStudio:
         return self.extensionapp  # type: ignore[return-value]
 
     async def pre_get(self) -> None:
@@ -307,16 +310,32 @@ class EventsHandler(JSONErrors, ExtensionHandlerMixin, WebSocketMixin, websocket
         except (ValueError, RecursionError):
             request = None
         if not openapi.validator("/components/schemas/ClientMessage").is_valid(request):
-            self.send(message(None, "error", {"code": "invalid_argument", "message":
-                      'expected {"action": "subscribe"|"unsubscribe", "channel": "models"|"model/{id}"}'}))
+            self.send(
+                message(
+                    None,
+                    "error",
+                    {
+                        "code": "invalid_argument",
+                        "message": 'expected {"action": "subscribe"|"unsubscribe", "channel": "models"|"model/{id}"}',
+                    },
+                )
+            )
             return
         action, channel = request["action"], request["channel"]
         if action == "unsubscribe":
             self.app.events.unsubscribe(self, channel)
         elif not self.app.events.subscribe(self, channel):
-            self.send(message(channel, "error", {"code": "too_many_subscriptions", "message":
-                      f"a socket may subscribe to at most {MAX_SUBSCRIPTIONS} channels; unsubscribe from some, "
-                      'or subscribe to "models" for every model'}))
+            self.send(
+                message(
+                    channel,
+                    "error",
+                    {
+                        "code": "too_many_subscriptions",
+                        "message": f"a socket may subscribe to at most {MAX_SUBSCRIPTIONS} channels; unsubscribe "
+                        'from some, or subscribe to "models" for every model',
+                    },
+                )
+            )
             return
         self.send(message(channel, f"{action}d", {}))
 
@@ -345,8 +364,18 @@ class UnknownRouteHandler(JSONErrors, ExtensionHandlerMixin, APIHandler):
 
 
 HANDLERS: tuple[type[MiStudioHandler | EventsHandler], ...] = (
-    ModelsHandler, PreviewHandler, ModelHandler, DownloadHandler, CancelHandler, ResumeHandler,
-    ArchitectureHandler, HooksHandler, EstimateHandler, SystemHandler, CacheHandler, PruneCacheHandler,
+    ModelsHandler,
+    PreviewHandler,
+    ModelHandler,
+    DownloadHandler,
+    CancelHandler,
+    ResumeHandler,
+    ArchitectureHandler,
+    HooksHandler,
+    EstimateHandler,
+    SystemHandler,
+    CacheHandler,
+    PruneCacheHandler,
     EventsHandler,
 )
 

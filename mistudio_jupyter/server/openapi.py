@@ -4,11 +4,13 @@ Request bodies and query strings are checked against the operation's own schemas
 so what the document promises is what the server enforces. Validation messages are written here,
 never copied from the validator, so they cannot echo a submitted value (a token, say).
 """
+
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jsonschema
 import yaml
@@ -99,13 +101,18 @@ def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def check_query(route: str, method: str, arguments: Mapping[str, list[bytes]], ignore: frozenset[str]) -> dict[str, Any]:
+def check_query(
+    route: str, method: str, arguments: Mapping[str, list[bytes]], ignore: frozenset[str]
+) -> dict[str, Any]:
     """The query arguments converted to their schema types and validated; unknown names are 400.
 
     A bare numeric argument (`?1700000000000`, JupyterLab's default cache-buster) is not a parameter.
     """
-    if any(_has_control_character(text) for name, values in arguments.items()
-           for text in (name, *(value.decode("utf-8", "replace") for value in values))):
+    if any(
+        _has_control_character(text)
+        for name, values in arguments.items()
+        for text in (name, *(value.decode("utf-8", "replace") for value in values))
+    ):
         raise InvalidArgument("query parameters must not contain control characters (NUL, newline, ...)")
     accepted = query_parameters(route, method)
     cache_busters = {name for name, values in arguments.items() if name.isdigit() and values in ([b""], [])}

@@ -5,6 +5,7 @@ VS Code, Colab). The views are built from `js/` into `static/` by `npm run build
 build runs it); for live reload while editing the views, run `npm run watch:widgets` and start
 Jupyter with `ANYWIDGET_HMR=1`.
 """
+
 from __future__ import annotations
 
 from .architecture import ArchitectureViewer

@@ -6,6 +6,7 @@ order, one at a time), so a Hub call never holds up the kernel's comm handling; 
 and sets `error = exc.to_dict()` when it fails. Trait changes made off the main thread take the
 widget's lock, and ipykernel sends their comm messages through its thread-safe IOPub channel.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -57,8 +58,12 @@ class ManagerWidget(anywidget.AnyWidget):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._actions = {method.mistudio_action: name for klass in reversed(cls.__mro__)
-                        for name, method in vars(klass).items() if hasattr(method, "mistudio_action")}
+        cls._actions = {
+            method.mistudio_action: name
+            for klass in reversed(cls.__mro__)
+            for name, method in vars(klass).items()
+            if hasattr(method, "mistudio_action")
+        }
 
     def __init__(self, manager: ModelManager | None = None, **kwargs: Any) -> None:
         self._state_lock = threading.RLock()

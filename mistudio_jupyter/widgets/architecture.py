@@ -1,5 +1,6 @@
 """The architecture viewer: module tree, config and parameter summary, and the hook picker whose
 selection is live in the kernel."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -17,11 +18,14 @@ def _hooks_to_json(hooks: list[HookPoint], _widget: Any) -> list[dict[str, Any]]
     return [hook.to_dict() for hook in hooks]
 
 
-def load_architecture(manager: ModelManager, repo_or_id: str, *, revision: str | None = None,
-                      token: str | None = None) -> dict[str, Any]:
+def load_architecture(
+    manager: ModelManager, repo_or_id: str, *, revision: str | None = None, token: str | None = None
+) -> dict[str, Any]:
     """The `architecture` and `hooks` trait values of a repo id or catalog id."""
-    return {"architecture": manager.architecture(repo_or_id, revision=revision, token=token),
-            "hooks": manager.hook_points(repo_or_id, revision=revision, token=token)}
+    return {
+        "architecture": manager.architecture(repo_or_id, revision=revision, token=token),
+        "hooks": manager.hook_points(repo_or_id, revision=revision, token=token),
+    }
 
 
 class ArchitectureState(ManagerWidget):
@@ -75,8 +79,15 @@ class ArchitectureViewer(ArchitectureState):
 
     _esm = STATIC / "architecture_viewer.js"
 
-    def __init__(self, repo_or_id: str | None = None, *, revision: str | None = None, token: str | None = None,
-                 manager: ModelManager | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        repo_or_id: str | None = None,
+        *,
+        revision: str | None = None,
+        token: str | None = None,
+        manager: ModelManager | None = None,
+        **kwargs: Any,
+    ) -> None:
         manager = manager_or_shared(manager)
         if repo_or_id is not None:
             kwargs = {**load_architecture(manager, repo_or_id, revision=revision, token=token), **kwargs}

@@ -1,5 +1,6 @@
 """Download widgets: the live progress of one catalog entry, and the download form (repo → preview →
 start) that shows the progress of the download it started."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -88,11 +89,24 @@ class DownloadForm(DownloadState):
                 self.preview = {**preview, "repo_id": repo_id, "revision": revision}
 
     @action("download")
-    def start_download(self, repo_id: str, revision: str = "main", option: str | None = None,
-                       quantization: str | None = None, dtype: str | None = None, token: str | None = None) -> None:
+    def start_download(
+        self,
+        repo_id: str,
+        revision: str = "main",
+        option: str | None = None,
+        quantization: str | None = None,
+        dtype: str | None = None,
+        token: str | None = None,
+    ) -> None:
         """Start (or join) the download of `repo_id` and show its progress in `record`."""
-        handle = self.manager.download(repo_id, revision=revision or "main", option=option,
-                                       quantization=quantization, dtype=dtype, token=token or None)
+        handle = self.manager.download(
+            repo_id,
+            revision=revision or "main",
+            option=option,
+            quantization=quantization,
+            dtype=dtype,
+            token=token or None,
+        )
         with self.changes() as open_:
             if open_:
                 self.record = handle.record.to_dict()

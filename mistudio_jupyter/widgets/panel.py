@@ -1,5 +1,6 @@
 """The models panel: the catalog as cards with filters, and the download form or an architecture
 viewer opened in place."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

@@ -1,11 +1,12 @@
 """The browser tests need Playwright, Chromium and the built front end. Without them a test module is not
 imported at all: it becomes one test that fails under CI and is skipped elsewhere, saying what to install."""
+
 from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

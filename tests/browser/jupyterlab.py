@@ -1,4 +1,5 @@
 """Helpers shared by the browser tests: a JupyterLab on loopback, Chromium's settings, running a cell."""
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from tests.hubserver import HubServer
 from tests.ports import free_port
@@ -25,8 +27,14 @@ LABEXTENSION = REPO / "mistudio_jupyter" / "labextension"
 WIDGET_BUNDLES = REPO / "mistudio_jupyter" / "widgets" / "static"
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = os.environ.get("MISTUDIO_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 NOT_RUN = re.compile(r"^\[\s*\]:$")
 
@@ -68,10 +76,12 @@ def running_lab(tmp: Path, hub: HubServer, *, with_extension: bool = True) -> It
     (config / "labconfig").mkdir(parents=True)
     root.mkdir()
     # No news prompt over the page.
-    (config / "labconfig" / "page_config.json").write_text(json.dumps(
-        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
-    (config / "jupyter_server_config.json").write_text(json.dumps(
-        {"ServerApp": {"jpserver_extensions": {"mistudio_jupyter": with_extension}}}))
+    (config / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+    )
+    (config / "jupyter_server_config.json").write_text(
+        json.dumps({"ServerApp": {"jpserver_extensions": {"mistudio_jupyter": with_extension}}})
+    )
     port, token = free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
@@ -87,10 +97,21 @@ def running_lab(tmp: Path, hub: HubServer, *, with_extension: bool = True) -> It
     }
     log = (tmp / "lab.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={root}"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--allow-root",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/"
     try:

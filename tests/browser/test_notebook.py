@@ -7,12 +7,13 @@ hooks and reads `viewer.selected` back from the kernel. Screenshots go to test-a
 Needs Playwright, Chromium at /usr/bin/chromium (Debian's `chromium` package) and the built widgets: without
 them the test fails under CI and is skipped elsewhere (conftest.py).
 """
+
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import nbformat
 import pytest
@@ -35,10 +36,13 @@ pytestmark = pytest.mark.timeout(300)
 def lab(hub: HubServer, tmp_path: Path) -> Iterator[str]:
     """A JupyterLab on loopback over a notebook of CELLS; yields the notebook's URL."""
     with running_lab(tmp_path, hub) as lab:
-        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS],
-                                                metadata={"kernelspec": {"name": "python3", "language": "python",
-                                                                         "display_name": "Python 3"}}),
-                       lab.root / "widgets.ipynb")
+        nbformat.write(
+            nbformat.v4.new_notebook(
+                cells=[nbformat.v4.new_code_cell(c) for c in CELLS],
+                metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}},
+            ),
+            lab.root / "widgets.ipynb",
+        )
         yield lab.page_url("lab/tree/widgets.ipynb")
 
 
@@ -64,8 +68,9 @@ def test_download_progress_and_hook_picker_in_jupyterlab(lab: str, hub) -> None:
 
             def run(index: int) -> None:
                 run_cell(page, cells.nth(index))
-                expect(cells.nth(index).locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]:"),
-                                                                                 timeout=60_000)
+                expect(cells.nth(index).locator(".jp-InputPrompt")).to_have_text(
+                    re.compile(r"\[\d+\]:"), timeout=60_000
+                )
 
             run(0)
             run(1)

@@ -1,14 +1,15 @@
 """The JupyterLab sidebar in a real browser: JupyterLab on loopback with the server extension over the
 test Hub, Chromium driven by Playwright. Screenshots go to test-artifacts/sidebar/ (docs/sidebar.png is
 one of them, picked by hand)."""
+
 from __future__ import annotations
 
 import re
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
@@ -85,7 +86,9 @@ def start_download(sidebar: Locator, repo_id: str) -> None:
     if not form.is_visible():
         sidebar.get_by_role("button", name="+ Download").click()
     form.get_by_label("Hugging Face repo id").fill(repo_id)
-    expect(form.get_by_role("region", name=f"Preview of {repo_id}")).to_be_visible(timeout=60_000)  # the first imports torch
+    expect(form.get_by_role("region", name=f"Preview of {repo_id}")).to_be_visible(
+        timeout=60_000
+    )  # the first imports torch
     form.get_by_role("button", name="Start download").click()
 
 

@@ -1,10 +1,12 @@
 """Faults the test Hub injects into its responses, and the record it keeps of every request."""
+
 from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from email.message import Message
-from typing import Any, Callable
+from typing import Any
 
 from .wan import WanLink, WanProfile
 
@@ -131,8 +133,9 @@ class Faults:
                     fail = self.fail_status
         stall = self.stall_s if self._applies("stall_s", path) else 0.0
         shift = self.range_shift if self._applies("range_shift", path) else 0
-        return RequestFaults(stall, fail, self.ignore_range and self._applies("ignore_range", path), shift,
-                             self.range_header_lies)
+        return RequestFaults(
+            stall, fail, self.ignore_range and self._applies("ignore_range", path), shift, self.range_header_lies
+        )
 
     def on_body(self, path: str, length: int) -> BodyFaults:
         """The faults for a response body of `length` bytes to `path` (counts cuts)."""

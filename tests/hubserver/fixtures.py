@@ -5,6 +5,7 @@ hashes this package's sources, the tiny configs, the reference shapes and the li
 edit rebuilds; a warm call only reads the manifest. Builds are serialized across processes by a lock.
 `demo=True` (what `python -m tests.hubserver` serves) also serves the repos the docs name as tiny models.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,9 @@ import math
 import os
 import random
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from tests.tiny_configs import TINY_CONFIGS
 
@@ -69,8 +71,9 @@ def default_root() -> Path:
     return Path(cache) / "mistudio-jupyter" / "test-hub"
 
 
-def build_fixtures(root: Path | str, *, bench: bool = False, wan: bool = False,
-                   demo: bool = False) -> dict[str, RepoSpec]:
+def build_fixtures(
+    root: Path | str, *, bench: bool = False, wan: bool = False, demo: bool = False
+) -> dict[str, RepoSpec]:
     """All test repositories, built into `root` on first use; `bench=True` adds `bench/1gb`, `wan=True`
     the WAN benchmark's `bench/wan-*`, `demo=True` the DEMO_MODELS (in place of the same-named
     full-size repos)."""
@@ -197,8 +200,9 @@ def _spec(repo_id: str, files: dict[str, RepoFile], model_type: str | None, **me
     tags += [f"license:{license_}"] if license_ else []
     tags += [model_type] if model_type else []
     tags += ["safetensors"] if any(p.endswith(".safetensors") for p in files) else []
-    return RepoSpec(repo_id, {sha: Commit(sha, files)}, {"main": sha, "v1.0": sha}, tags=tuple(tags),
-                    params=_params(files), **meta)
+    return RepoSpec(
+        repo_id, {sha: Commit(sha, files)}, {"main": sha, "v1.0": sha}, tags=tuple(tags), params=_params(files), **meta
+    )
 
 
 # --- tiny models -------------------------------------------------------------------------------
@@ -212,17 +216,28 @@ def _tokenizer(directory: Path) -> Path:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=TINY_CONFIGS["llama"]["vocab_size"], show_progress=False,
-                                  special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=TINY_CONFIGS["llama"]["vocab_size"],
+        show_progress=False,
+        special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tokenizer.train_from_iterator(_CORPUS.splitlines(), trainer)
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-                            unk_token="<unk>").save_pretrained(directory)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    ).save_pretrained(directory)
     return directory
 
 
-def _save_tiny(directory: Path, family: str, tokenizer_dir: Path, *, chat: bool = False,
-               overrides: dict[str, Any] | None = None, **save: Any) -> Any:
+def _save_tiny(
+    directory: Path,
+    family: str,
+    tokenizer_dir: Path,
+    *,
+    chat: bool = False,
+    overrides: dict[str, Any] | None = None,
+    **save: Any,
+) -> Any:
     """Save a tiny random model of `family` (+ tokenizer and model card) into `directory`; return the model."""
     import torch
     import transformers
@@ -298,10 +313,14 @@ def _pickle_only(directory: Path, tokenizer_dir: Path) -> None:
 def _remote_code(directory: Path, tokenizer_dir: Path) -> None:
     _save_tiny(directory, "llama", tokenizer_dir)
     config = json.loads((directory / "config.json").read_text())
-    config.update(model_type="tiny_remote", architectures=["TinyRemoteForCausalLM"], auto_map={
-        "AutoConfig": "configuration_tiny_remote.TinyRemoteConfig",
-        "AutoModelForCausalLM": "modeling_tiny_remote.TinyRemoteForCausalLM",
-    })
+    config.update(
+        model_type="tiny_remote",
+        architectures=["TinyRemoteForCausalLM"],
+        auto_map={
+            "AutoConfig": "configuration_tiny_remote.TinyRemoteConfig",
+            "AutoModelForCausalLM": "modeling_tiny_remote.TinyRemoteForCausalLM",
+        },
+    )
     (directory / "config.json").write_text(json.dumps(config, indent=2))
     (directory / "configuration_tiny_remote.py").write_text(REMOTE_CODE)
     (directory / "modeling_tiny_remote.py").write_text(REMOTE_CODE)
@@ -387,8 +406,10 @@ def _wan_repo(build: Path, repo_id: str, weights: dict[str, int]) -> RepoSpec:
     (directory / "config.json").write_text(json.dumps(TINY_CONFIGS["gpt2"], indent=2))
     tensors = {path: f"layers.{index}.weight" for index, path in enumerate(weights)}
     if len(weights) > 1:
-        index = {"metadata": {"total_size": sum(weights.values())},
-                 "weight_map": {name: path for path, name in tensors.items()}}
+        index = {
+            "metadata": {"total_size": sum(weights.values())},
+            "weight_map": {name: path for path, name in tensors.items()},
+        }
         (directory / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
     files = _scan(repo_id, directory)
     for path, size in weights.items():
@@ -413,8 +434,9 @@ def _wan_small_files(build: Path) -> RepoSpec:
     rng = random.Random(repo_id)
     (directory / "config.json").write_text(json.dumps(TINY_CONFIGS["gpt2"], indent=2))
     (directory / "vocab.json").write_text(json.dumps({f"tok{i}_{rng.getrandbits(32):08x}": i for i in range(25_000)}))
-    (directory / "merges.txt").write_text("".join(f"{rng.getrandbits(24):06x} {rng.getrandbits(24):06x}\n"
-                                                  for _ in range(30_000)))
+    (directory / "merges.txt").write_text(
+        "".join(f"{rng.getrandbits(24):06x} {rng.getrandbits(24):06x}\n" for _ in range(30_000))
+    )
     for index in range(WAN_SMALL_SAFETENSORS):
         header, data_bytes = safetensors_header([(f"sae.{index}.weight", "U8", (rng.randint(*WAN_SMALL_BYTES),))])
         (directory / f"sae-{index:02d}.safetensors").write_bytes(header + rng.randbytes(data_bytes))

@@ -5,6 +5,7 @@ listener on another port, the "CDN": another origin, so the client treats it as 
 (it does not follow the redirect on HEAD and drops the Authorization header on GET). With a WAN profile
 (`faults.wan`) both sit behind one simulated wide-area link (see wan.py).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -16,9 +17,10 @@ import math
 import re
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from .faults import BodyFaults, Faults, RequestRecord
@@ -61,8 +63,13 @@ def too_many_requests(retry_after_s: int) -> Response:
     return error(429, "Too many requests in flight", headers={"Retry-After": str(retry_after_s)})
 
 
-def error(status: int, message: str, code: str | None = None, commit: str | None = None,
-          headers: Mapping[str, str] | None = None) -> Response:
+def error(
+    status: int,
+    message: str,
+    code: str | None = None,
+    commit: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
     """An error as the Hub sends it: message in `X-Error-Message` and the body, code in `X-Error-Code`."""
     headers = {**(headers or {}), "X-Error-Message": message, **({"X-Error-Code": code} if code else {})}
     return json_response({"error": message}, status, {**headers, **({"X-Repo-Commit": commit} if commit else {})})
@@ -78,7 +85,7 @@ class Request:
     @property
     def token(self) -> str | None:
         auth = self.headers.get("Authorization", "")
-        return auth[len("Bearer "):] if auth.startswith("Bearer ") else None
+        return auth[len("Bearer ") :] if auth.startswith("Bearer ") else None
 
 
 class HubServer:
@@ -87,8 +94,9 @@ class HubServer:
     Serves `repos` (default: `build_fixtures(root)`). `.faults` injects faults, `.log` lists requests.
     """
 
-    def __init__(self, root: Path | str, host: str = "127.0.0.1", port: int = 0, *,
-                 repos: Mapping[str, RepoSpec] | None = None) -> None:
+    def __init__(
+        self, root: Path | str, host: str = "127.0.0.1", port: int = 0, *, repos: Mapping[str, RepoSpec] | None = None
+    ) -> None:
         if repos is None:
             from .fixtures import build_fixtures
 
@@ -98,8 +106,13 @@ class HubServer:
         self.faults = Faults()
         self._log: list[RequestRecord] = []
         self._log_lock = threading.Lock()
-        self._blobs = {f.sha256: f.content for spec in self.repos.values() for c in spec.commits.values()
-                       for f in c.files.values() if f.sha256}
+        self._blobs = {
+            f.sha256: f.content
+            for spec in self.repos.values()
+            for c in spec.commits.values()
+            for f in c.files.values()
+            if f.sha256
+        }
         self._listeners = [_Listener((host, port), self), _Listener((host, 0), self)]
         self._threads: list[threading.Thread] = []
 
@@ -127,7 +140,7 @@ class HubServer:
         with self._log_lock:
             self._log.append(record)
 
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         """Serve in background threads; returns self."""
         for listener in self._listeners:
             thread = threading.Thread(target=listener.serve_forever, args=(0.05,), daemon=True)
@@ -143,7 +156,7 @@ class HubServer:
         for thread in self._threads:
             thread.join()
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -204,9 +217,16 @@ class HubServer:
         if request.token is None:
             return error(401, "Invalid username or password.")
         name, _ = TOKENS[request.token]
-        return json_response({"type": "user", "id": hashlib.sha1(name.encode()).hexdigest()[:24], "name": name,
-                              "fullname": name, "orgs": [], "auth": {"type": "access_token", "accessToken": {
-                                  "displayName": f"{name}-token", "role": "read"}}})
+        return json_response(
+            {
+                "type": "user",
+                "id": hashlib.sha1(name.encode()).hexdigest()[:24],
+                "name": name,
+                "fullname": name,
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": {"displayName": f"{name}-token", "role": "read"}},
+            }
+        )
 
     def _resolve(self, request: Request) -> Response:
         spec, rest = self._repo(request.segments)
@@ -230,8 +250,16 @@ class HubServer:
         ttl = self.faults.wan.url_ttl_s if self.faults.wan else None
         if ttl is not None:
             location += f"?expires={math.ceil(time.time() + ttl)}"
-        return Response(302, {"Location": location, "X-Repo-Commit": commit.sha, "ETag": f'"{file.blob_id}"',
-                              "X-Linked-Etag": f'"{file.sha256}"', "X-Linked-Size": str(file.size)})
+        return Response(
+            302,
+            {
+                "Location": location,
+                "X-Repo-Commit": commit.sha,
+                "ETag": f'"{file.blob_id}"',
+                "X-Linked-Etag": f'"{file.sha256}"',
+                "X-Linked-Size": str(file.size),
+            },
+        )
 
     def _cdn(self, request: Request) -> Response:
         content = self._blobs.get(request.segments[1]) if len(request.segments) > 1 else None
@@ -247,10 +275,18 @@ def gate(spec: RepoSpec, token: str | None) -> Response | None:
     if not spec.gated or (token in TOKENS and TOKENS[token][1]):
         return None
     if token is None:
-        return error(401, f"Access to model {spec.repo_id} is restricted. You must have access to it and be "
-                          "authenticated to access it. Please log in.", "GatedRepo")
-    return error(403, f"Access to model {spec.repo_id} is restricted and you are not in the authorized list. "
-                      f"Visit https://huggingface.co/{spec.repo_id} to ask for access.", "GatedRepo")
+        return error(
+            401,
+            f"Access to model {spec.repo_id} is restricted. You must have access to it and be "
+            "authenticated to access it. Please log in.",
+            "GatedRepo",
+        )
+    return error(
+        403,
+        f"Access to model {spec.repo_id} is restricted and you are not in the authorized list. "
+        f"Visit https://huggingface.co/{spec.repo_id} to ask for access.",
+        "GatedRepo",
+    )
 
 
 def expired(expires: list[str] | None) -> bool:
@@ -273,8 +309,13 @@ def ranged(content: Content, request: Request, headers: dict[str, str]) -> Respo
     if span is None:
         return Response(416, {**headers, "Content-Range": f"bytes */{content.size}"})
     start, end = span
-    return Response(206, {**headers, "Content-Range": f"bytes {start}-{end - 1}/{content.size}"},
-                    content=content, start=start, end=end)
+    return Response(
+        206,
+        {**headers, "Content-Range": f"bytes {start}-{end - 1}/{content.size}"},
+        content=content,
+        start=start,
+        end=end,
+    )
 
 
 def shift_range(response: Response, shift: int, header_lies: bool) -> None:
@@ -308,12 +349,19 @@ def tree_entries(commit: Commit, prefix: str, recursive: bool) -> list[dict[str,
     for file in sorted(commit.files.values(), key=lambda f: f.path):
         if not file.path.startswith(base):
             continue
-        parts = file.path[len(base):].split("/")
+        parts = file.path[len(base) :].split("/")
         for depth in range(1, len(parts)):
             directory = base + "/".join(parts[:depth])
             if recursive or depth == 1:
-                entries.setdefault(directory, {"type": "directory", "path": directory, "size": 0,
-                                               "oid": hashlib.sha1(directory.encode()).hexdigest()})
+                entries.setdefault(
+                    directory,
+                    {
+                        "type": "directory",
+                        "path": directory,
+                        "size": 0,
+                        "oid": hashlib.sha1(directory.encode()).hexdigest(),
+                    },
+                )
         if recursive or len(parts) == 1:
             entries[file.path] = file_entry(file)
     return list(entries.values())
@@ -328,16 +376,34 @@ def file_entry(file: RepoFile) -> dict[str, Any]:
 
 def model_info(spec: RepoSpec, commit: Commit) -> dict[str, Any]:
     """`GET /api/models/{repo}[/revision/{rev}]` as the Hub answers it (with file metadata)."""
-    siblings = [{"rfilename": f.path, "size": f.size, "blobId": f.blob_id,
-                 **({"lfs": {"sha256": f.sha256, "size": f.size, "pointerSize": f.pointer_size}} if f.lfs else {})}
-                for f in sorted(commit.files.values(), key=lambda f: f.path)]
+    siblings = [
+        {
+            "rfilename": f.path,
+            "size": f.size,
+            "blobId": f.blob_id,
+            **({"lfs": {"sha256": f.sha256, "size": f.size, "pointerSize": f.pointer_size}} if f.lfs else {}),
+        }
+        for f in sorted(commit.files.values(), key=lambda f: f.path)
+    ]
     info: dict[str, Any] = {
-        "_id": hashlib.sha1(spec.repo_id.encode()).hexdigest()[:24], "id": spec.repo_id, "modelId": spec.repo_id,
-        "author": spec.repo_id.split("/")[0] if "/" in spec.repo_id else None, "sha": commit.sha,
-        "lastModified": _TIMESTAMP, "createdAt": _TIMESTAMP, "private": spec.private, "gated": spec.gated,
-        "disabled": False, "downloads": 0, "likes": 0, "library_name": spec.library_name,
-        "pipeline_tag": "text-generation", "tags": list(spec.tags), "cardData": {"license": spec.license},
-        "siblings": siblings, "usedStorage": sum(f.size for f in commit.files.values()),
+        "_id": hashlib.sha1(spec.repo_id.encode()).hexdigest()[:24],
+        "id": spec.repo_id,
+        "modelId": spec.repo_id,
+        "author": spec.repo_id.split("/")[0] if "/" in spec.repo_id else None,
+        "sha": commit.sha,
+        "lastModified": _TIMESTAMP,
+        "createdAt": _TIMESTAMP,
+        "private": spec.private,
+        "gated": spec.gated,
+        "disabled": False,
+        "downloads": 0,
+        "likes": 0,
+        "library_name": spec.library_name,
+        "pipeline_tag": "text-generation",
+        "tags": list(spec.tags),
+        "cardData": {"license": spec.license},
+        "siblings": siblings,
+        "usedStorage": sum(f.size for f in commit.files.values()),
     }
     if "config.json" in commit.files:
         config = json.loads(commit.files["config.json"].read_bytes())
@@ -406,8 +472,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers = copy.copy(self.headers)
         if faults.ignore_range:
             del headers["Range"]
-        request = Request(self.command, [unquote(s) for s in url.path.strip("/").split("/")],
-                          parse_qs(url.query), headers)
+        request = Request(
+            self.command, [unquote(s) for s in url.path.strip("/").split("/")], parse_qs(url.query), headers
+        )
         if faults.stall_s:
             time.sleep(faults.stall_s)
         if not admitted:
@@ -418,8 +485,9 @@ class _Handler(BaseHTTPRequestHandler):
             response = hub.route(request)
         if faults.range_shift and response.status == 206:
             shift_range(response, faults.range_shift, faults.range_header_lies)
-        record = RequestRecord(self.command, url.path, response.status, self.headers.get("Range"), 0,
-                               self.headers, url.query)
+        record = RequestRecord(
+            self.command, url.path, response.status, self.headers.get("Range"), 0, self.headers, url.query
+        )
         hub.record(record)
         if wan is not None:
             wan.round_trip()
@@ -437,8 +505,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(response.length))
         self.end_headers()
 
-    def _send_body(self, response: Response, faults: BodyFaults, record: RequestRecord,
-                   wan: WanConnection | None) -> None:
+    def _send_body(
+        self, response: Response, faults: BodyFaults, record: RequestRecord, wan: WanConnection | None
+    ) -> None:
         """Stream the body, counting bytes in `record` before each write (so the log is never behind)."""
         started = time.monotonic()
         piece_size = max(1, min(64 * 1024, faults.throttle_bps // 20)) if faults.throttle_bps else 1 << 20

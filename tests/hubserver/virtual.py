@@ -3,20 +3,27 @@
 Tensor names and shapes come from building the model on the meta device from its published config,
 so they are exactly what transformers builds (tied weights stored once, as `save_pretrained` does).
 """
+
 from __future__ import annotations
 
 import json
 import math
 import struct
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "U8": 1}
 TORCH_DTYPE = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 # The dtype each reference checkpoint is published in (bf16 unless the family published otherwise).
 PUBLISHED_DTYPE = {
-    "gpt2": "F32", "gpt2-medium": "F32", "EleutherAI/pythia-70m": "F16", "EleutherAI/pythia-410m": "F16",
-    "meta-llama/Llama-2-7b-hf": "F16", "google/gemma-2-2b": "F32", "google/gemma-2-9b": "F32",
+    "gpt2": "F32",
+    "gpt2-medium": "F32",
+    "EleutherAI/pythia-70m": "F16",
+    "EleutherAI/pythia-410m": "F16",
+    "meta-llama/Llama-2-7b-hf": "F16",
+    "google/gemma-2-2b": "F32",
+    "google/gemma-2-9b": "F32",
     "microsoft/phi-2": "F16",
 }
 MAX_SHARD_BYTES = 5 * 10**9  # the Hub's default max_shard_size ("5GB"): Llama-3-70B comes out at 30 shards

@@ -1,5 +1,6 @@
 """A wide-area network between the test Hub and its clients: what it is like (`WanProfile`) and the
 live state that enforces it (`WanLink`, one `WanConnection` per TCP connection)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -7,7 +8,7 @@ import dataclasses
 import threading
 import time
 import typing
-from typing import Iterator
+from collections.abc import Iterator
 
 SLOW_EDGE_DIVISOR = 8
 # How far a sender that fell behind its schedule (a late wake-up, a slow write) may catch up at once:
@@ -56,7 +57,7 @@ class WanProfile:
             raise ValueError("slow_every needs per_conn_bps (a slow edge gets 1/8 of it)")
 
     @classmethod
-    def parse(cls, text: str) -> "WanProfile":
+    def parse(cls, text: str) -> WanProfile:
         """A profile from `knob=value,...`, e.g. `per_conn_bps=8e6,link_bps=96e6,rtt_ms=30`."""
         types = typing.get_type_hints(cls)
         values: dict[str, float | int] = {}
@@ -73,8 +74,11 @@ class WanProfile:
 
     def __str__(self) -> str:
         """The knobs that differ from the defaults, in the form `parse` reads."""
-        return ",".join(f"{field.name}={getattr(self, field.name):g}" for field in dataclasses.fields(self)
-                        if getattr(self, field.name) != field.default)
+        return ",".join(
+            f"{field.name}={getattr(self, field.name):g}"
+            for field in dataclasses.fields(self)
+            if getattr(self, field.name) != field.default
+        )
 
     @property
     def rtt_s(self) -> float:
@@ -117,7 +121,7 @@ class WanLink:
         """Connections made so far."""
         return self._connections
 
-    def connect(self) -> "WanConnection":
+    def connect(self) -> WanConnection:
         with self._lock:
             self._connections += 1
             number = self._connections

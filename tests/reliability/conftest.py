@@ -1,8 +1,9 @@
 """Fixtures of the end-to-end suites: a live Jupyter server over the session test Hub."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -28,5 +29,8 @@ def lfs_file(repos: dict[str, RepoSpec], repo_id: str, path: str = "model.safete
 
 def cdn_bytes(hub: HubServer, repo_id: str, path: str = "model.safetensors") -> int:
     """Body bytes the Hub's CDN sent for one file of a repo since the log was cleared."""
-    return sum(r.bytes_sent for r in hub.log if r.method == "GET" and r.path.startswith("/cdn/")
-               and r.path.endswith(f"/{repo_id}/{path}"))
+    return sum(
+        r.bytes_sent
+        for r in hub.log
+        if r.method == "GET" and r.path.startswith("/cdn/") and r.path.endswith(f"/{repo_id}/{path}")
+    )

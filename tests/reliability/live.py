@@ -4,6 +4,7 @@ design: `start_new_session=True`).
 
 Everything listens on 127.0.0.1 only; every wait is bounded.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +19,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from tests.polling import wait_for
 from tests.ports import free_port
@@ -93,8 +95,16 @@ class JupyterServer:
     Its JUPYTER_RUNTIME_DIR is `root/runtime`, so worker logs land in `root/runtime/mistudio/downloads/`.
     """
 
-    def __init__(self, root: Path, hub_url: str, *, max_parallel: int = 2, token: str = "e2e-test-token",
-                 env: dict[str, str] | None = None, extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        hub_url: str,
+        *,
+        max_parallel: int = 2,
+        token: str = "e2e-test-token",
+        env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.root = root
         self.hub_url = hub_url
         self.token = token
@@ -113,26 +123,46 @@ class JupyterServer:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "JUPYTER_CONFIG_DIR": str(self.root / "config"),
-                "JUPYTER_RUNTIME_DIR": str(self.root / "runtime"), "JUPYTER_DATA_DIR": str(self.root / "data"),
-                "JUPYTER_PLATFORM_DIRS": "1", "TMPDIR": str(self.tmp), "HF_ENDPOINT": self.hub_url,
-                "MISTUDIO_DOWNLOAD_SUMMARY": "0", "PYTHONPATH": str(REPO_ROOT), **self.extra_env}
+        return {
+            **os.environ,
+            "JUPYTER_CONFIG_DIR": str(self.root / "config"),
+            "JUPYTER_RUNTIME_DIR": str(self.root / "runtime"),
+            "JUPYTER_DATA_DIR": str(self.root / "data"),
+            "JUPYTER_PLATFORM_DIRS": "1",
+            "TMPDIR": str(self.tmp),
+            "HF_ENDPOINT": self.hub_url,
+            "MISTUDIO_DOWNLOAD_SUMMARY": "0",
+            "PYTHONPATH": str(REPO_ROOT),
+            **self.extra_env,
+        }
 
     @property
     def worker_logs(self) -> Path:
         return self.root / "runtime" / "mistudio" / "downloads"
 
-    def start(self, timeout: float = 60.0) -> "JupyterServer":
-        command = [sys.executable, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
-                   "--ServerApp.port_retries=0", "--ServerApp.open_browser=False",
-                   f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root / 'notebooks'}",
-                   "--ServerApp.jpserver_extensions=mistudio_jupyter=True",
-                   *(f"--ServerApp.jpserver_extensions={name}=False" for name in OTHER_EXTENSIONS),
-                   f"--MiStudio.db_url={self.db_url}", f"--MiStudio.cache_dir={self.cache}",
-                   f"--MiStudio.hub_endpoint={self.hub_url}", f"--MiStudio.max_parallel_downloads={self.max_parallel}",
-                   "--allow-root", *self.extra_args]
-        self.process = subprocess.Popen(command, env=self.env, cwd=self.root, stdout=subprocess.DEVNULL,
-                                        stderr=self.log_path.open("ab"))
+    def start(self, timeout: float = 60.0) -> JupyterServer:
+        command = [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={self.port}",
+            "--ServerApp.port_retries=0",
+            "--ServerApp.open_browser=False",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={self.root / 'notebooks'}",
+            "--ServerApp.jpserver_extensions=mistudio_jupyter=True",
+            *(f"--ServerApp.jpserver_extensions={name}=False" for name in OTHER_EXTENSIONS),
+            f"--MiStudio.db_url={self.db_url}",
+            f"--MiStudio.cache_dir={self.cache}",
+            f"--MiStudio.hub_endpoint={self.hub_url}",
+            f"--MiStudio.max_parallel_downloads={self.max_parallel}",
+            "--allow-root",
+            *self.extra_args,
+        ]
+        self.process = subprocess.Popen(
+            command, env=self.env, cwd=self.root, stdout=subprocess.DEVNULL, stderr=self.log_path.open("ab")
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -162,17 +192,36 @@ class JupyterServer:
         self.stop()
         kill_workers(self.db_path)
 
-    def request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
-                headers: dict[str, str] | None = None, auth: bool = True, timeout: float = 60.0,
-                prefix: str = API) -> tuple[int, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        auth: bool = True,
+        timeout: float = 60.0,
+        prefix: str = API,
+    ) -> tuple[int, Any]:
         """(status, parsed JSON or raw bytes) of one request on a fresh connection."""
-        status, _, payload = self.exchange(method, path, body, raw=raw, headers=headers, auth=auth, timeout=timeout,
-                                           prefix=prefix)
+        status, _, payload = self.exchange(
+            method, path, body, raw=raw, headers=headers, auth=auth, timeout=timeout, prefix=prefix
+        )
         return status, payload
 
-    def exchange(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
-                 headers: dict[str, str] | None = None, auth: bool = True, timeout: float = 60.0,
-                 prefix: str = API) -> tuple[int, http.client.HTTPMessage, Any]:
+    def exchange(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        auth: bool = True,
+        timeout: float = 60.0,
+        prefix: str = API,
+    ) -> tuple[int, http.client.HTTPMessage, Any]:
         if raw is None and body is not None:
             raw = json.dumps(body).encode()
         all_headers = {**({"Authorization": f"token {self.token}"} if auth else {}), **(headers or {})}
@@ -198,15 +247,19 @@ class JupyterServer:
 
     def wait_status(self, model_id: str, statuses: set[str] | str, timeout: float = 60.0) -> dict[str, Any]:
         wanted = {statuses} if isinstance(statuses, str) else statuses
-        return wait_for(lambda: (r := self.record(model_id))["status"] in wanted and r, timeout, 0.05,
-                        f"{model_id} to reach {wanted}")
+        return wait_for(
+            lambda: (r := self.record(model_id))["status"] in wanted and r,
+            timeout,
+            0.05,
+            f"{model_id} to reach {wanted}",
+        )
 
     def create(self, repo_id: str, **fields: Any) -> dict[str, Any]:
         status, payload = self.request("POST", "/models", {"repo_id": repo_id, **fields})
         assert status == 200, payload
         return payload
 
-    def ws(self) -> "EventClient":
+    def ws(self) -> EventClient:
         return EventClient(f"ws://127.0.0.1:{self.port}{API}/events", self.token)
 
 
@@ -228,12 +281,18 @@ class EventClient:
 
     def subscribe(self, channel: str = "models") -> None:
         self.send({"action": "subscribe", "channel": channel})
-        wait_for(lambda: any(m.get("event") == "subscribed" and m.get("channel") == channel for m in self.messages),
-                 10, what=f"subscribed to {channel}")
+        wait_for(
+            lambda: any(m.get("event") == "subscribed" and m.get("channel") == channel for m in self.messages),
+            10,
+            what=f"subscribed to {channel}",
+        )
 
     def events(self, model_id: str, event: str | None = None) -> list[dict[str, Any]]:
-        return [m for m in self.messages if m.get("channel") == f"model/{model_id}"
-                and (event is None or m.get("event") == event)]
+        return [
+            m
+            for m in self.messages
+            if m.get("channel") == f"model/{model_id}" and (event is None or m.get("event") == event)
+        ]
 
     def _read(self) -> None:
         import websocket
@@ -282,10 +341,14 @@ class HubProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "HubProcess":
-        self.process = subprocess.Popen([sys.executable, "-c", HUB_SCRIPT, str(self.port), json.dumps(self.faults)],
-                                        cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
-                                        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    def start(self) -> HubProcess:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", HUB_SCRIPT, str(self.port), json.dumps(self.faults)],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line.startswith("http"):
@@ -297,7 +360,7 @@ class HubProcess:
             self.process.kill()
             self.process.wait(10)
 
-    def __enter__(self) -> "HubProcess":
+    def __enter__(self) -> HubProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -1,5 +1,6 @@
 """Two processes on one SQLite catalog — the Jupyter server and the `mistudio` CLI — racing downloads,
 cancels, resumes and deletes; and a process SIGKILLed in the middle of catalog writes."""
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,9 @@ from typing import Any
 from mistudio_jupyter.core.catalog import Catalog
 from mistudio_jupyter.core.downloads.cache import RepoCache
 from tests.hubserver import HubServer, RepoSpec
+from tests.polling import wait_for
 
 from .conftest import cdn_bytes, lfs_file
-from tests.polling import wait_for
 from .live import REPO_ROOT, JupyterServer, kill_workers, partials, worker_pids
 
 REPOS = ("tiny/llama", "tiny/qwen2", "tiny/gemma")
@@ -30,15 +31,22 @@ DONE = {"ready", "failed", "cancelled", "interrupted"}
 def cli(server: JupyterServer, *args: str, timeout: float = 60) -> tuple[int, Any, str]:
     """`mistudio ARGS --json` in its own process on the server's catalog and cache: (exit, JSON, stderr)."""
     env = {**server.env, "MISTUDIO_DB_URL": server.db_url, "MISTUDIO_CACHE_DIR": str(server.cache)}
-    done = subprocess.run([sys.executable, "-m", "mistudio_jupyter", *args, "--json"], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=REPO_ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "mistudio_jupyter", *args, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=REPO_ROOT,
+    )
     assert "Traceback" not in done.stderr, done.stderr
     payload = json.loads(done.stdout) if done.stdout.strip() else None
     return done.returncode, payload, done.stderr
 
 
-def test_server_and_cli_race_downloads_then_deletes(hub: HubServer, fixture_repos: dict[str, RepoSpec],
-                                                    server: JupyterServer) -> None:
+def test_server_and_cli_race_downloads_then_deletes(
+    hub: HubServer, fixture_repos: dict[str, RepoSpec], server: JupyterServer
+) -> None:
     """For each of three repos the CLI and the REST API start the same download at the same moment:
     one catalog row and one transfer per repo, all ready. Then both delete every entry at the same
     moment: no 5xx, the bytes are freed exactly once, the catalog and the cache end empty."""
@@ -62,8 +70,10 @@ def test_server_and_cli_race_downloads_then_deletes(hub: HubServer, fixture_repo
         weights = lfs_file(fixture_repos, model["repo_id"])
         assert cdn_bytes(hub, model["repo_id"]) == weights.size, f"{model['repo_id']} was transferred twice"
 
-    sizes = {m["id"]: sum(p.stat().st_size for p in (RepoCache(server.cache, m["repo_id"]).root / "blobs").iterdir())
-             for m in listing}
+    sizes = {
+        m["id"]: sum(p.stat().st_size for p in (RepoCache(server.cache, m["repo_id"]).root / "blobs").iterdir())
+        for m in listing
+    }
     with ThreadPoolExecutor(2 * len(listing)) as pool:
         rest_deletes = {m["id"]: pool.submit(server.request, "DELETE", f"/models/{m['id']}") for m in listing}
         cli_deletes = {m["id"]: pool.submit(cli, server, "delete", m["id"]) for m in listing}
@@ -79,7 +89,9 @@ def test_server_and_cli_race_downloads_then_deletes(hub: HubServer, fixture_repo
 
 
 def test_cli_cancel_is_not_lost_under_worker_heartbeats_and_resume_races_delete(
-    hub: HubServer, fixture_repos: dict[str, RepoSpec], server: JupyterServer,
+    hub: HubServer,
+    fixture_repos: dict[str, RepoSpec],
+    server: JupyterServer,
 ) -> None:
     """The server's worker writes its row every second; a cancel from the CLI (another process) still
     wins, and stays. Then a CLI resume and a REST delete race: whichever wins, no 5xx, and
@@ -161,15 +173,18 @@ def test_concurrent_add_from_many_processes_makes_one_row(tmp_path: Path) -> Non
     """Four processes add the same repo+options at once: one row, and every process gets its id."""
     db_url = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
     Catalog(db_url).close()  # migrate first, as a server would
-    script = ("import sys; from mistudio_jupyter.core.catalog import Catalog; "
-              "print(Catalog(sys.argv[1]).add('tiny/gpt2', quantization='bnb-4bit')[0].id)")
+    script = (
+        "import sys; from mistudio_jupyter.core.catalog import Catalog; "
+        "print(Catalog(sys.argv[1]).add('tiny/gpt2', quantization='bnb-4bit')[0].id)"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     barrier = threading.Barrier(4)
 
     def add() -> str:
         barrier.wait(30)
-        return subprocess.run([sys.executable, "-c", script, db_url], capture_output=True, text=True, env=env,
-                              timeout=60, check=True).stdout.strip()
+        return subprocess.run(
+            [sys.executable, "-c", script, db_url], capture_output=True, text=True, env=env, timeout=60, check=True
+        ).stdout.strip()
 
     with ThreadPoolExecutor(4) as pool:
         ids = list(pool.map(lambda _: add(), range(4)))

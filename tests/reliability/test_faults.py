@@ -4,6 +4,7 @@ SIGKILLed, the Hub process dying mid-transfer, a full disk, corrupt bytes.
 Every download goes to the 50 MB `tiny/big` (or a ~0.5 MB tiny repo) throttled on the test Hub so the
 fault lands mid-transfer, yet each test takes a few seconds.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,10 +18,10 @@ from pathlib import Path
 from mistudio_jupyter.core.downloads.cache import RepoCache
 from mistudio_jupyter.core.downloads.journal import read_written
 from tests.hubserver import HubServer, RepoSpec
-
-from .conftest import cdn_bytes, lfs_file
 from tests.polling import wait_for
 from tests.prerequisites import missing
+
+from .conftest import cdn_bytes, lfs_file
 from .live import HubProcess, JupyterServer, jupyter, kill_workers, partials, sha256_of, worker_pids
 
 BIG = "tiny/big"
@@ -43,7 +44,9 @@ def _assert_complete(cache: Path, repo_id: str, record: dict, sha256: str) -> No
 
 
 def test_server_and_workers_sigkilled_mid_download_resume_byte_identical(
-    hub: HubServer, fixture_repos: dict[str, RepoSpec], tmp_path: Path,
+    hub: HubServer,
+    fixture_repos: dict[str, RepoSpec],
+    tmp_path: Path,
 ) -> None:
     """A crash of the whole box (server and its download worker SIGKILLed at ~40%): after a restart the
     model is `interrupted`, resume continues from the bytes on disk and ends byte-identical."""
@@ -80,7 +83,9 @@ def test_server_and_workers_sigkilled_mid_download_resume_byte_identical(
 
 
 def test_server_sigkilled_alone_worker_finishes_and_restart_joins_it(
-    hub: HubServer, fixture_repos: dict[str, RepoSpec], tmp_path: Path,
+    hub: HubServer,
+    fixture_repos: dict[str, RepoSpec],
+    tmp_path: Path,
 ) -> None:
     """Only the server dies: its worker (own session) keeps going; the next server process on that
     catalog (started alongside, so that it is up before the 5 s transfer ends) shows it downloading, a
@@ -136,7 +141,9 @@ def test_hub_process_dies_mid_download_and_comes_back(fixture_repos: dict[str, R
 
 
 def test_insufficient_disk_fails_cleanly_then_resumes_when_space_is_back(
-    hub: HubServer, fixture_repos: dict[str, RepoSpec], tmp_path: Path,
+    hub: HubServer,
+    fixture_repos: dict[str, RepoSpec],
+    tmp_path: Path,
 ) -> None:
     """With the cache volume reported full, the job fails with `insufficient_disk` before any byte of
     the weights, with "needs X MB, 1 KB free in DIR"; the catalog row and the cache stay consistent, and
@@ -171,11 +178,14 @@ def test_insufficient_disk_fails_cleanly_then_resumes_when_space_is_back(
 @contextlib.contextmanager
 def _small_volume(path: Path, size: str):
     path.mkdir(parents=True)
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                           capture_output=True, text=True)
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
+    )
     if mount.returncode != 0:
-        missing(f"a size-limited tmpfs ({mount.stderr.strip() or f'mount exited {mount.returncode}'}): "
-                "run the tests as root, or with CAP_SYS_ADMIN, as CI does")
+        missing(
+            f"a size-limited tmpfs ({mount.stderr.strip() or f'mount exited {mount.returncode}'}): "
+            "run the tests as root, or with CAP_SYS_ADMIN, as CI does"
+        )
     try:
         yield path
     finally:
@@ -183,7 +193,9 @@ def _small_volume(path: Path, size: str):
 
 
 def test_disk_really_fills_mid_download_reports_insufficient_disk(
-    hub: HubServer, fixture_repos: dict[str, RepoSpec], tmp_path: Path,
+    hub: HubServer,
+    fixture_repos: dict[str, RepoSpec],
+    tmp_path: Path,
 ) -> None:
     """A 30 MB volume whose free space the pre-check is lied to about: the disk really fills at ~60% of
     the 50 MB file. The failure must be `insufficient_disk`, nothing reaches `blobs/`, the catalog is
@@ -203,8 +215,9 @@ def test_disk_really_fills_mid_download_reports_insufficient_disk(
             assert record["error"]["code"] == "insufficient_disk", record["error"]
 
 
-def test_corrupt_bytes_never_reach_blobs(hub: HubServer, fixture_repos: dict[str, RepoSpec], tmp_path: Path,
-                                         server: JupyterServer) -> None:
+def test_corrupt_bytes_never_reach_blobs(
+    hub: HubServer, fixture_repos: dict[str, RepoSpec], tmp_path: Path, server: JupyterServer
+) -> None:
     """The Hub flips a byte of every weights body: the job fails clearly after one retry, a watcher that
     hashes everything appearing in `blobs/` never sees a file whose content is not its name; once the Hub
     is healthy again, resume gives the right bytes."""

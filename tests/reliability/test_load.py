@@ -1,5 +1,6 @@
 """Load on one live server: 4 concurrent downloads, 20 concurrent previews and 5 event sockets, while a
 probe keeps listing the catalog. Everything completes and the server keeps answering."""
+
 from __future__ import annotations
 
 import statistics
@@ -9,17 +10,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.hubserver import HubServer, RepoSpec
+from tests.polling import wait_for
 
 from .conftest import cdn_bytes, lfs_file
-from tests.polling import wait_for
 from .live import JupyterServer, sha256_of
 
 DOWNLOADS = ("tiny/llama", "tiny/qwen3", "tiny/phi3", "tiny/mistral")
 PREVIEWS = ("tiny/gpt2", "tiny/pythia", "tiny/gemma", "tiny/gemma2", "tiny/qwen2")  # none downloaded here
 
 
-def test_downloads_previews_and_sockets_at_once(hub: HubServer, fixture_repos: dict[str, RepoSpec],
-                                                 tmp_path: Path) -> None:
+def test_downloads_previews_and_sockets_at_once(
+    hub: HubServer, fixture_repos: dict[str, RepoSpec], tmp_path: Path
+) -> None:
     hub.faults.set(path="/cdn/", throttle_bps=50_000)  # each weights file ~12 s, so all four overlap
     server = JupyterServer(tmp_path / "jupyter", hub.url, max_parallel=4).start()
     sockets = [server.ws() for _ in range(5)]
@@ -47,11 +49,18 @@ def test_downloads_previews_and_sockets_at_once(hub: HubServer, fixture_repos: d
         ids = {repo: server.create(repo)["id"] for repo in DOWNLOADS}
         with ThreadPoolExecutor(24) as pool:
             starts = [pool.submit(server.request, "POST", f"/models/{ids[repo]}/download", {}) for repo in DOWNLOADS]
-            previews = [pool.submit(server.request, "POST", "/models/preview", {"repo_id": PREVIEWS[i % len(PREVIEWS)]},
-                                    timeout=120) for i in range(20)]
+            previews = [
+                pool.submit(
+                    server.request, "POST", "/models/preview", {"repo_id": PREVIEWS[i % len(PREVIEWS)]}, timeout=120
+                )
+                for i in range(20)
+            ]
             assert [f.result()[0] for f in starts] == [202] * 4
-            wait_for(lambda: sum(server.record(i)["status"] == "downloading" for i in ids.values()) == 4, 60,
-                     what="four downloads at once")
+            wait_for(
+                lambda: sum(server.record(i)["status"] == "downloading" for i in ids.values()) == 4,
+                60,
+                what="four downloads at once",
+            )
             results = [f.result() for f in previews]
         assert [status for status, _ in results] == [200] * 20, [r for r in results if r[0] != 200][:1]
         assert all(body["params"] > 0 and body["files"] for _, body in results)
@@ -62,8 +71,11 @@ def test_downloads_previews_and_sockets_at_once(hub: HubServer, fixture_repos: d
             assert sha256_of(Path(final["file_path"]) / "model.safetensors") == weights.sha256
             assert cdn_bytes(hub, repo) == weights.size
         for socket in sockets:
-            wait_for(lambda s=socket: all(s.events(i, "download_completed") for i in ids.values()), 10,
-                     what="download_completed on every socket")
+            wait_for(
+                lambda s=socket: all(s.events(i, "download_completed") for i in ids.values()),
+                10,
+                what="download_completed on every socket",
+            )
             assert all(s.events(i, "download_progress") for s in [socket] for i in ids.values())
         stop.set()
         prober.join(15)

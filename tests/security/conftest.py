@@ -1,9 +1,11 @@
 """One live Jupyter server (a real process) for the hostile-input suites of a module, and a fingerprint
 of everything a request could change: the catalog listing and the files of the cache."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 

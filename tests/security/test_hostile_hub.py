@@ -2,12 +2,14 @@
 values, file names and commits that are paths, ranges that are not the ones asked for. Whatever it
 answers, nothing is written outside the cache and the download ends with a clear failure or a
 verified blob."""
+
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -37,6 +39,7 @@ def manager(settings: Any) -> Any:
 
 def rewrite_sibling(path: str, **fields: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """A model-info rewrite that changes the sibling `path` (`lfs_sha256` sets its LFS sha256)."""
+
     def rewrite(info: dict[str, Any]) -> dict[str, Any]:
         for sibling in info["siblings"]:
             if sibling["rfilename"] == path:
@@ -44,6 +47,7 @@ def rewrite_sibling(path: str, **fields: Any) -> Callable[[dict[str, Any]], dict
                     sibling["lfs"]["sha256"] = fields["lfs_sha256"]
                 sibling.update({key: value for key, value in fields.items() if key != "lfs_sha256"})
         return info
+
     return rewrite
 
 
@@ -66,14 +70,22 @@ def hostile_answers(cache: Path, outside: Path) -> dict[str, Callable[[dict[str,
     }
 
 
-CASES = ["blob id that is a path", "blob id pointing at an existing file", "sha256 that is a path",
-         "blob id of 39 hex digits", "blob id in upper case", "file name with a backslash", "file name with a NUL",
-         "commit that is a path"]
+CASES = [
+    "blob id that is a path",
+    "blob id pointing at an existing file",
+    "sha256 that is a path",
+    "blob id of 39 hex digits",
+    "blob id in upper case",
+    "file name with a backslash",
+    "file name with a NUL",
+    "commit that is a path",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_ids_and_names_that_are_not_the_hubs_fail_the_plan_and_write_nothing_outside(
-        manager: Any, settings: Any, hub: Any, tmp_path: Path, case: str) -> None:
+    manager: Any, settings: Any, hub: Any, tmp_path: Path, case: str
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "victim").write_text("precious")
@@ -101,7 +113,8 @@ def test_engine_refuses_a_planned_file_whose_id_is_not_a_hash(settings: Any, hub
 
 
 def test_a_regular_file_whose_bytes_are_not_its_blob_id_never_reaches_blobs(
-        manager: Any, settings: Any, hub: Any) -> None:
+    manager: Any, settings: Any, hub: Any
+) -> None:
     hub.faults.model_info[REPO] = rewrite_sibling(CONFIG, blobId="0" * 40)
 
     with pytest.raises(DownloadFailed, match="failed verification twice"):
@@ -110,7 +123,8 @@ def test_a_regular_file_whose_bytes_are_not_its_blob_id_never_reaches_blobs(
 
 
 def test_a_range_answered_from_another_offset_is_refused_before_its_bytes_are_kept(
-        manager: Any, settings: Any, hub: Any, fixture_repos: Any) -> None:
+    manager: Any, settings: Any, hub: Any, fixture_repos: Any
+) -> None:
     """The first connection is cut; the resume asks from the cut, the server answers from 1 KiB before
     it and says so: the download fails clearly, and the bytes already on disk stay for a resume."""
     hub.faults.set(path="/cdn/", cut_after_bytes=300_000, cut_times=1, range_shift=1024)
@@ -127,12 +141,15 @@ def test_a_range_answered_from_another_offset_is_refused_before_its_bytes_are_ke
 
 
 def test_a_content_range_that_lies_is_caught_by_the_hash_and_fetched_again(
-        manager: Any, settings: Any, hub: Any, fixture_repos: Any) -> None:
+    manager: Any, settings: Any, hub: Any, fixture_repos: Any
+) -> None:
     hub.faults.set(path="/cdn/", cut_after_bytes=300_000, cut_times=1, range_shift=1024, range_header_lies=True)
 
     record = manager.download(REPO).wait(60)
 
     weights = fixture_repos[REPO].files[WEIGHTS]
     assert hashlib.sha256(Path(record.file_path, WEIGHTS).read_bytes()).hexdigest() == weights.sha256
-    whole = [r for r in hub.log if r.path.startswith("/cdn/") and r.path.endswith(WEIGHTS) and r.range.startswith("bytes=0-")]
+    whole = [
+        r for r in hub.log if r.path.startswith("/cdn/") and r.path.endswith(WEIGHTS) and r.range.startswith("bytes=0-")
+    ]
     assert len(whole) == 2, "the corrupt resume is discarded and the file fetched again from its first byte"

@@ -2,6 +2,7 @@
 revisions, filters and bodies; path traversal; symlinks planted in the cache; oversized, deeply nested,
 unicode and control-character input. Only documented 4xx / exit codes, never a 500 or a traceback, and
 nothing changes on a refusal."""
+
 from __future__ import annotations
 
 import io
@@ -11,7 +12,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mistudio_jupyter import cli
 from tests.polling import wait_for
@@ -19,28 +21,84 @@ from tests.reliability.live import JupyterServer, worker_pids
 
 from .conftest import assert_refusal, plant_outside, state
 
-FUZZ = settings(max_examples=40, deadline=None, database=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
-TRAVERSAL_IDS = ["..", "...", "../..", "..%2F..%2Fetc%2Fpasswd", "%2e%2e%2f%2e%2e", "..\\..\\windows",
-                 "%00", "a" * 65, "/etc/passwd", "%2Fetc%2Fpasswd", "~root", "$(id)", "`id`", "id;rm -rf /"]
-TRAVERSAL_REPOS = ["../../etc", "tiny/../../x", "..", "../..", "/etc/passwd", "tiny/gpt2/../../../..",
-                   "tiny\\..\\..", "./tiny", "tiny/.", "models--tiny--gpt2", "tiny//gpt2", "C:\\Windows",
-                   "tiny/gpt2\x00.txt", "tiny/gpt2\n", " tiny/gpt2", "tiny/\u202egpt2", "ｔｉｎｙ/gpt2",
-                   "tiny/" + "a" * 300]
-TRAVERSAL_REVISIONS = ["../../../../evil", "main/../../x", "/etc/passwd", "..", "refs/../../x", "main\x00",
-                       "ma in", "a" * 300, "\n", "main\r\nX-Injected: 1"]
+TRAVERSAL_IDS = [
+    "..",
+    "...",
+    "../..",
+    "..%2F..%2Fetc%2Fpasswd",
+    "%2e%2e%2f%2e%2e",
+    "..\\..\\windows",
+    "%00",
+    "a" * 65,
+    "/etc/passwd",
+    "%2Fetc%2Fpasswd",
+    "~root",
+    "$(id)",
+    "`id`",
+    "id;rm -rf /",
+]
+TRAVERSAL_REPOS = [
+    "../../etc",
+    "tiny/../../x",
+    "..",
+    "../..",
+    "/etc/passwd",
+    "tiny/gpt2/../../../..",
+    "tiny\\..\\..",
+    "./tiny",
+    "tiny/.",
+    "models--tiny--gpt2",
+    "tiny//gpt2",
+    "C:\\Windows",
+    "tiny/gpt2\x00.txt",
+    "tiny/gpt2\n",
+    " tiny/gpt2",
+    "tiny/\u202egpt2",
+    "ｔｉｎｙ/gpt2",
+    "tiny/" + "a" * 300,
+]
+TRAVERSAL_REVISIONS = [
+    "../../../../evil",
+    "main/../../x",
+    "/etc/passwd",
+    "..",
+    "refs/../../x",
+    "main\x00",
+    "ma in",
+    "a" * 300,
+    "\n",
+    "main\r\nX-Injected: 1",
+]
 
 texts = st.text(st.characters(codec="utf-8"), max_size=80)
 json_scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | texts
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(texts, inner, max_size=4), max_leaves=12)
+json_values = st.recursive(
+    json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4), max_leaves=12
+)
 quantizations = st.sampled_from(["none", "bnb-8bit", "bnb-4bit"]) | texts
 dtypes = st.sampled_from(["auto", "float32", "float16", "bfloat16"]) | texts
 repo_ids = st.sampled_from(TRAVERSAL_REPOS) | texts | st.builds(lambda a, b: f"{a}/{b}", texts, texts)
-create_bodies = st.fixed_dictionaries({"repo_id": repo_ids}, optional={
-    "revision": st.sampled_from(TRAVERSAL_REVISIONS) | texts | json_values, "quantization": quantizations,
-    "dtype": dtypes, "name": texts | json_values, "unknown": json_values}) | json_values
+create_bodies = (
+    st.fixed_dictionaries(
+        {"repo_id": repo_ids},
+        optional={
+            "revision": st.sampled_from(TRAVERSAL_REVISIONS) | texts | json_values,
+            "quantization": quantizations,
+            "dtype": dtypes,
+            "name": texts | json_values,
+            "unknown": json_values,
+        },
+    )
+    | json_values
+)
 
 
 def _refused_or_created(server: JupyterServer, status: int, payload: Any, before: Any) -> None:
@@ -61,10 +119,21 @@ def test_create_bodies(live: JupyterServer, body: Any) -> None:
 
 
 @FUZZ
-@given(model_id=st.sampled_from(TRAVERSAL_IDS) | texts,
-       route=st.sampled_from([("GET", ""), ("DELETE", ""), ("POST", "/download"), ("POST", "/cancel"),
-                              ("POST", "/resume"), ("GET", "/architecture"), ("GET", "/hooks"),
-                              ("GET", "/estimate")]))
+@given(
+    model_id=st.sampled_from(TRAVERSAL_IDS) | texts,
+    route=st.sampled_from(
+        [
+            ("GET", ""),
+            ("DELETE", ""),
+            ("POST", "/download"),
+            ("POST", "/cancel"),
+            ("POST", "/resume"),
+            ("GET", "/architecture"),
+            ("GET", "/hooks"),
+            ("GET", "/estimate"),
+        ]
+    ),
+)
 def test_model_ids_in_paths(live: JupyterServer, model_id: str, route: tuple[str, str]) -> None:
     before = state(live)
     method, suffix = route
@@ -77,10 +146,20 @@ def test_model_ids_in_paths(live: JupyterServer, model_id: str, route: tuple[str
 
 
 @FUZZ
-@given(body=st.fixed_dictionaries({}, optional={"token": texts | json_values, "allow_pickle": json_values,
-                                                "allow_remote_code": json_values, "discard": json_values,
-                                                "extra": json_values}) | json_values,
-       action=st.sampled_from(["download", "cancel", "resume"]))
+@given(
+    body=st.fixed_dictionaries(
+        {},
+        optional={
+            "token": texts | json_values,
+            "allow_pickle": json_values,
+            "allow_remote_code": json_values,
+            "discard": json_values,
+            "extra": json_values,
+        },
+    )
+    | json_values,
+    action=st.sampled_from(["download", "cancel", "resume"]),
+)
 def test_action_bodies_on_an_existing_entry(live: JupyterServer, body: Any, action: str) -> None:
     """Bodies for the download/cancel/resume of a real entry: refused (wrong shape) or accepted; a
     refusal changes nothing. `tiny/no-config` is used: accepted downloads end quickly either way."""
@@ -89,18 +168,27 @@ def test_action_bodies_on_an_existing_entry(live: JupyterServer, body: Any, acti
     status, payload = live.request("POST", f"/models/{model_id}/{action}", body)
     if status in (200, 202):
         assert payload["id"] == model_id
-        wait_for(lambda: not worker_pids(live.db_path) and live.record(model_id)["status"] != "downloading", 30,
-                 what="the accepted job to end")
+        wait_for(
+            lambda: not worker_pids(live.db_path) and live.record(model_id)["status"] != "downloading",
+            30,
+            what="the accepted job to end",
+        )
     else:
         assert_refusal(status, payload)
         assert state(live) == before
 
 
 @FUZZ
-@given(query=st.dictionaries(st.sampled_from(["family", "quantization", "status", "min_params", "max_params", "q",
-                                              "sort", "limit", "offset", "bogus"]) | texts,
-                             st.sampled_from(["-1", "0", "1e9", "10001", "NaN", "-name", "name", "' OR 1=1 --",
-                                              "%", "_", "\x00"]) | texts, max_size=5))
+@given(
+    query=st.dictionaries(
+        st.sampled_from(
+            ["family", "quantization", "status", "min_params", "max_params", "q", "sort", "limit", "offset", "bogus"]
+        )
+        | texts,
+        st.sampled_from(["-1", "0", "1e9", "10001", "NaN", "-name", "name", "' OR 1=1 --", "%", "_", "\x00"]) | texts,
+        max_size=5,
+    )
+)
 def test_list_filters(live: JupyterServer, query: dict[str, str]) -> None:
     before = state(live)
     status, payload = live.request("GET", "/models?" + urlencode(query))
@@ -131,10 +219,40 @@ def test_prune_never_follows_links_out_of_the_cache(live: JupyterServer) -> None
 
 
 CLI_COMMANDS = ["list", "show", "delete", "cancel", "add", "preview", "estimate", "arch", "hooks"]
-cli_words = st.sampled_from(["--revision", "--quantization", "--dtype", "--family", "--status", "--min-params",
-                             "--max-params", "--sort", "--limit", "--offset", "--discard", "--modules",
-                             "--token-env", "--json", "-h", "none", "bnb-4bit", "float16", "-1", "1e99", "..",
-                             "../../etc", "tiny/gpt2", "tiny/../x", "HOME", "\x00", "--"]) | texts
+cli_words = (
+    st.sampled_from(
+        [
+            "--revision",
+            "--quantization",
+            "--dtype",
+            "--family",
+            "--status",
+            "--min-params",
+            "--max-params",
+            "--sort",
+            "--limit",
+            "--offset",
+            "--discard",
+            "--modules",
+            "--token-env",
+            "--json",
+            "-h",
+            "none",
+            "bnb-4bit",
+            "float16",
+            "-1",
+            "1e99",
+            "..",
+            "../../etc",
+            "tiny/gpt2",
+            "tiny/../x",
+            "HOME",
+            "\x00",
+            "--",
+        ]
+    )
+    | texts
+)
 
 
 @FUZZ

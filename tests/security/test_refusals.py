@@ -2,6 +2,7 @@
 git would not accept, tokens no HTTP header can carry, control characters in queries; and the server's
 own limits: one worker per burst of download requests, JSON errors on every route and handshake, a cap
 on subscriptions, private worker logs."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,9 +30,32 @@ from tests.reliability.live import API, JupyterServer
 from .conftest import assert_refusal, state
 
 REPO = "tiny/gpt2"
-BAD_REVISIONS = [".", "..", "main/.", "a/./b", "a/../b", "a//b", "main/", "a\\b", "ma\x01in", "ma in", "@{-1}", "@",
-                 "-main", "refs/heads/.hidden", "topic.lock", "/main", "main.", "a~1", "a^", "a:b", "a?", "a*", "a[b",
-                 "x" * 256]
+BAD_REVISIONS = [
+    ".",
+    "..",
+    "main/.",
+    "a/./b",
+    "a/../b",
+    "a//b",
+    "main/",
+    "a\\b",
+    "ma\x01in",
+    "ma in",
+    "@{-1}",
+    "@",
+    "-main",
+    "refs/heads/.hidden",
+    "topic.lock",
+    "/main",
+    "main.",
+    "a~1",
+    "a^",
+    "a:b",
+    "a?",
+    "a*",
+    "a[b",
+    "x" * 256,
+]
 GOOD_REVISIONS = ["main", "v1.0", "refs/pr/1", "release/2024-01", "0" * 40]
 BAD_TOKENS = ["hf_\u00e9\u202e", "hf_abc\r\nX-Injected: 1", "hf_abc def", "hf_\x00", "hf_abc\t"]
 
@@ -57,9 +81,11 @@ def hub_requests(hub: Any) -> list[str]:
 
 # --- revisions ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("revision", BAD_REVISIONS)
-def test_python_refuses_revisions_git_would_not_accept_before_any_hub_request(manager: Any, hub: Any,
-                                                                             revision: str) -> None:
+def test_python_refuses_revisions_git_would_not_accept_before_any_hub_request(
+    manager: Any, hub: Any, revision: str
+) -> None:
     for call in (manager.add, manager.download, manager.preview, manager.architecture):
         with pytest.raises(InvalidArgument, match="not a valid revision"):
             call(REPO, revision=revision)
@@ -101,6 +127,7 @@ def test_write_ref_refuses_to_leave_refs_and_cleans_up_after_a_failed_write(sett
 
 # --- tokens ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("token", BAD_TOKENS)
 def test_python_refuses_tokens_no_header_can_carry(manager: Any, hub: Any, token: str) -> None:
     with pytest.raises(InvalidArgument, match="printable ASCII") as failure:
@@ -122,9 +149,11 @@ def test_rest_and_cli_refuse_bad_tokens(live: JupyterServer, hub: Any, monkeypat
     model_id = live.create(REPO)["id"]
     before = state(live)
     for token in BAD_TOKENS:
-        for method, path, body in (("POST", "/models/preview", {"repo_id": REPO, "token": token}),
-                                   ("POST", f"/models/{model_id}/download", {"token": token}),
-                                   ("POST", f"/models/{model_id}/resume", {"token": token})):
+        for method, path, body in (
+            ("POST", "/models/preview", {"repo_id": REPO, "token": token}),
+            ("POST", f"/models/{model_id}/download", {"token": token}),
+            ("POST", f"/models/{model_id}/resume", {"token": token}),
+        ):
             status, payload = live.request(method, path, body)
             assert_refusal(status, payload)
             assert (status, payload["error"]["code"]) == (400, "invalid_argument"), (path, payload)
@@ -137,6 +166,7 @@ def test_rest_and_cli_refuse_bad_tokens(live: JupyterServer, hub: Any, monkeypat
 
 
 # --- one worker per burst -------------------------------------------------------------------------
+
 
 def worker_processes(model_id: str) -> set[int]:
     pids = set()
@@ -178,6 +208,7 @@ def test_a_burst_of_download_requests_starts_one_worker(live: JupyterServer, hub
 
 # --- JSON errors, limits ---------------------------------------------------------------------------
 
+
 def raw_exchange(live: JupyterServer, request: str) -> tuple[int, str, Any]:
     with socket.create_connection(("127.0.0.1", live.port), timeout=30) as connection:
         connection.sendall(request.encode())
@@ -211,14 +242,18 @@ def handshake(path: str, *, token: str | None, key: bool = True, upgrade: bool =
     return "\r\n".join(lines) + "\r\n\r\n"
 
 
-@pytest.mark.parametrize("what, request_text, status", [
-    ("no credentials", handshake("/events", token=None), 403),
-    ("no upgrade", handshake("/events", token="e2e-test-token", upgrade=False), 400),
-    ("no key", handshake("/events", token="e2e-test-token", key=False), 400),
-    ("an unknown route", handshake("/nothing-here", token="e2e-test-token", upgrade=False), 404),
-])
-def test_every_refused_handshake_and_unknown_route_answers_json(live: JupyterServer, what: str, request_text: str,
-                                                                status: int) -> None:
+@pytest.mark.parametrize(
+    "what, request_text, status",
+    [
+        ("no credentials", handshake("/events", token=None), 403),
+        ("no upgrade", handshake("/events", token="e2e-test-token", upgrade=False), 400),
+        ("no key", handshake("/events", token="e2e-test-token", key=False), 400),
+        ("an unknown route", handshake("/nothing-here", token="e2e-test-token", upgrade=False), 404),
+    ],
+)
+def test_every_refused_handshake_and_unknown_route_answers_json(
+    live: JupyterServer, what: str, request_text: str, status: int
+) -> None:
     answered, content_type, payload = raw_exchange(live, request_text)
     assert answered == status, what
     assert content_type.startswith("application/json"), (what, content_type)
@@ -248,6 +283,7 @@ def test_subscriptions_per_socket_are_capped(live: JupyterServer) -> None:
 
 
 # --- worker logs ----------------------------------------------------------------------------------
+
 
 def test_worker_logs_are_private_and_in_the_runtime_dir(manager: Any, settings: Any) -> None:
     manager.download(REPO).wait(60)

@@ -1,6 +1,7 @@
 """A gated download with a token leaves the token nowhere: not in a log line (server, in debug, and
 workers), a catalog byte (the SQLite file and its WAL), an API response, a WebSocket message, a file
 of the cache or a child process's argv."""
+
 from __future__ import annotations
 
 import threading
@@ -54,13 +55,22 @@ def test_token_of_a_gated_download_appears_nowhere(hub: HubServer, tmp_path: Pat
         assert status == 401 and denied["error"]["code"] == "invalid_token", denied  # refused before it starts
         status, _ = call("POST", f"/models/{model_id}/download", {"token": TOKEN})
         assert status == 202
-        wait_for(lambda: any("mistudio_jupyter.core.downloads.worker" in line for line in argv), 20,
-                 what="the worker in the process table")
+        wait_for(
+            lambda: any("mistudio_jupyter.core.downloads.worker" in line for line in argv),
+            20,
+            what="the worker in the process table",
+        )
         final = server.wait_status(model_id, {"ready", "failed"}, 60)
         assert final["status"] == "ready", final
-        for method, path in [("GET", "/models"), ("GET", f"/models/{model_id}"),
-                             ("GET", f"/models/{model_id}/architecture"), ("GET", f"/models/{model_id}/hooks"),
-                             ("GET", f"/models/{model_id}/estimate"), ("GET", "/system"), ("GET", "/cache")]:
+        for method, path in [
+            ("GET", "/models"),
+            ("GET", f"/models/{model_id}"),
+            ("GET", f"/models/{model_id}/architecture"),
+            ("GET", f"/models/{model_id}/hooks"),
+            ("GET", f"/models/{model_id}/estimate"),
+            ("GET", "/system"),
+            ("GET", "/cache"),
+        ]:
             assert call(method, path)[0] == 200, path
         wait_for(lambda: events.events(model_id, "download_completed"), 10, what="download_completed")
     finally:

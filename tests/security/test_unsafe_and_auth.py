@@ -1,6 +1,7 @@
 """Unsafe repos (remote code never executed; pickle-only refused unless allowed), and authentication:
 every route and the event socket refuse requests without valid credentials, and cookie-authenticated
 writes without the XSRF token are refused — all against a real server process."""
+
 from __future__ import annotations
 
 import http.client
@@ -15,8 +16,13 @@ from tests.reliability.live import API, JupyterServer
 from .conftest import assert_refusal
 
 MODEL_ID = "0b7a3c52-0000-4000-8000-000000000000"
-ROUTES = [(method.upper(), path.replace("{id}", MODEL_ID)) for path, item in openapi.document()["paths"].items()
-          if path != "/events" for method in item if method in ("get", "post", "delete", "put", "patch")]
+ROUTES = [
+    (method.upper(), path.replace("{id}", MODEL_ID))
+    for path, item in openapi.document()["paths"].items()
+    if path != "/events"
+    for method in item
+    if method in ("get", "post", "delete", "put", "patch")
+]
 WRITES = [(method, path) for method, path in ROUTES if method != "GET"]
 
 
@@ -55,8 +61,11 @@ def test_remote_code_is_never_executed(live: JupyterServer) -> None:
     assert "must never be executed" not in "".join(p.read_text() for p in live.worker_logs.glob("*.log"))
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "token wrong"}, {"Authorization": "Bearer wrong"},
-                                     {"Cookie": "username-127-0-0-1=forged"}], ids=["none", "wrong", "bearer", "cookie"])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "token wrong"}, {"Authorization": "Bearer wrong"}, {"Cookie": "username-127-0-0-1=forged"}],
+    ids=["none", "wrong", "bearer", "cookie"],
+)
 def test_every_route_refuses_unauthenticated_requests(live: JupyterServer, headers: dict[str, str]) -> None:
     assert len(ROUTES) >= 14
     for method, path in ROUTES:
@@ -70,9 +79,17 @@ def test_every_route_refuses_unauthenticated_requests(live: JupyterServer, heade
 def test_event_socket_refuses_unauthenticated_connections(live: JupyterServer) -> None:
     for headers in ({}, {"Authorization": "token wrong"}):
         connection = http.client.HTTPConnection("127.0.0.1", live.port, timeout=10)
-        connection.request("GET", f"{API}/events", headers={"Connection": "Upgrade", "Upgrade": "websocket",
-                                                            "Sec-WebSocket-Version": "13",
-                                                            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", **headers})
+        connection.request(
+            "GET",
+            f"{API}/events",
+            headers={
+                "Connection": "Upgrade",
+                "Upgrade": "websocket",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                **headers,
+            },
+        )
         assert connection.getresponse().status == 403
         connection.close()
 
@@ -87,11 +104,24 @@ def test_cookie_authenticated_writes_need_xsrf(live: JupyterServer) -> None:
     cookie = "; ".join(f"{name}={morsel.value}" for name, morsel in cookies.items())
     assert live.request("GET", "/models", headers={"Cookie": cookie}, auth=False)[0] == 200
     for method, path in WRITES:
-        status, payload = live.request(method, path, {} if method == "POST" else None, headers={"Cookie": cookie},
-                                       auth=False)
+        status, payload = live.request(
+            method, path, {} if method == "POST" else None, headers={"Cookie": cookie}, auth=False
+        )
         assert status == 403, (method, path, status, payload)
-    status, payload = live.request("POST", "/models", {"repo_id": "tiny/gpt2"}, auth=False,
-                                   headers={"Cookie": cookie, "X-XSRFToken": cookies["_xsrf"].value})
+    status, payload = live.request(
+        "POST",
+        "/models",
+        {"repo_id": "tiny/gpt2"},
+        auth=False,
+        headers={"Cookie": cookie, "X-XSRFToken": cookies["_xsrf"].value},
+    )
     assert status == 200, payload
-    assert live.request("DELETE", f"/models/{payload['id']}", auth=False,
-                        headers={"Cookie": cookie, "X-XSRFToken": cookies["_xsrf"].value})[0] == 200
+    assert (
+        live.request(
+            "DELETE",
+            f"/models/{payload['id']}",
+            auth=False,
+            headers={"Cookie": cookie, "X-XSRFToken": cookies["_xsrf"].value},
+        )[0]
+        == 200
+    )

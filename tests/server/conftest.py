@@ -1,10 +1,12 @@
 """A Jupyter server with the mistudio extension over the test Hub, and a client that checks every
 response against the OpenAPI document."""
+
 from __future__ import annotations
 
 import json
 import re
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (pytest-jupyter's fixtures, for these tests only)
@@ -18,10 +20,16 @@ API = "mistudio/api/v1"
 @pytest.fixture
 def jp_server_config(settings: Settings) -> dict[str, Any]:
     return {
-        "ServerApp": {"jpserver_extensions": {"mistudio_jupyter": True, "jupyter_server_terminals": False},
-                      "terminals_enabled": False},
-        "MiStudio": {"cache_dir": str(settings.cache_dir), "db_url": settings.db_url,
-                     "hub_endpoint": settings.hub_endpoint, "max_parallel_downloads": 3},
+        "ServerApp": {
+            "jpserver_extensions": {"mistudio_jupyter": True, "jupyter_server_terminals": False},
+            "terminals_enabled": False,
+        },
+        "MiStudio": {
+            "cache_dir": str(settings.cache_dir),
+            "db_url": settings.db_url,
+            "hub_endpoint": settings.hub_endpoint,
+            "max_parallel_downloads": 3,
+        },
     }
 
 
@@ -57,12 +65,20 @@ class Api:
     def __init__(self, fetch: Callable[..., Awaitable[Any]]) -> None:
         self._fetch = fetch
 
-    async def __call__(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
-                       params: dict[str, Any] | None = None) -> tuple[int, Any]:
+    async def __call__(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> tuple[int, Any]:
         if raw is None and method in ("POST", "PUT"):
             raw = json.dumps(body if body is not None else {}).encode()
-        response = await self._fetch(API + path, method=method, body=raw, params=params, raise_error=False,
-                                     allow_nonstandard_methods=True)
+        response = await self._fetch(
+            API + path, method=method, body=raw, params=params, raise_error=False, allow_nonstandard_methods=True
+        )
         payload = json.loads(response.body) if response.body else None
         assert response.headers.get("Content-Type", "").startswith("application/json"), response.body[:200]
         check_response(path, method, response.code, payload)

@@ -1,4 +1,5 @@
 """The REST API over a real Jupyter server: catalog routes, validation, the error mapper."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,11 +9,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 from openapi_spec_validator import validate as validate_openapi
 
 from mistudio_jupyter.core import errors as core_errors
@@ -27,10 +28,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 # -- the extension and its contract ----------------------------------------------------------------
 
+
 def test_openapi_document_is_valid_and_matches_the_routes() -> None:
     document = openapi.document()
     validate_openapi(document)
-    served = {handler.route: {m for m in ("get", "post", "delete") if m in vars(handler)} for handler in handlers.HANDLERS}
+    served = {
+        handler.route: {m for m in ("get", "post", "delete") if m in vars(handler)} for handler in handlers.HANDLERS
+    }
     documented = {path: {m for m in item if m in ("get", "post", "delete")} for path, item in document["paths"].items()}
     assert served == documented
 
@@ -46,8 +50,12 @@ async def test_extension_is_loaded(jp_serverapp: Any, mistudio: MiStudio) -> Non
     assert jp_serverapp.extension_manager.extensions["mistudio_jupyter"].enabled
     assert mistudio.settings["mistudio"] is mistudio
     configured = mistudio.manager.settings  # c.MiStudio.* reaches the core Settings
-    assert (str(configured.cache_dir), configured.db_url, configured.hub_endpoint, configured.max_parallel_downloads) \
-        == (mistudio.cache_dir, mistudio.db_url, mistudio.hub_endpoint, 3)
+    assert (
+        str(configured.cache_dir),
+        configured.db_url,
+        configured.hub_endpoint,
+        configured.max_parallel_downloads,
+    ) == (mistudio.cache_dir, mistudio.db_url, mistudio.hub_endpoint, 3)
 
 
 def test_jupyter_config_auto_enables_the_extension(tmp_path: Path) -> None:
@@ -57,15 +65,29 @@ def test_jupyter_config_auto_enables_the_extension(tmp_path: Path) -> None:
     assert shared["jupyter-config/jupyter_server_config.d"] == "etc/jupyter/jupyter_server_config.d"
     config_dir = tmp_path / "config"
     shutil.copytree(REPO / "jupyter-config" / "jupyter_server_config.d", config_dir / "jupyter_server_config.d")
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "JUPYTER_CONFIG_DIR": str(config_dir),
-           "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
-    result = subprocess.run([sys.executable, "-m", "jupyter_server.extension.serverextension", "list"],
-                            capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "JUPYTER_CONFIG_DIR": str(config_dir),
+        "PYTHONPATH": str(REPO),
+        "NO_COLOR": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "jupyter_server.extension.serverextension", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
+    )
     output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
-    assert re.search(r"mistudio_jupyter enabled\s+- Validating mistudio_jupyter...\s+mistudio_jupyter \S+ OK", output), output
+    assert re.search(
+        r"mistudio_jupyter enabled\s+- Validating mistudio_jupyter...\s+mistudio_jupyter \S+ OK", output
+    ), output
 
 
 # -- catalog routes --------------------------------------------------------------------------------
+
 
 async def test_create_get_and_list(api: Api) -> None:
     status, record = await api("POST", "/models", {"repo_id": "tiny/gpt2", "quantization": "bnb-4bit", "name": "small"})
@@ -101,14 +123,16 @@ def cached_snapshot(settings: Settings, hub: Any) -> str:
 
 
 async def test_models_already_in_the_cache_are_adopted_when_the_server_starts(
-        cached_snapshot: str, mistudio: MiStudio, api: Api) -> None:
+    cached_snapshot: str, mistudio: MiStudio, api: Api
+) -> None:
     for _ in range(200):  # the adoption runs in the background, off the event loop
         records = mistudio.manager.catalog.list()
         if records:
             break
         await asyncio.sleep(0.05)
     assert [(r.repo_id, r.status, r.file_path, r.family) for r in records] == [
-        ("tiny/llama", "ready", cached_snapshot, "llama")]
+        ("tiny/llama", "ready", cached_snapshot, "llama")
+    ]
     status, listing = await api("GET", "/models")
     assert status == 200 and [m["id"] for m in listing["models"]] == [records[0].id]
 
@@ -176,13 +200,25 @@ BAD_REQUESTS = [
 
 @pytest.mark.parametrize(("method", "path", "raw", "status", "code"), BAD_REQUESTS)
 async def test_bad_input_is_rejected_and_changes_nothing(
-    http_server_client: Any, jp_base_url: str, jp_auth_header: dict[str, str], settings: Any,
-    method: str, path: str, raw: bytes | None, status: int, code: str,
+    http_server_client: Any,
+    jp_base_url: str,
+    jp_auth_header: dict[str, str],
+    settings: Any,
+    method: str,
+    path: str,
+    raw: bytes | None,
+    status: int,
+    code: str,
 ) -> None:
     # Sent raw (no client-side escaping), so encoded traversals reach the server as written.
     response = await http_server_client.fetch(
-        f"{jp_base_url}{API}{path}", method=method, body=raw, headers=jp_auth_header,
-        raise_error=False, allow_nonstandard_methods=True)
+        f"{jp_base_url}{API}{path}",
+        method=method,
+        body=raw,
+        headers=jp_auth_header,
+        raise_error=False,
+        allow_nonstandard_methods=True,
+    )
     body = json.loads(response.body)
     assert (response.code, body["error"]["code"]) == (status, code), body
     assert "Traceback" not in response.body.decode()
@@ -195,7 +231,9 @@ async def test_bad_input_is_rejected_and_changes_nothing(
         catalog.close()
 
 
-async def test_internal_errors_show_no_traceback_or_token(api: Api, mistudio: MiStudio, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_internal_errors_show_no_traceback_or_token(
+    api: Api, mistudio: MiStudio, monkeypatch: pytest.MonkeyPatch
+) -> None:
     manager = mistudio.manager
 
     def explode(**_: Any) -> None:
@@ -207,7 +245,9 @@ async def test_internal_errors_show_no_traceback_or_token(api: Api, mistudio: Mi
     assert "secret" not in json.dumps(body) and "Traceback" not in json.dumps(body)
 
 
-async def test_domain_error_messages_are_scrubbed_of_tokens(api: Api, mistudio: MiStudio, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_domain_error_messages_are_scrubbed_of_tokens(
+    api: Api, mistudio: MiStudio, monkeypatch: pytest.MonkeyPatch
+) -> None:
     manager = mistudio.manager
 
     def refuse(**_: Any) -> None:

@@ -1,4 +1,5 @@
 """Nothing of the extension is reachable without Jupyter credentials; cookie writes need XSRF."""
+
 from __future__ import annotations
 
 import http.cookies
@@ -19,8 +20,10 @@ REPO = Path(__file__).resolve().parents[2]
 MODEL_ID = "0b7a3c52-0000-4000-8000-000000000000"
 ROUTES = [
     (method.upper(), path.replace("{id}", MODEL_ID))
-    for path, item in openapi.document()["paths"].items() if path != "/events"
-    for method in item if method in ("get", "post", "delete")
+    for path, item in openapi.document()["paths"].items()
+    if path != "/events"
+    for method in item
+    if method in ("get", "post", "delete")
 ]
 
 
@@ -30,8 +33,9 @@ def jp_server_config(jp_server_config: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_check_auth_script_passes() -> None:
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "check_auth.py")], capture_output=True,
-                            text=True, timeout=300, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "check_auth.py")], capture_output=True, text=True, timeout=300, cwd=REPO
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -42,25 +46,40 @@ def test_every_documented_route_is_probed() -> None:
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "token not-the-token"}], ids=["none", "wrong-token"])
 async def test_route_refuses_unauthenticated_requests(
-    http_server_client: Any, jp_base_url: str, method: str, path: str, headers: dict[str, str],
+    http_server_client: Any,
+    jp_base_url: str,
+    method: str,
+    path: str,
+    headers: dict[str, str],
 ) -> None:
     response = await http_server_client.fetch(
-        f"{jp_base_url}{API}{path}", method=method, headers=headers, raise_error=False,
-        body=b"{}" if method == "POST" else None, allow_nonstandard_methods=True, follow_redirects=False)
+        f"{jp_base_url}{API}{path}",
+        method=method,
+        headers=headers,
+        raise_error=False,
+        body=b"{}" if method == "POST" else None,
+        allow_nonstandard_methods=True,
+        follow_redirects=False,
+    )
     assert response.code == 403
     assert b"Traceback" not in response.body
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "token not-the-token"}], ids=["none", "wrong-token"])
 async def test_event_socket_refuses_unauthenticated_connections(
-    http_server_client: Any, jp_http_port: int, jp_base_url: str, headers: dict[str, str],
+    http_server_client: Any,
+    jp_http_port: int,
+    jp_base_url: str,
+    headers: dict[str, str],
 ) -> None:
     with pytest.raises(HTTPClientError) as refused:
         await websocket_connect(HTTPRequest(f"ws://127.0.0.1:{jp_http_port}{jp_base_url}{API}/events", headers=headers))
     assert refused.value.code == 403
 
 
-async def test_cookie_authenticated_writes_need_xsrf(http_server_client: Any, jp_base_url: str, jp_serverapp: Any) -> None:
+async def test_cookie_authenticated_writes_need_xsrf(
+    http_server_client: Any, jp_base_url: str, jp_serverapp: Any
+) -> None:
     token = jp_serverapp.identity_provider.token
     cookies: http.cookies.SimpleCookie = http.cookies.SimpleCookie()
     for page in ("login", f"login?token={token}"):  # the login form sets _xsrf; the token login, the user cookie
@@ -74,8 +93,15 @@ async def test_cookie_authenticated_writes_need_xsrf(http_server_client: Any, jp
     listing = await http_server_client.fetch(url, headers={"Cookie": cookie}, raise_error=False)
     assert listing.code == 200
     body = b'{"repo_id": "tiny/gpt2"}'
-    forged = await http_server_client.fetch(url, method="POST", body=body, headers={"Cookie": cookie}, raise_error=False)
+    forged = await http_server_client.fetch(
+        url, method="POST", body=body, headers={"Cookie": cookie}, raise_error=False
+    )
     assert forged.code == 403
-    allowed = await http_server_client.fetch(url, method="POST", body=body, raise_error=False,
-                                             headers={"Cookie": cookie, "X-XSRFToken": cookies["_xsrf"].value})
+    allowed = await http_server_client.fetch(
+        url,
+        method="POST",
+        body=body,
+        raise_error=False,
+        headers={"Cookie": cookie, "X-XSRFToken": cookies["_xsrf"].value},
+    )
     assert allowed.code == 200

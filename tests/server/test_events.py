@@ -1,10 +1,12 @@
 """The event hub over a real catalog poller, without a server: routing, dead sockets, row changes."""
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -106,7 +108,8 @@ async def test_catalog_changes_become_events(event_hub: EventHub, manager: Model
 
 
 async def test_deletions_are_announced_once_wherever_they_happen(
-        event_hub: EventHub, manager: ModelManager, settings: Settings) -> None:
+    event_hub: EventHub, manager: ModelManager, settings: Settings
+) -> None:
     kept, elsewhere, here = (manager.add(repo).id for repo in ("tiny/gpt2", "tiny/llama", "tiny/qwen2"))
     sink = await watched(event_hub)
 

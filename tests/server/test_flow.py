@@ -1,4 +1,5 @@
 """End to end over HTTP and the event socket, against the test Hub with real downloads."""
+
 from __future__ import annotations
 
 import asyncio
@@ -6,8 +7,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient
@@ -53,8 +55,11 @@ class Events:
                 return event
 
     def of(self, event: str, model_id: str | None = None) -> list[tuple[float, dict[str, Any]]]:
-        return [(at, m) for at, m in self.received
-                if m["event"] == event and (model_id is None or m["channel"] == f"model/{model_id}")]
+        return [
+            (at, m)
+            for at, m in self.received
+            if m["event"] == event and (model_id is None or m["channel"] == f"model/{model_id}")
+        ]
 
 
 @pytest.fixture
@@ -138,11 +143,14 @@ async def test_cancel_and_resume_over_rest(api: Api, events: Events, hub: HubSer
 async def test_download_started_by_another_process_shows_up(events: Events, hub: HubServer, settings: Settings) -> None:
     await events.subscribe("models")
     hub.faults.set(path=BIG_FILE, throttle_bps=1_000_000)  # per connection
-    script = ("import sys; from mistudio_jupyter.core.service import ModelManager; "
-              "ModelManager(cache_dir=sys.argv[1], db_url=sys.argv[2]).download('tiny/big').wait(120)")
+    script = (
+        "import sys; from mistudio_jupyter.core.service import ModelManager; "
+        "ModelManager(cache_dir=sys.argv[1], db_url=sys.argv[2]).download('tiny/big').wait(120)"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_ENDPOINT": hub.url}
-    process = await asyncio.create_subprocess_exec(sys.executable, "-c", script, str(settings.cache_dir),
-                                                   settings.db_url, env=env)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, str(settings.cache_dir), settings.db_url, env=env
+    )
     try:
         created = await events.until(lambda m: m["event"] == "status_changed" and m["data"]["previous"] is None)
         model_id = created["data"]["record"]["id"]
@@ -156,7 +164,11 @@ async def test_download_started_by_another_process_shows_up(events: Events, hub:
 
 
 async def test_stalled_hub_does_not_block_the_catalog(
-    api: Api, hub: HubServer, jp_http_port: int, jp_base_url: str, jp_auth_header: dict[str, str],
+    api: Api,
+    hub: HubServer,
+    jp_http_port: int,
+    jp_base_url: str,
+    jp_auth_header: dict[str, str],
 ) -> None:
     await api("POST", "/models", {"repo_id": "tiny/gpt2"})
     hub.faults.set(path="tiny/llama", stall_s=1.0)  # each preview makes several Hub requests
@@ -164,9 +176,19 @@ async def test_stalled_hub_does_not_block_the_catalog(
     # since tornado's shared client queues anything past 10 requests in flight.
     client = AsyncHTTPClient(force_instance=True, max_clients=32)
     url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}{API}/models/preview"
-    previews = [asyncio.ensure_future(client.fetch(url, method="POST", body=b'{"repo_id": "tiny/llama"}',
-                                                   headers=jp_auth_header, raise_error=False, request_timeout=120))
-                for _ in range(10)]
+    previews = [
+        asyncio.ensure_future(
+            client.fetch(
+                url,
+                method="POST",
+                body=b'{"repo_id": "tiny/llama"}',
+                headers=jp_auth_header,
+                raise_error=False,
+                request_timeout=120,
+            )
+        )
+        for _ in range(10)
+    ]
     try:
         await asyncio.sleep(0.5)
         for _ in range(5):

@@ -1,5 +1,6 @@
 """Models already in the Hugging Face cache show up in the catalog: filled by the official client,
 listed by ModelManager and the CLI, never adopted half-downloaded or after being deleted."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from huggingface_hub import snapshot_download
@@ -31,8 +33,14 @@ def manager(settings: Settings) -> Iterator[ModelManager]:
 def cli_list(settings: Settings) -> list[dict[str, Any]]:
     """`mistudio list --json` in a child process over the same cache and catalog."""
     env = {**os.environ, "MISTUDIO_DB_URL": settings.db_url, "MISTUDIO_CACHE_DIR": str(settings.cache_dir)}
-    done = subprocess.run([sys.executable, "-m", "mistudio_jupyter", "list", "--json"], capture_output=True,
-                          text=True, timeout=60, env=env, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "mistudio_jupyter", "list", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=True,
+    )
     return json.loads(done.stdout)
 
 
@@ -52,7 +60,9 @@ def test_listing_an_unchanged_cache_does_not_scan_it_again(settings, hub, manage
     snapshot_download("tiny/llama", cache_dir=settings.cache_dir)
     scans = []
     scan = adoption.cached_model_revisions
-    monkeypatch.setattr(adoption, "cached_model_revisions", lambda cache_dir: scans.append(cache_dir) or scan(cache_dir))
+    monkeypatch.setattr(
+        adoption, "cached_model_revisions", lambda cache_dir: scans.append(cache_dir) or scan(cache_dir)
+    )
 
     assert len(manager.list()) == 1 and len(manager.list()) == 1
     other = ModelManager(settings)  # another process: the fingerprint is in the catalog too
@@ -78,8 +88,15 @@ def test_a_model_deleted_through_us_is_not_adopted_again(settings, hub, manager)
 def test_an_interrupted_snapshot_download_is_not_adopted_until_it_completes(settings, hub, manager):
     hub.faults.set(path="/cdn/", throttle_bps=100_000)  # the weights (LFS) come from the CDN
     blobs = settings.cache_dir / "models--tiny--llama" / "blobs"
-    child = subprocess.Popen([sys.executable, "-c", "import sys; from huggingface_hub import snapshot_download; "
-                              "snapshot_download('tiny/llama', cache_dir=sys.argv[1])", str(settings.cache_dir)])
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from huggingface_hub import snapshot_download; "
+            "snapshot_download('tiny/llama', cache_dir=sys.argv[1])",
+            str(settings.cache_dir),
+        ]
+    )
     wait_for(lambda: list(blobs.glob("*.incomplete")), what="a partial weights file")
     snapshot = next((settings.cache_dir / "models--tiny--llama" / "snapshots").iterdir())
     wait_for(lambda: (snapshot / "config.json").exists(), what="the config in the snapshot")
@@ -94,8 +111,11 @@ def test_an_interrupted_snapshot_download_is_not_adopted_until_it_completes(sett
 
 
 def test_a_sharded_snapshot_missing_shards_is_not_adopted(settings, hub, manager):
-    snapshot_download("tiny/llama-sharded", cache_dir=settings.cache_dir,
-                      allow_patterns=["config.json", "model-00001-of-00006.safetensors"])  # no index either
+    snapshot_download(
+        "tiny/llama-sharded",
+        cache_dir=settings.cache_dir,
+        allow_patterns=["config.json", "model-00001-of-00006.safetensors"],
+    )  # no index either
     assert manager.list() == []
     snapshot_download("tiny/llama-sharded", cache_dir=settings.cache_dir)
     (record,) = manager.list()

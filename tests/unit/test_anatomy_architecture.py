@@ -1,4 +1,5 @@
 """Architecture from config alone: exact parameter counts, tied weights, folded layers, checkpoint cross-check."""
+
 from __future__ import annotations
 
 import json
@@ -34,17 +35,36 @@ def test_tree_folds_layers_and_marks_tied_weights() -> None:
     assert [(c["path"], c["repeated"]) for c in layers["children"]] == [("transformer.h.0", 12)]
     assert layers["total_params"] == 12 * layers["children"][0]["total_params"]
     head = _find(tree, "lm_head")
-    assert head["parameters"] == [{"name": "weight", "shape": [50257, 768], "dtype": "float32",
-                                   "tied_to": "transformer.wte.weight"}]
+    assert head["parameters"] == [
+        {"name": "weight", "shape": [50257, 768], "dtype": "float32", "tied_to": "transformer.wte.weight"}
+    ]
     assert head["own_params"] == 0 and tree["class_name"] == "GPT2LMHeadModel"
 
 
 def test_summary_dims() -> None:
     summary = describe_architecture(SHAPES["google/gemma-2-2b"]["config"])["summary"]
-    assert {k: summary[k] for k in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
-                                    "intermediate_size", "vocab_size", "context_length")} == {
-        "hidden_size": 2304, "num_layers": 26, "num_heads": 8, "num_kv_heads": 4, "head_dim": 256,
-        "intermediate_size": 9216, "vocab_size": 256000, "context_length": 8192}
+    assert {
+        k: summary[k]
+        for k in (
+            "hidden_size",
+            "num_layers",
+            "num_heads",
+            "num_kv_heads",
+            "head_dim",
+            "intermediate_size",
+            "vocab_size",
+            "context_length",
+        )
+    } == {
+        "hidden_size": 2304,
+        "num_layers": 26,
+        "num_heads": 8,
+        "num_kv_heads": 4,
+        "head_dim": 256,
+        "intermediate_size": 9216,
+        "vocab_size": 256000,
+        "context_length": 8192,
+    }
 
 
 def _tensors(family: str, dtype: str = "BF16") -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -91,6 +111,9 @@ def test_concurrent_builds_leave_torchs_default_dtype_alone() -> None:
 
     config = {**SHAPES["google/gemma-2-2b"]["config"], "num_hidden_layers": 2, "torch_dtype": "bfloat16"}
     with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda i: describe_architecture(config) if i % 2 else meta_model(config, torch.bfloat16),
-                      range(32)))
+        list(
+            pool.map(
+                lambda i: describe_architecture(config) if i % 2 else meta_model(config, torch.bfloat16), range(32)
+            )
+        )
     assert torch.get_default_dtype() == torch.float32

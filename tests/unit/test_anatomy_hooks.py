@@ -1,4 +1,5 @@
 """Hook tables proven on tiny random models: every identity of shared/reference/hook-points.md, every shape."""
+
 from __future__ import annotations
 
 import subprocess
@@ -63,8 +64,13 @@ def test_families_import_without_torch() -> None:
 
 
 def test_family_of_and_verified() -> None:
-    assert [family_of(t) for t in ("gpt_neox", "gemma3_text", "phi3", "qwen3", "olmo")] == \
-        ["pythia", "gemma", "phi", "qwen", "olmo"]
+    assert [family_of(t) for t in ("gpt_neox", "gemma3_text", "phi3", "qwen3", "olmo")] == [
+        "pythia",
+        "gemma",
+        "phi",
+        "qwen",
+        "olmo",
+    ]
     assert all(is_verified(config["model_type"]) for config in TINY_CONFIGS.values())
     assert not is_verified("olmo")
 
@@ -124,8 +130,10 @@ def test_value_split_reproduces_z(tiny, run) -> None:
 def test_gpt2_query_key_split_reproduces_pattern() -> None:
     model = build("gpt2", attn_implementation="eager")
     ids = torch.randint(3, VOCAB_SIZE, (B, P))
-    with capture(model, ["blocks.1.attn.hook_q", "blocks.1.attn.hook_k", "blocks.1.attn.hook_pattern"]) as acts, \
-            torch.no_grad():
+    with (
+        capture(model, ["blocks.1.attn.hook_q", "blocks.1.attn.hook_k", "blocks.1.attn.hook_pattern"]) as acts,
+        torch.no_grad(),
+    ):
         model(ids)
     q, k = acts["blocks.1.attn.hook_q"], acts["blocks.1.attn.hook_k"]
     scores = torch.einsum("bphd,bshd->bhps", q, k) / q.shape[-1] ** 0.5
@@ -176,16 +184,19 @@ def test_pattern_needs_eager_attention() -> None:
         model(torch.randint(3, VOCAB_SIZE, (B, P)))
 
 
-@pytest.mark.parametrize(("family", "name", "reason"), [
-    ("pythia", "blocks.0.hook_resid_mid", "parallel"),
-    ("phi", "blocks.1.hook_resid_mid", "parallel"),
-    ("phi", "blocks.0.ln2.hook_normalized", "one LayerNorm"),
-    ("llama", "blocks.0.hook_resid_middle", "Unknown hook.*hook_resid_mid"),
-    ("llama", "blocks.9.hook_resid_post", "out of range"),
-    ("llama", "blocks.hook_embed", "Unknown hook"),
-    ("gpt2", "hook_resid_pre", "Unknown hook"),
-    ("qwen2", "module:model.layers.0.nope:output", "no module"),
-])
+@pytest.mark.parametrize(
+    ("family", "name", "reason"),
+    [
+        ("pythia", "blocks.0.hook_resid_mid", "parallel"),
+        ("phi", "blocks.1.hook_resid_mid", "parallel"),
+        ("phi", "blocks.0.ln2.hook_normalized", "one LayerNorm"),
+        ("llama", "blocks.0.hook_resid_middle", "Unknown hook.*hook_resid_mid"),
+        ("llama", "blocks.9.hook_resid_post", "out of range"),
+        ("llama", "blocks.hook_embed", "Unknown hook"),
+        ("gpt2", "hook_resid_pre", "Unknown hook"),
+        ("qwen2", "module:model.layers.0.nope:output", "no module"),
+    ],
+)
 def test_refused_names(family: str, name: str, reason: str) -> None:
     with pytest.raises(InvalidArgument, match=reason):
         resolve_hook(TINY_CONFIGS[family], name)
@@ -205,21 +216,39 @@ def test_resolve_matches_listing_and_module_names() -> None:
 def test_declared_tables_cover_the_contract() -> None:
     for model_type, table in TABLES.items():
         names = set(table.hooks) | set(table.refused)
-        for name in ("hook_embed", "blocks.{i}.hook_resid_pre", "blocks.{i}.hook_resid_mid",
-                     "blocks.{i}.hook_resid_post", "blocks.{i}.hook_attn_out", "blocks.{i}.hook_mlp_out",
-                     "blocks.{i}.attn.hook_z", "blocks.{i}.mlp.hook_post", "ln_final.hook_normalized"):
+        for name in (
+            "hook_embed",
+            "blocks.{i}.hook_resid_pre",
+            "blocks.{i}.hook_resid_mid",
+            "blocks.{i}.hook_resid_post",
+            "blocks.{i}.hook_attn_out",
+            "blocks.{i}.hook_mlp_out",
+            "blocks.{i}.attn.hook_z",
+            "blocks.{i}.mlp.hook_post",
+            "ln_final.hook_normalized",
+        ):
             assert name in names, (model_type, name)
     point = hook_points(TINY_CONFIGS["gemma2"])[3].to_dict()
-    assert set(point) == {"name", "module", "kind", "layer", "shape", "computed", "description", "category",
-                          "generic"}
+    assert set(point) == {"name", "module", "kind", "layer", "shape", "computed", "description", "category", "generic"}
 
 
 def test_generic_table_for_unverified_architecture() -> None:
-    config = {"model_type": "olmo", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-              "intermediate_size": 128, "vocab_size": VOCAB_SIZE}
+    config = {
+        "model_type": "olmo",
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 128,
+        "vocab_size": VOCAB_SIZE,
+    }
     points = hook_points(config)
-    assert [p.name for p in points] == ["hook_embed", "blocks.0.hook_resid_pre", "blocks.0.hook_resid_post",
-                                        "blocks.1.hook_resid_pre", "blocks.1.hook_resid_post"]
+    assert [p.name for p in points] == [
+        "hook_embed",
+        "blocks.0.hook_resid_pre",
+        "blocks.0.hook_resid_post",
+        "blocks.1.hook_resid_pre",
+        "blocks.1.hook_resid_post",
+    ]
     assert all(p.generic for p in points)
     with pytest.raises(InvalidArgument, match="Unknown hook"):
         resolve_hook(config, "blocks.0.hook_attn_out")
@@ -240,7 +269,7 @@ def test_hooks_removed_after_an_error() -> None:
     with pytest.raises(ZeroDivisionError), capture(model, hook_points(model), stop_after_last=True):
         assert _hooks_left(model) > 0 and "forward" in model.__dict__
         model(torch.randint(3, VOCAB_SIZE, (B, P)))
-        1 / 0
+        raise ZeroDivisionError("an error inside the block")
     assert _hooks_left(model) == 0 and "forward" not in model.__dict__
 
 
@@ -248,8 +277,9 @@ def test_stop_after_last_skips_later_layers_and_accumulates() -> None:
     model = build("llama")
     calls = []
     model.lm_head.register_forward_hook(lambda *_: calls.append(1))
-    with capture(model, ["blocks.0.hook_resid_post", "blocks.0.attn.hook_q"], stop_after_last=True,
-                 accumulate=True) as acts:
+    with capture(
+        model, ["blocks.0.hook_resid_post", "blocks.0.attn.hook_q"], stop_after_last=True, accumulate=True
+    ) as acts:
         with torch.no_grad():
             results = [model(torch.randint(3, VOCAB_SIZE, (B, P))) for _ in range(3)]
         after_stop = "still inside the block"
@@ -275,10 +305,12 @@ def test_capture_on_4bit_model(family: str, tmp_path) -> None:
 
     model = build(family, **QUANTIZABLE.get(family, {}))
     model.save_pretrained(tmp_path)
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                      bnb_4bit_compute_dtype=torch.float32)
-    quantized = AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=quantization,
-                                                     device_map="cpu").eval()
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+    )
+    quantized = AutoModelForCausalLM.from_pretrained(
+        tmp_path, quantization_config=quantization, device_map="cpu"
+    ).eval()
     projection = quantized.get_submodule(resolve_hook(quantized, "blocks.0.attn.hook_z").module)
     assert type(projection).__name__ == "Linear4bit"
     names = [p.name for p in hook_points(quantized) if not p.name.endswith("hook_pattern")]

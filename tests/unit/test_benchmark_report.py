@@ -2,6 +2,7 @@
 figure of its own, a run fills every placeholder, ranges span only the runs recorded on the same machine,
 and the README's table is what BENCHMARKS.md says. The runs here are made of the benches' own result
 builders fed with made-up measurements; only the measuring is left out."""
+
 from __future__ import annotations
 
 import re
@@ -45,9 +46,20 @@ Loading pretrained config for `tiny/qwen2` from `transformers`...
 
 
 def download_result(ratio_vs_curl: float) -> dict[str, Any]:
-    best = {"ours": 1.0, "curl": ratio_vs_curl, "hf_hub_download": 3.3, "curl_then_sha256": 1.74, "sha256_in_memory": 0.84}
-    return bench_download.figures(2**30, best, {"fetched_twice": 0.0039, "second_run": 0.5},
-                                  {"fetched_twice": 0.513, "second_run": 1.0}, {"signal": 0.031, "flag": 0.904})
+    best = {
+        "ours": 1.0,
+        "curl": ratio_vs_curl,
+        "hf_hub_download": 3.3,
+        "curl_then_sha256": 1.74,
+        "sha256_in_memory": 0.84,
+    }
+    return bench_download.figures(
+        2**30,
+        best,
+        {"fetched_twice": 0.0039, "second_run": 0.5},
+        {"fetched_twice": 0.513, "second_run": 1.0},
+        {"signal": 0.031, "flag": 0.904},
+    )
 
 
 def estimates_result() -> dict[str, Any]:
@@ -58,8 +70,15 @@ def estimates_result() -> dict[str, Any]:
         for option, estimate in sizing.estimate_memory(config, {}).items():
             weights = estimate.weights_bytes + estimate.quant_state_bytes
             process = 405_000_000 if option.startswith("bnb") else 400_000_000
-            measured = {"measured": weights, "rss": weights + process, "file": 97_000_000, "ckpt_mapped": 0,
-                        "ckpt_backing": 0, "peak": int(estimate.peak_load_bytes * 0.9), "load_s": 2.0}
+            measured = {
+                "measured": weights,
+                "rss": weights + process,
+                "file": 97_000_000,
+                "ckpt_mapped": 0,
+                "ckpt_backing": 0,
+                "peak": int(estimate.peak_load_bytes * 0.9),
+                "load_s": 2.0,
+            }
             rows.append(bench_estimates.load_row(name, params, option, estimate, measured))
     overhead = bench_estimates.calibrate(rows)
     bench_estimates.apply_calibration(rows, overhead)
@@ -75,20 +94,41 @@ def bench(name: str, result: dict[str, Any] | None, stdout: str = "") -> report.
 @pytest.fixture(scope="module")
 def benches() -> list[report.Bench]:
     return [
-        bench("bench_anatomy", {"arch_70b_first_s": 1.49, "arch_70b_warm_median_s": 0.09, "capture_params": 124_439_808,
-                                "forward_median_s": 0.153, "capture_4_hooks_median_s": 0.152,
-                                "capture_overhead_ratio": -0.006}),
+        bench(
+            "bench_anatomy",
+            {
+                "arch_70b_first_s": 1.49,
+                "arch_70b_warm_median_s": 0.09,
+                "capture_params": 124_439_808,
+                "forward_median_s": 0.153,
+                "capture_4_hooks_median_s": 0.152,
+                "capture_overhead_ratio": -0.006,
+            },
+        ),
         bench("bench_download", download_result(0.65)),
         bench("bench_estimates", estimates_result(), stdout="Loads.\n\n| model |\n|---|\n| qwen2-tiny |\n{}"),
-        bench("bench_server", {"rows": 1000, "p50_ms": 36.7, "p95_ms": 170.8, "page50_p50_ms": 8.3, "goal_p50_ms": 50.0}),
-        bench("bench_server_memory", {"downloaded_bytes": 2_150_000_000, "server_peak_growth_bytes": 700_000,
-                                      "worker_peak_rss_bytes": 89_000_000, "goal_bytes": 50_000_000}),
+        bench(
+            "bench_server", {"rows": 1000, "p50_ms": 36.7, "p95_ms": 170.8, "page50_p50_ms": 8.3, "goal_p50_ms": 50.0}
+        ),
+        bench(
+            "bench_server_memory",
+            {
+                "downloaded_bytes": 2_150_000_000,
+                "server_peak_growth_bytes": 700_000,
+                "worker_peak_rss_bytes": 89_000_000,
+                "goal_bytes": 50_000_000,
+            },
+        ),
     ]
 
 
 def run_record(benches: list[report.Bench], machine: dict[str, Any] = MACHINE) -> history.Run:
-    return {"date": "2026-12-01", "machine": machine, "total_s": 150.0,
-            "benches": {b["name"]: {"exit": b["exit"], "seconds": b["seconds"], "result": b["result"]} for b in benches}}
+    return {
+        "date": "2026-12-01",
+        "machine": machine,
+        "total_s": 150.0,
+        "benches": {b["name"]: {"exit": b["exit"], "seconds": b["seconds"], "result": b["result"]} for b in benches},
+    }
 
 
 def notes(benches: list[report.Bench], runs: list[history.Run]) -> str:
@@ -116,8 +156,10 @@ def test_a_note_whose_bench_did_not_run_is_left_out_and_a_figure_it_lacks_says_s
     no_estimates = [b if b["name"] != "bench_estimates" else bench("bench_estimates", None) for b in benches]
     text = " ".join(notes(no_estimates, [run_record(no_estimates)]).split())
     assert "Estimate vs measured memory" not in text
-    assert f"**GPU** (the log's 8 loads)." in text  # its figures are the log's; accelerate's came from this bench:
-    assert f"`accelerate estimate-memory` (this run's figures for the same repos) is off by {report.NOT_MEASURED}" in text
+    assert "**GPU** (the log's 8 loads)." in text  # its figures are the log's; accelerate's came from this bench:
+    assert (
+        f"`accelerate estimate-memory` (this run's figures for the same repos) is off by {report.NOT_MEASURED}" in text
+    )
 
 
 def test_ranges_span_the_runs_recorded_on_the_same_machine(benches: list[report.Bench], tmp_path: Path) -> None:
@@ -141,7 +183,9 @@ def test_the_readme_table_is_rows_of_the_report(benches: list[report.Bench], tmp
     assert "From the run of 2026-12-01 (2.5 min on Test CPU, 2 cores" in block
     estimate = next(row for row in rows if row.startswith("| memory estimate vs get_memory_footprint()"))
     assert "`accelerate estimate-memory`: worst -80.4%" in estimate
-    checked = next(row for row in rows if row.startswith("| memory estimate total vs process RSS growth, overhead fitted"))
+    checked = next(
+        row for row in rows if row.startswith("| memory estimate total vs process RSS growth, overhead fitted")
+    )
     assert "fitted in this run on qwen2-tiny, checked on pythia-70m (out of sample)" in checked
 
 
@@ -153,6 +197,10 @@ def test_the_committed_readme_table_is_generated_from_the_committed_benchmarks_m
 def test_accelerate_estimate_memory_tables_are_read_in_bytes() -> None:
     sizes = bench_estimates.parse_accelerate_output(ACCELERATE_OUTPUT)
     assert set(sizes) == {"EleutherAI/pythia-70m", "tiny/qwen2", "google/gemma-2-2b"}
-    assert sizes["EleutherAI/pythia-70m"] == {"float32": 170.41 * 2**20, "float16": 85.2 * 2**20,
-                                              "int8": 42.6 * 2**20, "int4": 21.3 * 2**20}
+    assert sizes["EleutherAI/pythia-70m"] == {
+        "float32": 170.41 * 2**20,
+        "float16": 85.2 * 2**20,
+        "int8": 42.6 * 2**20,
+        "int4": 21.3 * 2**20,
+    }
     assert sizes["tiny/qwen2"]["int4"] == 52.29 * 2**10

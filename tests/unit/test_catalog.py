@@ -1,4 +1,5 @@
 """The catalog against real SQLite files: CRUD, filters, migrations, claims across processes, adoption."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -71,9 +72,26 @@ def test_add_get_update_delete(catalog):
 def test_record_json_has_every_documented_field(catalog):
     record, _ = catalog.add("tiny/llama", bytes_done=50, bytes_total=200, status="downloading")
     data = record.to_dict()
-    for key in ("id", "name", "repo_id", "revision", "commit", "status", "quantization", "dtype", "family",
-                "model_type", "params", "size_bytes", "file_path", "bytes_done", "bytes_total", "error",
-                "created_at", "updated_at"):
+    for key in (
+        "id",
+        "name",
+        "repo_id",
+        "revision",
+        "commit",
+        "status",
+        "quantization",
+        "dtype",
+        "family",
+        "model_type",
+        "params",
+        "size_bytes",
+        "file_path",
+        "bytes_done",
+        "bytes_total",
+        "error",
+        "created_at",
+        "updated_at",
+    ):
         assert key in data
     assert data["progress"] == 0.25
     assert data["created_at"].endswith("+00:00")
@@ -160,8 +178,10 @@ def test_two_processes_claiming_the_same_job_one_wins(db_url, catalog):
     record, _ = catalog.add("tiny/gpt2")
     context = multiprocessing.get_context("spawn")
     start, results = context.Event(), context.Queue()
-    workers = [context.Process(target=_claim_in_process, args=(db_url, record.id, f"host:{n}", start, results))
-               for n in range(4)]
+    workers = [
+        context.Process(target=_claim_in_process, args=(db_url, record.id, f"host:{n}", start, results))
+        for n in range(4)
+    ]
     for worker in workers:
         worker.start()
     start.set()

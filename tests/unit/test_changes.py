@@ -1,11 +1,12 @@
 """The change tracker over a real SQLite catalog, with another process writing to it."""
+
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -26,8 +27,10 @@ def manager(settings: Settings) -> Iterator[ModelManager]:
 
 def in_another_process(settings: Settings, code: str) -> None:
     """Run `code` with `manager` bound to a ModelManager over the same catalog, in a child process."""
-    script = ("import sys; from mistudio_jupyter.core.service import ModelManager; "
-              f"manager = ModelManager(cache_dir=sys.argv[1], db_url=sys.argv[2]); {code}; manager.close()")
+    script = (
+        "import sys; from mistudio_jupyter.core.service import ModelManager; "
+        f"manager = ModelManager(cache_dir=sys.argv[1], db_url=sys.argv[2]); {code}; manager.close()"
+    )
     subprocess.run([sys.executable, "-c", script, str(settings.cache_dir), settings.db_url], check=True, cwd=REPO)
 
 
@@ -39,8 +42,10 @@ def test_a_tracker_sees_what_other_processes_add_update_and_delete(manager: Mode
     assert [r.id for r in changes.changed] == [first.id, second.id] and changes.deleted == []
     assert not tracker.look(), "nothing moved: nothing to report"
 
-    in_another_process(settings, f"manager.catalog.update({first.id!r}, bytes_done=7); "
-                                 f"manager.delete({second.id!r}); manager.add('tiny/qwen2')")
+    in_another_process(
+        settings,
+        f"manager.catalog.update({first.id!r}, bytes_done=7); manager.delete({second.id!r}); manager.add('tiny/qwen2')",
+    )
     changes = tracker.look()
 
     assert [(r.id, r.bytes_done) for r in changes.changed[:1]] == [(first.id, 7)]

@@ -1,5 +1,6 @@
 """The parts of the download engine below the HTTP level: range sets, the journal, and the hash that
 follows the written prefix of a file written out of order."""
+
 from __future__ import annotations
 
 import hashlib
@@ -50,8 +51,9 @@ def hashing():
 
 
 def partial_file(tmp_path: Path, hashing: HashThreads, on_hashed) -> PartialFile:
-    file = PlannedFile(path="model.safetensors", size=len(CONTENT), blob_id=None,
-                       sha256=hashlib.sha256(CONTENT).hexdigest())
+    file = PlannedFile(
+        path="model.safetensors", size=len(CONTENT), blob_id=None, sha256=hashlib.sha256(CONTENT).hexdigest()
+    )
     return PartialFile(0, RepoCache(tmp_path, "org/model"), file, hashing, on_hashed)
 
 
@@ -67,9 +69,9 @@ def test_the_hash_follows_blocks_written_out_of_order_after_the_bytes_on_disk(tm
     target.open()
     offsets = [1000 + index * BLOCK_BYTES for index in range(6) if 1000 + index * BLOCK_BYTES < len(CONTENT)]
     for offset in reversed(offsets):
-        piece = CONTENT[offset:offset + BLOCK_BYTES]
+        piece = CONTENT[offset : offset + BLOCK_BYTES]
         block = memoryview(bytearray(BLOCK_BYTES))
-        block[:len(piece)] = piece
+        block[: len(piece)] = piece
         target.write(offset, block, len(piece))
 
     assert done.wait(10)

@@ -1,4 +1,5 @@
 """Downloads end to end: real child processes, real huggingface_hub parts, the test Hub with faults."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -90,8 +91,13 @@ def test_multi_file_repo_is_byte_identical_and_a_normal_cache(manager, settings,
 
     assert record.status == "ready" and record.commit == fixture_repos["tiny/gpt2"].sha
     got = snapshot_bytes(record)
-    assert set(got) == {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-                        "tokenizer_config.json"}
+    assert set(got) == {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    }
     assert got == expected_bytes(fixture_repos, "tiny/gpt2", record)
     assert record.size_bytes == record.bytes_total == record.bytes_done == sum(map(len, got.values()))
     assert (record.family, record.model_type, record.params) == ("gpt2", "gpt2", 141056)
@@ -109,13 +115,18 @@ def test_multi_file_repo_is_byte_identical_and_a_normal_cache(manager, settings,
     hf = [str(Path(sys.executable).with_name("hf")), "cache"]
     listing = subprocess.run([*hf, "ls", "--cache-dir", str(settings.cache_dir)], capture_output=True, text=True)
     assert listing.returncode == 0 and "tiny/gpt2" in listing.stdout
-    verify = subprocess.run([*hf, "verify", "tiny/gpt2", "--cache-dir", str(settings.cache_dir)],
-                            capture_output=True, text=True, env={**os.environ, "HF_ENDPOINT": hub.url})
+    verify = subprocess.run(
+        [*hf, "verify", "tiny/gpt2", "--cache-dir", str(settings.cache_dir)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_ENDPOINT": hub.url},
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 def test_sharded_repo_loads_with_transformers_offline_and_gets_its_summary(
-        manager, settings, fixture_repos, monkeypatch):
+    manager, settings, fixture_repos, monkeypatch
+):
     monkeypatch.delenv("MISTUDIO_DOWNLOAD_SUMMARY")
     record = manager.download("tiny/llama-sharded").wait(120)
 
@@ -131,8 +142,9 @@ def test_sharded_repo_loads_with_transformers_offline_and_gets_its_summary(
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained("tiny/llama-sharded", local_files_only=True,
-                                                 cache_dir=settings.cache_dir)
+    model = AutoModelForCausalLM.from_pretrained(
+        "tiny/llama-sharded", local_files_only=True, cache_dir=settings.cache_dir
+    )
     AutoTokenizer.from_pretrained("tiny/llama-sharded", local_files_only=True, cache_dir=settings.cache_dir)
     assert sum(p.numel() for p in model.parameters()) == record.params
 
@@ -157,8 +169,10 @@ def test_sigkill_at_half_then_resume_refetches_under_one_percent(manager, settin
     record = manager.resume(handle.model_id).wait(60)
 
     refetched = first + sum(r.bytes_sent for r in cdn_gets(hub)) - big.size
-    print(f"\nkill at {first / big.size:.0%} over {streams} ranges: re-fetched {refetched} bytes "
-          f"({refetched / big.size:.3%})")
+    print(
+        f"\nkill at {first / big.size:.0%} over {streams} ranges: re-fetched {refetched} bytes "
+        f"({refetched / big.size:.3%})"
+    )
     assert record.status == "ready" and streams >= 4
     assert refetched <= big.size // 100
     assert (Path(record.file_path) / BIG_FILE).stat().st_size == big.size
@@ -209,7 +223,11 @@ def test_corrupt_bytes_never_reach_blobs(manager, settings, fixture_repos, hub):
     etag = fixture_repos["tiny/gpt2"].files[BIG_FILE].etag
     repo = RepoCache(settings.cache_dir, "tiny/gpt2")
     assert len(cdn_gets(hub)) == 2  # discarded, fetched again once, then a clear failure
-    assert not repo.blob(etag).exists() and not repo.partial(etag).exists() and not journal_path(repo.partial(etag)).exists()
+    assert (
+        not repo.blob(etag).exists()
+        and not repo.partial(etag).exists()
+        and not journal_path(repo.partial(etag)).exists()
+    )
     assert manager.get(manager.list()[0].id).error_code == "download_failed"
 
 
@@ -257,7 +275,8 @@ def test_insufficient_disk_fails_before_any_byte(manager, settings, hub, monkeyp
 
 
 def test_cancel_stops_the_worker_by_signal_or_catalog_flag_and_discard_removes_partials(
-        manager, settings, fixture_repos, hub):
+    manager, settings, fixture_repos, hub
+):
     """How fast a cancel lands is a benchmark figure (bench_download: cancel latency); here, that it
     lands, with many streams running."""
     big = fixture_repos[BIG].files[BIG_FILE]
@@ -341,8 +360,12 @@ def test_concurrent_downloads_of_one_repo_join_one_job(settings, hub, monkeypatc
         thread.join()
     monkeypatch.setenv("MISTUDIO_DB_URL", settings.db_url)
     monkeypatch.setenv("MISTUDIO_CACHE_DIR", str(settings.cache_dir))
-    cli = subprocess.run([str(Path(sys.executable).with_name("mistudio")), "download", "tiny/gpt2", "--json"],
-                         capture_output=True, text=True, timeout=60)
+    cli = subprocess.run(
+        [str(Path(sys.executable).with_name("mistudio")), "download", "tiny/gpt2", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     records = [handle.wait(30) for handle in handles]
     assert cli.returncode == 0, cli.stderr
@@ -355,9 +378,13 @@ def test_concurrent_downloads_of_one_repo_join_one_job(settings, hub, monkeypatc
 
 def test_a_worker_is_alive_from_the_moment_it_is_spawned():
     for _ in range(10):  # before the fix, most spawns looked dead for a moment
-        child = subprocess.Popen([sys.executable, "-m", "mistudio_jupyter.core.downloads.worker", "x"],
-                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 start_new_session=True)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "mistudio_jupyter.core.downloads.worker", "x"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         alive = worker_alive(ModelRecord(worker=f"{socket.gethostname()}:{child.pid}"), heartbeat_timeout_s=30)
         child.stdin.close()  # told nothing, it exits at once
         child.wait()
@@ -392,12 +419,15 @@ def model_info_calls(hub) -> list[Any]:
     return [r for r in hub.log if r.path.startswith("/api/models/")]
 
 
-@pytest.mark.parametrize("repo_id, revision, token, error", [
-    ("tiny/gtp2", None, None, RepoNotFound),  # a typo
-    ("tiny/gpt2", "no-such-branch", None, RevisionNotFound),
-    ("tiny/gated", None, None, GatedLoginRequired),
-    ("tiny/gated", None, "hf_test_bad", InvalidToken),
-])
+@pytest.mark.parametrize(
+    "repo_id, revision, token, error",
+    [
+        ("tiny/gtp2", None, None, RepoNotFound),  # a typo
+        ("tiny/gpt2", "no-such-branch", None, RevisionNotFound),
+        ("tiny/gated", None, None, GatedLoginRequired),
+        ("tiny/gated", None, "hf_test_bad", InvalidToken),
+    ],
+)
 def test_a_download_that_cannot_start_raises_at_once_and_adds_no_entry(manager, hub, repo_id, revision, token, error):
     with pytest.raises(error):
         manager.download(repo_id, revision=revision, token=token)
@@ -420,8 +450,13 @@ def test_cli_download_of_a_typo_answers_repo_not_found_and_lists_nothing(setting
     env = {**os.environ, "MISTUDIO_DB_URL": settings.db_url, "MISTUDIO_CACHE_DIR": str(settings.cache_dir)}
 
     def mistudio(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "mistudio_jupyter", *argv, "--json"], capture_output=True,
-                              text=True, timeout=60, env=env)
+        return subprocess.run(
+            [sys.executable, "-m", "mistudio_jupyter", *argv, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
 
     failed = mistudio("download", "tiny/gtp2")
     assert failed.returncode == 1 and json.loads(failed.stderr)["error"]["code"] == "repo_not_found"
@@ -484,8 +519,12 @@ def test_prune_removes_orphaned_partials_but_not_live_ones(manager, settings):
     repo = RepoCache(settings.cache_dir, "tiny/orphan")
     (repo.root / "blobs").mkdir(parents=True)
     repo.partials_dir.mkdir(parents=True)
-    ours, older, theirs, live = (repo.partial("a" * 40), repo.legacy_partial("d" * 40),
-                                 repo.root / "blobs" / f"{'b' * 64}.0123abcd.incomplete", repo.partial("c" * 40))
+    ours, older, theirs, live = (
+        repo.partial("a" * 40),
+        repo.legacy_partial("d" * 40),
+        repo.root / "blobs" / f"{'b' * 64}.0123abcd.incomplete",
+        repo.partial("c" * 40),
+    )
     for path, size in ((ours, 100), (older, 50), (theirs, 200), (live, 300)):
         path.write_bytes(bytes(size))
     journal_path(ours).write_text("0 100\n")

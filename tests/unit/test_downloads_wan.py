@@ -1,10 +1,10 @@
 """Downloads behind a wide-area network (the test Hub's WAN mode): a cap per connection, a shared
 link, a round trip per request, slow edges, 429s and expiring CDN URLs. Byte-identical results,
 loadable offline, with the habits of a real CDN handled."""
+
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -59,8 +59,9 @@ def test_a_big_file_uses_many_streams_and_arrives_byte_identical(manager: Any, h
     assert sum(r.bytes_sent for r in gets) <= big.size * 1.02  # splits waste at most what was in flight
 
 
-def test_sharded_and_small_files_arrive_together_and_load_offline(manager: Any, hub: Any, fixture_repos: Any,
-                                                                 settings: Any) -> None:
+def test_sharded_and_small_files_arrive_together_and_load_offline(
+    manager: Any, hub: Any, fixture_repos: Any, settings: Any
+) -> None:
     hub.faults.wan = dataclasses.replace(WAN, rtt_ms=30)
 
     record = manager.download("tiny/llama-sharded").wait(120)
@@ -68,10 +69,17 @@ def test_sharded_and_small_files_arrive_together_and_load_offline(manager: Any, 
     repo = fixture_repos["tiny/llama-sharded"]
     for path in ("config.json", "tokenizer.json", "model.safetensors.index.json", "model-00003-of-00006.safetensors"):
         assert Path(record.file_path, path).read_bytes() == repo.files[path].read_bytes()
-    script = ("import sys, transformers; transformers.AutoModelForCausalLM.from_pretrained("
-              "'tiny/llama-sharded', cache_dir=sys.argv[1], local_files_only=True)")
-    loaded = subprocess.run([sys.executable, "-c", script, str(settings.cache_dir)], capture_output=True, text=True,
-                            timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    script = (
+        "import sys, transformers; transformers.AutoModelForCausalLM.from_pretrained("
+        "'tiny/llama-sharded', cache_dir=sys.argv[1], local_files_only=True)"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script, str(settings.cache_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert loaded.returncode == 0, loaded.stderr[-2000:]
 
 
@@ -108,16 +116,21 @@ def test_an_expiring_cdn_url_is_resolved_again_mid_file(manager: Any, hub: Any, 
     assert Path(record.file_path, BIG_FILE).read_bytes() == fixture_repos[BIG].files[BIG_FILE].read_bytes()
 
 
-def test_hf_cache_prune_during_a_download_changes_nothing(manager: Any, hub: Any, fixture_repos: Any,
-                                                         settings: Any) -> None:
+def test_hf_cache_prune_during_a_download_changes_nothing(
+    manager: Any, hub: Any, fixture_repos: Any, settings: Any
+) -> None:
     """`hf cache prune` removes incomplete files and revisions no ref names: a running download's
     partials live where it does not look, and its ref is written first."""
     hub.faults.wan = WAN
     handle = manager.download(BIG)
     wait_for(lambda: (manager.get(handle.model_id).bytes_done or 0) > 10_000_000, 60, what="10 MB")
     hf = Path(sys.executable).with_name("hf")
-    pruned = subprocess.run([str(hf), "cache", "prune", "--cache-dir", str(settings.cache_dir), "--yes"],
-                            capture_output=True, text=True, timeout=120)
+    pruned = subprocess.run(
+        [str(hf), "cache", "prune", "--cache-dir", str(settings.cache_dir), "--yes"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert pruned.returncode == 0, pruned.stderr
 
     record = handle.wait(120)
@@ -125,6 +138,10 @@ def test_hf_cache_prune_during_a_download_changes_nothing(manager: Any, hub: Any
     big = fixture_repos[BIG].files[BIG_FILE]
     assert Path(record.file_path, BIG_FILE).read_bytes() == big.read_bytes()
     assert sum(r.bytes_sent for r in cdn_gets(hub)) <= big.size * 1.02
-    verified = subprocess.run([str(hf), "cache", "verify", BIG, "--cache-dir", str(settings.cache_dir)],
-                              capture_output=True, text=True, timeout=120)
+    verified = subprocess.run(
+        [str(hf), "cache", "verify", BIG, "--cache-dir", str(settings.cache_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert verified.returncode == 0, verified.stdout + verified.stderr

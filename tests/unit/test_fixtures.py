@@ -1,4 +1,5 @@
 """The generated test repositories are what they claim: loadable tiny models, real full-size headers."""
+
 from __future__ import annotations
 
 import hashlib
@@ -50,8 +51,10 @@ def test_chat_template(hub: HubServer, hf_cache: Path):
 
 
 def test_special_repos(fixture_repos: dict[str, RepoSpec]):
-    weights = {repo_id: {p for p in spec.files if p.endswith((".safetensors", ".bin"))}
-               for repo_id, spec in fixture_repos.items()}
+    weights = {
+        repo_id: {p for p in spec.files if p.endswith((".safetensors", ".bin"))}
+        for repo_id, spec in fixture_repos.items()
+    }
     assert weights["tiny/pickle-only"] == {"pytorch_model.bin"}
     assert "config.json" not in fixture_repos["tiny/no-config"].files
     config = json.loads(fixture_repos["tiny/remote-code"].files["config.json"].read_bytes())

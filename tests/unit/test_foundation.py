@@ -1,4 +1,5 @@
 """Settings, errors, the package import and the CLI skeleton."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_settings_precedence_arguments_over_environment_over_defaults(tmp_path):
-    env = {"MISTUDIO_CACHE_DIR": str(tmp_path / "env-cache"), "HF_ENDPOINT": "http://127.0.0.1:9/",
-           "HF_TOKEN": "hf_env", "MISTUDIO_MAX_PARALLEL_DOWNLOADS": "3"}
+    env = {
+        "MISTUDIO_CACHE_DIR": str(tmp_path / "env-cache"),
+        "HF_ENDPOINT": "http://127.0.0.1:9/",
+        "HF_TOKEN": "hf_env",
+        "MISTUDIO_MAX_PARALLEL_DOWNLOADS": "3",
+    }
     from_env = Settings.from_env(env)
     assert from_env.cache_dir == tmp_path / "env-cache"
     assert from_env.hub_endpoint == "http://127.0.0.1:9"
@@ -44,9 +49,20 @@ def test_bad_settings_are_refused(bad):
 def test_error_codes_are_stable_and_unique():
     codes = [error.code for error in ALL_ERRORS]
     assert len(codes) == len(set(codes))
-    for required in ("invalid_repo_id", "repo_not_found", "revision_not_found", "gated_login_required",
-                     "gated_not_approved", "invalid_token", "hub_unreachable", "insufficient_disk", "conflict",
-                     "not_found", "invalid_argument", "unsafe_repo"):
+    for required in (
+        "invalid_repo_id",
+        "repo_not_found",
+        "revision_not_found",
+        "gated_login_required",
+        "gated_not_approved",
+        "invalid_token",
+        "hub_unreachable",
+        "insufficient_disk",
+        "conflict",
+        "not_found",
+        "invalid_argument",
+        "unsafe_repo",
+    ):
         assert required in codes
     assert ALL_ERRORS[0]("boom").to_dict() == {"code": ALL_ERRORS[0].code, "message": "boom"}
 
@@ -58,10 +74,19 @@ def test_import_leaves_torch_and_transformers_out():
 
 
 def _cli(*args: str, tmp_path: Path, python: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MISTUDIO_DB_URL": f"sqlite:///{tmp_path / 'c.sqlite'}",
-           "MISTUDIO_CACHE_DIR": str(tmp_path / "cache")}
-    return subprocess.run([sys.executable, *python, "-m", "mistudio_jupyter", *args], capture_output=True,
-                          text=True, env=env, cwd=ROOT, timeout=120)
+    env = {
+        **os.environ,
+        "MISTUDIO_DB_URL": f"sqlite:///{tmp_path / 'c.sqlite'}",
+        "MISTUDIO_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    return subprocess.run(
+        [sys.executable, *python, "-m", "mistudio_jupyter", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 def test_cli_version_and_empty_list(tmp_path):

@@ -1,4 +1,5 @@
 """The Hub client against the test Hub through the real huggingface_hub client: every error code."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,8 +17,19 @@ def client(settings: Settings) -> HubClient:
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "   ", "../etc/passwd", "/abs/path", "https://huggingface.co/gpt2", "org/../x", "a/b/c", "a" * 200,
-     "org/na me", None, 42],
+    [
+        "",
+        "   ",
+        "../etc/passwd",
+        "/abs/path",
+        "https://huggingface.co/gpt2",
+        "org/../x",
+        "a/b/c",
+        "a" * 200,
+        "org/na me",
+        None,
+        42,
+    ],
 )
 def test_invalid_repo_ids_are_refused_before_any_request(client, hub, bad):
     with pytest.raises(errors.InvalidRepoId):
@@ -69,7 +81,8 @@ def test_repo_without_config_warns(client):
 
 def test_select_files_prefers_safetensors_over_pickle():
     selected, warnings, pickle_only = select_files(
-        ["config.json", "model.safetensors", "pytorch_model.bin", "original/consolidated.pth", "README.md"])
+        ["config.json", "model.safetensors", "pytorch_model.bin", "original/consolidated.pth", "README.md"]
+    )
     assert selected == ["config.json", "model.safetensors"] and not pickle_only and warnings == []
 
 
@@ -102,8 +115,14 @@ def test_gated_cases_are_told_apart(client):
 
 
 def test_token_falls_back_to_settings(settings):
-    with_token = HubClient(Settings.from_env(cache_dir=settings.cache_dir, db_url=settings.db_url,
-                                             hub_endpoint=settings.hub_endpoint, token="hf_test_good"))
+    with_token = HubClient(
+        Settings.from_env(
+            cache_dir=settings.cache_dir,
+            db_url=settings.db_url,
+            hub_endpoint=settings.hub_endpoint,
+            token="hf_test_good",
+        )
+    )
     commit = with_token.resolve_commit("tiny/gated")
     assert with_token.read_json("tiny/gated", commit, "config.json")["model_type"]
 

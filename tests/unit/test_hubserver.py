@@ -1,4 +1,5 @@
 """The test Hub speaks the Hub protocol: the real huggingface_hub client works against it unchanged."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,9 +12,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -67,8 +69,7 @@ def test_snapshot_download_is_byte_identical(hub: HubServer, fixture_repos: dict
     assert any(r.path == f"/api/models/tiny/gpt2/tree/{spec.sha}" for r in hub.log)
 
 
-def test_hf_hub_download_follows_the_cdn_redirect(hub: HubServer, fixture_repos: dict[str, RepoSpec],
-                                                  hf_cache: Path):
+def test_hf_hub_download_follows_the_cdn_redirect(hub: HubServer, fixture_repos: dict[str, RepoSpec], hf_cache: Path):
     file = fixture_repos["tiny/gpt2"].files["model.safetensors"]
     path = Path(hf_hub_download("tiny/gpt2", "model.safetensors", cache_dir=hf_cache, token="hf_test_good"))
     assert path.read_bytes() == file.read_bytes()
@@ -88,8 +89,9 @@ def test_regular_files_are_served_directly_with_their_git_sha1(hub: HubServer, f
 
 
 @pytest.mark.parametrize("revision", ["dev", "refs/pr/1", "DEV_SHA"])
-def test_revisions_resolve_to_their_commit(hub: HubServer, fixture_repos: dict[str, RepoSpec], hf_cache: Path,
-                                           revision: str):
+def test_revisions_resolve_to_their_commit(
+    hub: HubServer, fixture_repos: dict[str, RepoSpec], hf_cache: Path, revision: str
+):
     spec = fixture_repos["tiny/gpt2"]
     dev = spec.refs["dev"]
     revision = dev if revision == "DEV_SHA" else revision
@@ -113,16 +115,27 @@ def test_model_info_and_tree(hub: HubServer, fixture_repos: dict[str, RepoSpec])
     files = {e.path for e in api.list_repo_tree("tiny/llama-sharded", recursive=True)}
     assert set(spec.files) <= files
     assert [e.path for e in api.list_repo_tree("tiny/llama-sharded", path_in_repo="original")] == [
-        "original/params.json"]
+        "original/params.json"
+    ]
 
 
 # --- ranges ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("header", "span"), [
-    ("bytes=0-99", (0, 100)), ("bytes=10-", (10, 1000)), ("bytes=-10", (990, 1000)), ("bytes=900-5000", (900, 1000)),
-    ("bytes=1000-", None), ("bytes=5-4", None), ("bytes=0-1,5-6", None), ("items=0-1", None), ("bytes=-", None),
-])
+@pytest.mark.parametrize(
+    ("header", "span"),
+    [
+        ("bytes=0-99", (0, 100)),
+        ("bytes=10-", (10, 1000)),
+        ("bytes=-10", (990, 1000)),
+        ("bytes=900-5000", (900, 1000)),
+        ("bytes=1000-", None),
+        ("bytes=5-4", None),
+        ("bytes=0-1,5-6", None),
+        ("items=0-1", None),
+        ("bytes=-", None),
+    ],
+)
 def test_parse_range(header: str, span: tuple[int, int] | None):
     assert parse_range(header, 1000) == span
 
@@ -154,24 +167,38 @@ def _download(repo_id: str, path: str = "config.json", **kwargs: Any) -> Callabl
     return lambda cache: hf_hub_download(repo_id, path, cache_dir=cache, **kwargs)
 
 
-@pytest.mark.parametrize(("call", "exception", "status"), [
-    pytest.param(lambda cache: api.model_info("tiny/missing"), RepositoryNotFoundError, 404, id="info-missing-repo"),
-    pytest.param(_download("tiny/missing"), RepositoryNotFoundError, 404, id="download-missing-repo"),
-    pytest.param(lambda cache: api.model_info("tiny/gpt2", revision="nope"), RevisionNotFoundError, 404,
-                 id="info-missing-revision"),
-    pytest.param(_download("tiny/gpt2", revision="nope"), RevisionNotFoundError, 404, id="download-missing-revision"),
-    pytest.param(_download("tiny/gpt2", "missing.txt"), RemoteEntryNotFoundError, 404, id="missing-entry"),
-    pytest.param(_download("tiny/gated"), GatedRepoError, 401, id="gated-no-token"),
-    pytest.param(_download("tiny/gated", token="hf_test_ungranted"), GatedRepoError, 403, id="gated-not-granted"),
-    pytest.param(lambda cache: api.model_info("tiny/private"), RepositoryNotFoundError, 404, id="info-private"),
-    pytest.param(_download("tiny/private"), RepositoryNotFoundError, 404, id="download-private"),
-    pytest.param(lambda cache: api.model_info("tiny/gpt2", token="hf_bad"), HfHubHTTPError, 401, id="info-bad-token"),
-    pytest.param(_download("tiny/gpt2", token="hf_bad"), HfHubHTTPError, 401, id="download-bad-token"),
-    pytest.param(_download("tiny/gated", token="hf_bad"), HfHubHTTPError, 401, id="gated-bad-token"),
-    pytest.param(lambda cache: api.whoami(token="hf_bad"), HfHubHTTPError, 401, id="whoami-bad-token"),
-])
-def test_errors_map_to_client_exceptions(hub: HubServer, hf_cache: Path, call: Callable[[Path], Any],
-                                         exception: type[Exception], status: int):
+@pytest.mark.parametrize(
+    ("call", "exception", "status"),
+    [
+        pytest.param(
+            lambda cache: api.model_info("tiny/missing"), RepositoryNotFoundError, 404, id="info-missing-repo"
+        ),
+        pytest.param(_download("tiny/missing"), RepositoryNotFoundError, 404, id="download-missing-repo"),
+        pytest.param(
+            lambda cache: api.model_info("tiny/gpt2", revision="nope"),
+            RevisionNotFoundError,
+            404,
+            id="info-missing-revision",
+        ),
+        pytest.param(
+            _download("tiny/gpt2", revision="nope"), RevisionNotFoundError, 404, id="download-missing-revision"
+        ),
+        pytest.param(_download("tiny/gpt2", "missing.txt"), RemoteEntryNotFoundError, 404, id="missing-entry"),
+        pytest.param(_download("tiny/gated"), GatedRepoError, 401, id="gated-no-token"),
+        pytest.param(_download("tiny/gated", token="hf_test_ungranted"), GatedRepoError, 403, id="gated-not-granted"),
+        pytest.param(lambda cache: api.model_info("tiny/private"), RepositoryNotFoundError, 404, id="info-private"),
+        pytest.param(_download("tiny/private"), RepositoryNotFoundError, 404, id="download-private"),
+        pytest.param(
+            lambda cache: api.model_info("tiny/gpt2", token="hf_bad"), HfHubHTTPError, 401, id="info-bad-token"
+        ),
+        pytest.param(_download("tiny/gpt2", token="hf_bad"), HfHubHTTPError, 401, id="download-bad-token"),
+        pytest.param(_download("tiny/gated", token="hf_bad"), HfHubHTTPError, 401, id="gated-bad-token"),
+        pytest.param(lambda cache: api.whoami(token="hf_bad"), HfHubHTTPError, 401, id="whoami-bad-token"),
+    ],
+)
+def test_errors_map_to_client_exceptions(
+    hub: HubServer, hf_cache: Path, call: Callable[[Path], Any], exception: type[Exception], status: int
+):
     with pytest.raises(exception) as raised:
         call(hf_cache)
     response = raised.value.response  # type: ignore[attr-defined]
@@ -182,9 +209,14 @@ def test_errors_map_to_client_exceptions(hub: HubServer, hf_cache: Path, call: C
 
 
 def test_every_error_response_carries_an_error_code(hub: HubServer):
-    for path in ["/api/models/tiny/missing", "/api/models/tiny/gpt2/revision/nope",
-                 "/tiny/gpt2/resolve/main/missing.txt", "/tiny/gated/resolve/main/config.json",
-                 "/tiny/private/resolve/main/config.json", "/api/models/tiny/gpt2/tree/main/missing"]:
+    for path in [
+        "/api/models/tiny/missing",
+        "/api/models/tiny/gpt2/revision/nope",
+        "/tiny/gpt2/resolve/main/missing.txt",
+        "/tiny/gated/resolve/main/config.json",
+        "/tiny/private/resolve/main/config.json",
+        "/api/models/tiny/gpt2/tree/main/missing",
+    ]:
         status, headers, _ = fetch(hub.url + path)
         assert status in (401, 403, 404) and headers.get("X-Error-Code"), path
 
@@ -231,8 +263,9 @@ def test_cut_connection(hub: HubServer):
     assert fetch(f"{hub.url}/tiny/gpt2/resolve/main/config.json")[0] == 200  # out of scope
 
 
-def test_the_client_resumes_a_cut_download_from_its_last_10mib_chunk(hub: HubServer, fixture_repos: dict[str, RepoSpec],
-                                                                     hf_cache: Path):
+def test_the_client_resumes_a_cut_download_from_its_last_10mib_chunk(
+    hub: HubServer, fixture_repos: dict[str, RepoSpec], hf_cache: Path
+):
     file = fixture_repos["tiny/big"].files["model.safetensors"]
     hub.faults.set(path="/cdn/", cut_after_bytes=15_000_000, cut_times=1)
     path = hf_hub_download("tiny/big", "model.safetensors", cache_dir=hf_cache)
@@ -384,8 +417,13 @@ def test_the_command_line_serves_behind_a_wan(tmp_path: Path, fixture_repos: dic
     from tests.hubserver import default_root
 
     command = [sys.executable, "-m", "tests.hubserver", str(default_root()), "--wan", "per_conn_bps=1e6,rtt_ms=50"]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2],
-                              env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    server = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
     try:
         url = server.stdout.readline().strip()  # type: ignore[union-attr]
         seconds, status, _, body = timed_fetch(f"{url}/tiny/gpt2/resolve/main/config.json")

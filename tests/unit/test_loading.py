@@ -1,4 +1,5 @@
 """Loading: safe bitsandbytes defaults, local files only, clear errors, and no torch at import time."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,9 @@ def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny("llama", tmp_path_factory.mktemp("load") / "llama")
 
 
-@pytest.mark.parametrize("arguments", [{"quantization": "bnb-2bit"}, {"quantization": "gptq"}, {"dtype": "int8"},
-                                       {"dtype": "fp16"}])
+@pytest.mark.parametrize(
+    "arguments", [{"quantization": "bnb-2bit"}, {"quantization": "gptq"}, {"dtype": "int8"}, {"dtype": "fp16"}]
+)
 def test_unknown_options_are_invalid_argument(arguments: dict[str, str], llama_dir: Path) -> None:
     with pytest.raises(InvalidArgument) as raised:
         load_model(llama_dir, **arguments)
@@ -63,13 +65,15 @@ def test_remote_code_is_refused_unless_asked(llama_dir: Path, tmp_path: Path) ->
 
 def test_loads_in_a_fresh_process_and_core_imports_no_torch(llama_dir: Path) -> None:
     script = (
-        "import sys; import mistudio_jupyter.core.preview, mistudio_jupyter.core.loading, mistudio_jupyter.core.system\n"
+        "import sys\n"
+        "import mistudio_jupyter.core.preview, mistudio_jupyter.core.loading, mistudio_jupyter.core.system\n"
         "assert 'torch' not in sys.modules, 'core imported torch'\n"
         "from mistudio_jupyter.core.loading import load_model\n"
         f"loaded = load_model({str(llama_dir)!r}, quantization='bnb-8bit', device_map='cpu')\n"
         "print(loaded.measured_memory_bytes)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).parents[2])
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2]
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout.split()[-1]) > 0

@@ -1,5 +1,6 @@
 """The choice lists live in core/options.py alone: the JS views and the OpenAPI document carry the same ones;
 load options named as the memory table names them map onto the older quantization/dtype pair there."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,7 +17,8 @@ GENERATED = Path(__file__).parents[2] / "js" / "views" / "options.js"
 
 def test_the_js_views_read_the_lists_of_core_options() -> None:
     assert GENERATED.read_text(encoding="utf-8") == options.javascript_module(), (
-        "js/views/options.js is stale: run `python -m mistudio_jupyter.core.options js/views/options.js`")
+        "js/views/options.js is stale: run `python -m mistudio_jupyter.core.options js/views/options.js`"
+    )
 
 
 def test_the_openapi_document_names_the_same_choices() -> None:
@@ -25,19 +27,25 @@ def test_the_openapi_document_names_the_same_choices() -> None:
     assert tuple(schemas["Quantization"]["enum"]) == options.QUANTIZATIONS
     assert tuple(schemas["Dtype"]["enum"]) == options.DTYPES
     assert tuple(schemas["LoadOption"]["enum"]) == options.OPTION_NAMES
-    event = next(variant["properties"]["data"]["properties"]["status"]
-                 for variant in schemas["EventMessage"]["oneOf"] if variant["properties"]["event"].get("const") == "status_changed")
+    event = next(
+        variant["properties"]["data"]["properties"]["status"]
+        for variant in schemas["EventMessage"]["oneOf"]
+        if variant["properties"]["event"].get("const") == "status_changed"
+    )
     assert tuple(event["enum"]) == (*options.STATUSES, "deleted")
 
 
-@pytest.mark.parametrize(("option", "choice"), [
-    ("fp32", LoadChoice("none", "float32")),
-    ("fp16", LoadChoice("none", "float16")),
-    ("bf16", LoadChoice("none", "bfloat16")),
-    ("bnb-8bit", LoadChoice("bnb-8bit", "auto")),
-    ("bnb-4bit", LoadChoice("bnb-4bit", "auto")),
-    ("bnb-4bit-dq", LoadChoice("bnb-4bit", "auto", double_quant=True)),
-])
+@pytest.mark.parametrize(
+    ("option", "choice"),
+    [
+        ("fp32", LoadChoice("none", "float32")),
+        ("fp16", LoadChoice("none", "float16")),
+        ("bf16", LoadChoice("none", "bfloat16")),
+        ("bnb-8bit", LoadChoice("bnb-8bit", "auto")),
+        ("bnb-4bit", LoadChoice("bnb-4bit", "auto")),
+        ("bnb-4bit-dq", LoadChoice("bnb-4bit", "auto", double_quant=True)),
+    ],
+)
 def test_every_estimate_option_names_a_load_choice(option: str, choice: LoadChoice) -> None:
     assert load_choice(option) == choice
     assert load_choice(option, choice.quantization, choice.dtype) == choice  # saying the same twice is fine
@@ -49,10 +57,16 @@ def test_the_older_pair_still_works_and_defaults_to_the_entry() -> None:
     assert load_choice(dtype="bfloat16", default=LoadChoice("bnb-8bit", "auto")) == LoadChoice("bnb-8bit", "bfloat16")
 
 
-@pytest.mark.parametrize("arguments", [{"option": "fp16", "quantization": "bnb-4bit"},
-                                       {"option": "bnb-4bit", "quantization": "none"},
-                                       {"option": "fp16", "dtype": "float32"},
-                                       {"option": "fp8"}, {"quantization": "bnb-2bit"}])
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"option": "fp16", "quantization": "bnb-4bit"},
+        {"option": "bnb-4bit", "quantization": "none"},
+        {"option": "fp16", "dtype": "float32"},
+        {"option": "fp8"},
+        {"quantization": "bnb-2bit"},
+    ],
+)
 def test_a_conflicting_or_unknown_choice_is_invalid_argument(arguments: dict[str, str]) -> None:
     with pytest.raises(InvalidArgument):
         load_choice(**arguments)

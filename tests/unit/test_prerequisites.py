@@ -1,4 +1,5 @@
 """A missing prerequisite fails a CI run and skips a local one, saying what to install."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Preview JSON from config.json + safetensors headers only, against an in-memory hub."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,10 +15,35 @@ from mistudio_jupyter.core.preview import build_preview
 from tests.unit.test_sizing import SHAPES
 
 RESOURCES = {"gpus": [], "ram": {"total_bytes": 64 * 2**30, "available_bytes": 32 * 2**30}}
-KEYS = {"repo_id", "revision", "commit", "family", "model_type", "architectures", "hidden_size", "num_layers",
-        "num_heads", "num_kv_heads", "head_dim", "intermediate_size", "vocab_size", "context_length",
-        "tied_embeddings", "params", "params_by_dtype", "files", "download_bytes", "gated", "license", "tags",
-        "warnings", "capabilities", "memory", "fit", "system"}
+KEYS = {
+    "repo_id",
+    "revision",
+    "commit",
+    "family",
+    "model_type",
+    "architectures",
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+    "num_kv_heads",
+    "head_dim",
+    "intermediate_size",
+    "vocab_size",
+    "context_length",
+    "tied_embeddings",
+    "params",
+    "params_by_dtype",
+    "files",
+    "download_bytes",
+    "gated",
+    "license",
+    "tags",
+    "warnings",
+    "capabilities",
+    "memory",
+    "fit",
+    "system",
+}
 
 
 @dataclasses.dataclass
@@ -31,9 +57,15 @@ class FakeHub:
     def file_plan(self, repo_id: str, revision: str | None, token: str | None) -> Any:
         planned = [SimpleNamespace(path=path, size=len(json.dumps(body))) for path, body in self.files.items()]
         info = SimpleNamespace(sha="c" * 40, tags=["license:apache-2.0", "text-generation"], card_data=None)
-        return SimpleNamespace(commit="c" * 40, files=planned, warnings=self.warnings, gated=False,
-                               download_bytes=sum(file.size for file in planned), info=info,
-                               config=self.files.get("config.json"))
+        return SimpleNamespace(
+            commit="c" * 40,
+            files=planned,
+            warnings=self.warnings,
+            gated=False,
+            download_bytes=sum(file.size for file in planned),
+            info=info,
+            config=self.files.get("config.json"),
+        )
 
     def read_json(self, repo_id: str, commit: str, path: str, token: str | None) -> Any:
         return self.files.get(path)
@@ -46,23 +78,35 @@ def full_size_hub(repo_id: str, dtype: str = "BF16") -> FakeHub:
     config = {**SHAPES[repo_id]["config"], "architectures": ["LlamaForCausalLM"]}
     model = sizing.meta_model(config)
     tensors = {name: (dtype, tuple(p.shape)) for name, p in model.named_parameters()}
-    files = {"config.json": config, "model.safetensors": {}, "tokenizer.json": {},
-             "tokenizer_config.json": {"chat_template": "{{ messages }}"}}
+    files = {
+        "config.json": config,
+        "model.safetensors": {},
+        "tokenizer.json": {},
+        "tokenizer_config.json": {"chat_template": "{{ messages }}"},
+    }
     return FakeHub(files, tensors)
 
 
 def test_70b_preview_has_the_contract_shape_and_exact_params() -> None:
-    preview = build_preview(full_size_hub("meta-llama/Meta-Llama-3-70B"), "meta-llama/Meta-Llama-3-70B",
-                            context=8192, resources=RESOURCES)
+    preview = build_preview(
+        full_size_hub("meta-llama/Meta-Llama-3-70B"), "meta-llama/Meta-Llama-3-70B", context=8192, resources=RESOURCES
+    )
     assert set(preview) == KEYS
     assert preview["params"] == 70_553_706_496 == preview["params_by_dtype"]["bfloat16"]
     assert (preview["num_layers"], preview["num_kv_heads"], preview["head_dim"]) == (80, 8, 128)
     assert preview["tied_embeddings"] is False and preview["license"] == "apache-2.0"
-    assert preview["capabilities"] == {"causal_lm": True, "tokenizer": True, "chat_template": True,
-                                       "context_length": 8192, "hook_table": preview["capabilities"]["hook_table"]}
+    assert preview["capabilities"] == {
+        "causal_lm": True,
+        "tokenizer": True,
+        "chat_template": True,
+        "context_length": 8192,
+        "hook_table": preview["capabilities"]["hook_table"],
+    }
     assert set(preview["memory"]) == set(sizing.OPTIONS)
-    assert preview["memory"]["bf16"]["peak_load_bytes"] == preview["memory"]["bf16"]["total_bytes"] - \
-        preview["memory"]["bf16"]["kv_cache_bytes"]
+    assert (
+        preview["memory"]["bf16"]["peak_load_bytes"]
+        == preview["memory"]["bf16"]["total_bytes"] - preview["memory"]["bf16"]["kv_cache_bytes"]
+    )
     assert preview["fit"]["fp32"] == {"gpu": None, "ram": False, "verdict": "none"}
 
 
@@ -86,8 +130,10 @@ def test_unknown_architecture_is_approximated_with_a_warning() -> None:
 
 def test_prequantized_checkpoint_warns() -> None:
     hub = full_size_hub("EleutherAI/pythia-70m")
-    hub.files["config.json"] = {**hub.files["config.json"],
-                                "quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True}}
+    hub.files["config.json"] = {
+        **hub.files["config.json"],
+        "quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True},
+    }
     preview = build_preview(hub, "org/q", resources=RESOURCES)
     assert any("pre-quantized" in warning for warning in preview["warnings"])
 

@@ -1,4 +1,5 @@
 """Architecture and hook points through ModelManager and the CLI, from the test Hub (no weights)."""
+
 from __future__ import annotations
 
 import io
@@ -44,12 +45,15 @@ def test_architecture_of_a_catalog_entry_is_read_locally(manager, hub, settings)
     assert manager.hook_points(record.id)[0].name == "hook_embed" and hub.log == []
 
 
-@pytest.mark.parametrize(("repo", "error"), [
-    ("tiny/no-config", errors.EntryNotFound),
-    ("tiny/remote-code", errors.UnsafeRepo),
-    ("nobody/nothing", errors.RepoNotFound),
-    ("../../etc", errors.InvalidRepoId),
-])
+@pytest.mark.parametrize(
+    ("repo", "error"),
+    [
+        ("tiny/no-config", errors.EntryNotFound),
+        ("tiny/remote-code", errors.UnsafeRepo),
+        ("nobody/nothing", errors.RepoNotFound),
+        ("../../etc", errors.InvalidRepoId),
+    ],
+)
 def test_bad_repos_give_clear_errors(manager, repo, error):
     with pytest.raises(error):
         manager.architecture(repo)

@@ -1,4 +1,5 @@
 """Preview, estimate and load through ModelManager and the CLI, against the test Hub."""
+
 from __future__ import annotations
 
 import io
@@ -47,8 +48,10 @@ def test_load_a_downloaded_entry_records_its_memory(manager, hub):
     loaded = manager.get(record.id)
     assert loaded.measured_memory_bytes > 0 and loaded.load_time_s > 0
     local = manager.estimate(record.id)
-    assert local["memory"]["bnb-4bit"]["weights_bytes"] + local["memory"]["bnb-4bit"]["quant_state_bytes"] == \
-        loaded.measured_memory_bytes
+    assert (
+        local["memory"]["bnb-4bit"]["weights_bytes"] + local["memory"]["bnb-4bit"]["quant_state_bytes"]
+        == loaded.measured_memory_bytes
+    )
 
 
 def test_load_takes_the_estimate_option_names(manager):

@@ -2,6 +2,7 @@
 
 The quantization state is counted from bitsandbytes' own objects (tests/bnb_state.py), not with the
 loading helpers whose numbers the catalog records."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from mistudio_jupyter.core.anatomy import sizing
-from mistudio_jupyter.core.snapshot import local_tensors
 from mistudio_jupyter.core.errors import InvalidArgument
+from mistudio_jupyter.core.snapshot import local_tensors
 from mistudio_jupyter.core.system import fit_verdict, parse_smi_line
 from tests.bnb_state import footprint_plus_quant_state, four_bit_state_tensors, storage_bytes
 from tests.tiny_configs import TINY_CONFIGS
@@ -19,8 +20,11 @@ from tests.tiny_configs import TINY_CONFIGS
 SHAPES = json.loads((Path(__file__).parents[1] / "hubserver" / "model_shapes.json").read_text())["models"]
 FAMILIES = ["gpt2", "pythia", "llama", "gemma2", "phi", "qwen2"]
 LOADS = {  # option -> load_model arguments
-    "fp32": {"dtype": "float32"}, "fp16": {"dtype": "float16"}, "bf16": {"dtype": "bfloat16"},
-    "bnb-8bit": {"quantization": "bnb-8bit"}, "bnb-4bit": {"quantization": "bnb-4bit"},
+    "fp32": {"dtype": "float32"},
+    "fp16": {"dtype": "float16"},
+    "bf16": {"dtype": "bfloat16"},
+    "bnb-8bit": {"quantization": "bnb-8bit"},
+    "bnb-4bit": {"quantization": "bnb-4bit"},
     "bnb-4bit-dq": {"quantization": "bnb-4bit", "double_quant": True},
 }
 
@@ -111,8 +115,9 @@ def test_kv_cache_counts_grouped_heads_and_sliding_windows() -> None:
     gemma = sizing.model_layout(SHAPES["google/gemma-2-2b"]["config"])
     full = gemma.num_layers - gemma.sliding_layers
     assert gemma.sliding_layers == 13
-    assert sizing.kv_cache_bytes(gemma, context=8192, batch=1, dtype_bytes=2) == \
-        2 * 4 * 256 * 2 * (full * 8192 + 13 * 4096)
+    assert sizing.kv_cache_bytes(gemma, context=8192, batch=1, dtype_bytes=2) == 2 * 4 * 256 * 2 * (
+        full * 8192 + 13 * 4096
+    )
 
 
 def test_peak_counts_the_checkpoint_only_when_converting(tiny_dirs: dict[str, Path]) -> None:
@@ -135,8 +140,10 @@ def test_fit_verdict_prefers_gpu_then_ram() -> None:
     def estimate(total: int) -> sizing.MemoryEstimate:
         return sizing.MemoryEstimate(total, 0, 0, 0, total, total)
 
-    resources = {"gpus": [{"index": 0, "name": "X", "total_bytes": 100, "free_bytes": 50}],
-                 "ram": {"total_bytes": 1000, "available_bytes": 500}}
+    resources = {
+        "gpus": [{"index": 0, "name": "X", "total_bytes": 100, "free_bytes": 50}],
+        "ram": {"total_bytes": 1000, "available_bytes": 500},
+    }
     verdict = fit_verdict({"a": estimate(40), "b": estimate(400), "c": estimate(4000)}, resources)
     assert [verdict[key]["verdict"] for key in "abc"] == ["gpu", "cpu", "none"]
     assert fit_verdict({"a": estimate(1)}, {**resources, "gpus": []})["a"]["gpu"] is None
@@ -144,5 +151,9 @@ def test_fit_verdict_prefers_gpu_then_ram() -> None:
 
 def test_nvidia_smi_lines_parse() -> None:
     assert parse_smi_line("0, NVIDIA H100 80GB HBM3, 81559, 81000") == {
-        "index": 0, "name": "NVIDIA H100 80GB HBM3", "total_bytes": 81559 * 2**20, "free_bytes": 81000 * 2**20}
+        "index": 0,
+        "name": "NVIDIA H100 80GB HBM3",
+        "total_bytes": 81559 * 2**20,
+        "free_bytes": 81000 * 2**20,
+    }
     assert parse_smi_line("garbage") is None

@@ -1,5 +1,6 @@
 """core.units.format_bytes prints every size of tests/format_bytes.json as the table says, as formatBytes
 in js/views/util.js does (js/tests/util.test.js reads the same table)."""
+
 from __future__ import annotations
 
 import json

@@ -1,9 +1,11 @@
 """Widget tests run without a kernel: each widget's comm is a recorder of the messages it sends, and
 view messages are fed to it as the frontend would send them."""
+
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -24,8 +26,11 @@ class Comm:
 
     def updates(self, trait: str) -> list[Any]:
         """Every value of `trait` sent to the views, in order."""
-        return [data["state"][trait] for _, data in self.messages
-                if data.get("method") == "update" and trait in data.get("state", {})]
+        return [
+            data["state"][trait]
+            for _, data in self.messages
+            if data.get("method") == "update" and trait in data.get("state", {})
+        ]
 
 
 def send(widget: Any, **content: Any) -> None:
@@ -36,8 +41,6 @@ def send(widget: Any, **content: Any) -> None:
 def set_from_view(widget: Any, **state: Any) -> None:
     """A trait change made and saved in the view (`model.set(...); model.save_changes()`)."""
     widget._handle_msg({"content": {"data": {"method": "update", "state": state, "buffer_paths": []}}, "buffers": []})
-
-
 
 
 @pytest.fixture

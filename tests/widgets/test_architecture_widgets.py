@@ -1,4 +1,5 @@
 """ArchitectureViewer and ModelsPanel against the real ModelManager and the test Hub."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,7 +8,6 @@ import traitlets
 from mistudio_jupyter.core.anatomy.hooks import HookPoint
 from mistudio_jupyter.core.errors import RepoNotFound
 from mistudio_jupyter.widgets import ArchitectureViewer, ModelsPanel
-
 from tests.polling import wait_for
 
 from .conftest import Comm, send, set_from_view
@@ -75,8 +75,12 @@ def test_every_widget_displays_as_its_own_model(manager, widgets):
     record = manager.add("tiny/gpt2")
     from mistudio_jupyter.widgets import DownloadForm, DownloadProgress
 
-    for widget in (ModelsPanel(manager=manager), DownloadForm(manager=manager),
-                   DownloadProgress(record.id, manager=manager), ArchitectureViewer(manager=manager)):
+    for widget in (
+        ModelsPanel(manager=manager),
+        DownloadForm(manager=manager),
+        DownloadProgress(record.id, manager=manager),
+        ArchitectureViewer(manager=manager),
+    ):
         widgets.append(widget)
         bundle = widget._repr_mimebundle_()
         bundle = bundle[0] if isinstance(bundle, tuple) else bundle

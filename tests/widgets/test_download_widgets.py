@@ -1,4 +1,5 @@
 """DownloadProgress and DownloadForm against the real ModelManager and the test Hub."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,6 @@ from datetime import datetime
 from mistudio_jupyter.core.service import ModelManager
 from mistudio_jupyter.widgets import DownloadForm, DownloadProgress
 from mistudio_jupyter.widgets._base import POLL_S, watcher_for
-
 from tests.polling import wait_for
 
 from .conftest import Comm, send
@@ -29,8 +29,11 @@ def test_progress_follows_a_download_to_ready(manager, hub, widgets):
     fractions = [record["progress"] for record in sent]
     assert len({f for f in fractions if 0 < f < 1}) >= 3, "the bar moved in steps while downloading"
     assert fractions == sorted(fractions) and sent[-1]["status"] == "ready"
-    delays = [at - datetime.fromisoformat(data["state"]["record"]["updated_at"]).timestamp()
-              for at, data in comm.messages if "record" in data.get("state", {})]
+    delays = [
+        at - datetime.fromisoformat(data["state"]["record"]["updated_at"]).timestamp()
+        for at, data in comm.messages
+        if "record" in data.get("state", {})
+    ]
     assert max(delays) < 20 * POLL_S, "each catalog change reached the view (how soon: a benchmark's question)"
 
 
@@ -143,8 +146,7 @@ def test_form_download_uses_the_token_once_and_never_shows_it(manager, widgets):
     form = DownloadForm(manager=manager)
     widgets.append(form)
     comm = Comm(form)
-    send(form, action="download", repo_id="tiny/gated", revision="main", quantization="none", dtype="auto",
-         token=TOKEN)
+    send(form, action="download", repo_id="tiny/gated", revision="main", quantization="none", dtype="auto", token=TOKEN)
     wait_for(lambda: form.record and form.record["status"] == "ready", timeout=30, what="the gated download")
     assert form.error is None
     state = json.dumps(form.get_state(), default=str) + json.dumps([data for _, data in comm.messages], default=str)
@@ -164,8 +166,15 @@ def test_form_download_takes_the_option_the_memory_table_names(manager, widgets)
 def test_form_download_without_a_token_of_a_gated_repo_fails_clearly(manager, widgets):
     form = DownloadForm(manager=manager)
     widgets.append(form)
-    send(form, action="download", repo_id="tiny/gated", revision="main", quantization="bnb-4bit", dtype="auto",
-         token=None)
+    send(
+        form,
+        action="download",
+        repo_id="tiny/gated",
+        revision="main",
+        quantization="bnb-4bit",
+        dtype="auto",
+        token=None,
+    )
     assert wait_for(lambda: form.error, what="the failure")["code"] == "gated_login_required"
     assert form.record is None and manager.list() == []
 

@@ -1,4 +1,5 @@
 """`%mistudio`: the CLI's commands, shown as DataFrames, widgets and one-line errors."""
+
 from __future__ import annotations
 
 import pandas
@@ -7,18 +8,19 @@ import pytest
 from mistudio_jupyter.magics import run_line
 from mistudio_jupyter.shared import shared_manager
 from mistudio_jupyter.widgets import ArchitectureViewer, DownloadProgress, ModelsPanel
-
 from tests.polling import wait_for
 
 
 @pytest.fixture
 def shown(widgets):
     """Run a magic line; widgets it returns are closed after the test."""
+
     def run(line: str):
         result = run_line(line)
         if hasattr(result, "close"):
             widgets.append(result)
         return result
+
     return run
 
 
@@ -66,8 +68,12 @@ def test_cancel_resume_and_delete(manager, hub, shown, capsys):
 
 
 def test_errors_are_one_line(manager, shown, capsys):
-    for line, message in [("download not/a/repo", "not a valid"), ("cancel nope", "no catalog entry"),
-                          ("frobnicate", "invalid choice"), ('download "tiny', "quotation")]:
+    for line, message in [
+        ("download not/a/repo", "not a valid"),
+        ("cancel nope", "no catalog entry"),
+        ("frobnicate", "invalid choice"),
+        ('download "tiny', "quotation"),
+    ]:
         assert shown(line) is None
         out = capsys.readouterr().out
         assert out.startswith("mistudio: error: ") and out.count("\n") == 1, out

@@ -2,6 +2,7 @@
 
 Importing this package does not import torch or transformers; the functions import them when called.
 """
+
 from __future__ import annotations
 
 from .architecture import build_meta_model, describe_architecture

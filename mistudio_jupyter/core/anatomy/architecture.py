@@ -5,6 +5,7 @@ Nothing here downloads or allocates weights: transformers builds the model on th
 checkpoint's safetensors headers are known, their dtypes are reported and names and shapes are
 cross-checked against the model.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,9 +28,18 @@ TensorInfos = Mapping[str, Any]
 """Safetensors header entries, name → ``(dtype, shape)`` (a tuple or an object with those fields)."""
 
 _SAFETENSORS_DTYPES = {
-    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
-    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
-    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
 }
 _ATTENTION_SEGMENTS = frozenset({"attn", "self_attn", "attention"})
 _MLP_SEGMENTS = frozenset({"mlp", "feed_forward", "ffn"})
@@ -51,8 +61,14 @@ class Dims:
 
     def symbols(self) -> dict[str, int]:
         """Values of the symbolic shape names used by hook tables (D, H, Hkv, Dh, M, V)."""
-        values = {"D": self.hidden_size, "H": self.num_heads, "Hkv": self.num_kv_heads, "Dh": self.head_dim,
-                  "M": self.intermediate_size, "V": self.vocab_size}
+        values = {
+            "D": self.hidden_size,
+            "H": self.num_heads,
+            "Hkv": self.num_kv_heads,
+            "Dh": self.head_dim,
+            "M": self.intermediate_size,
+            "V": self.vocab_size,
+        }
         return {name: value for name, value in values.items() if value is not None}
 
 
@@ -86,7 +102,8 @@ def model_dims(config: ConfigLike) -> Dims:
         num_heads=heads,
         num_kv_heads=getattr(cfg, "num_key_value_heads", None) or heads,
         head_dim=getattr(cfg, "head_dim", None) or hidden // heads,
-        intermediate_size=getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None)
+        intermediate_size=getattr(cfg, "intermediate_size", None)
+        or getattr(cfg, "n_inner", None)
         or (4 * hidden if cfg.model_type == "gpt2" else None),
         vocab_size=getattr(cfg, "vocab_size", None),
         context_length=getattr(cfg, "max_position_embeddings", None),
@@ -152,8 +169,11 @@ def describe_architecture(config: ConfigLike, tensors: TensorInfos | None = None
     checkpoint = _CheckpointNames(model, tensors or {})
     default_dtype = _config_dtype(cfg)
     tree, _ = _node(model, "", "", tied, lambda name: checkpoint.dtype(name) or default_dtype)
-    summary = {**asdict(model_dims(cfg)), "params": tree["total_params"],
-               "params_by_type": _params_by_type(model, tied)}
+    summary = {
+        **asdict(model_dims(cfg)),
+        "params": tree["total_params"],
+        "params_by_type": _params_by_type(model, tied),
+    }
     return {"summary": summary, "tree": tree, "warnings": checkpoint.mismatches(tied) if tensors else []}
 
 
@@ -172,27 +192,39 @@ def _tied_parameters(model: nn.Module) -> dict[str, str]:
     return tied
 
 
-def _node(module: nn.Module, path: str, name: str, tied: Mapping[str, str],
-          dtype_of: Any) -> tuple[dict[str, Any], tuple]:
+def _node(
+    module: nn.Module, path: str, name: str, tied: Mapping[str, str], dtype_of: Any
+) -> tuple[dict[str, Any], tuple]:
     """A tree node and its structural signature (equal signatures ⇒ foldable siblings)."""
     parameters = []
     own = 0
     for local, parameter in module.named_parameters(recurse=False):
         full = f"{path}.{local}" if path else local
-        parameters.append({"name": local, "shape": list(parameter.shape), "dtype": dtype_of(full),
-                           "tied_to": tied.get(full)})
+        parameters.append(
+            {"name": local, "shape": list(parameter.shape), "dtype": dtype_of(full), "tied_to": tied.get(full)}
+        )
         own += 0 if full in tied else parameter.numel()
-    children, signatures = _fold([
-        _node(child, f"{path}.{child_name}" if path else child_name, child_name, tied, dtype_of)
-        for child_name, child in module.named_children()
-    ])
+    children, signatures = _fold(
+        [
+            _node(child, f"{path}.{child_name}" if path else child_name, child_name, tied, dtype_of)
+            for child_name, child in module.named_children()
+        ]
+    )
     node = {
-        "path": path, "name": name, "class_name": type(module).__name__, "own_params": own,
+        "path": path,
+        "name": name,
+        "class_name": type(module).__name__,
+        "own_params": own,
         "total_params": own + sum(child["total_params"] * child["repeated"] for child in children),
-        "parameters": parameters, "repeated": 1, "children": children,
+        "parameters": parameters,
+        "repeated": 1,
+        "children": children,
     }
-    signature = (node["class_name"], tuple((p["name"], tuple(p["shape"]), p["dtype"], p["tied_to"] is None)
-                                           for p in parameters), signatures)
+    signature = (
+        node["class_name"],
+        tuple((p["name"], tuple(p["shape"]), p["dtype"], p["tied_to"] is None) for p in parameters),
+        signatures,
+    )
     return node, signature
 
 
@@ -206,8 +238,10 @@ def _fold(children: list[tuple[dict[str, Any], tuple]]) -> tuple[list[dict[str, 
         else:
             nodes.append(node)
             signatures.append(signature)
-    return nodes, tuple(("#" if node["name"].isdigit() else node["name"], signature, node["repeated"])
-                        for node, signature in zip(nodes, signatures))
+    return nodes, tuple(
+        ("#" if node["name"].isdigit() else node["name"], signature, node["repeated"])
+        for node, signature in zip(nodes, signatures)
+    )
 
 
 def _params_by_type(model: nn.Module, tied: Mapping[str, str]) -> dict[str, int]:
@@ -279,8 +313,9 @@ class _CheckpointNames:
         if missing:
             warnings.append(f"{len(missing)} parameter(s) of the model are not in the checkpoint: {_listing(missing)}")
         if self.unmatched:
-            warnings.append(f"{len(self.unmatched)} checkpoint tensor(s) match no model parameter: "
-                            f"{_listing(self.unmatched)}")
+            warnings.append(
+                f"{len(self.unmatched)} checkpoint tensor(s) match no model parameter: {_listing(self.unmatched)}"
+            )
         return warnings
 
 
@@ -289,9 +324,11 @@ def _legacy_renames(model: nn.Module) -> list[tuple[re.Pattern[str], str]]:
     from transformers.conversion_mapping import extract_weight_conversions_for_model
     from transformers.core_model_loading import WeightRenaming
 
-    return [(re.compile(rename.source_patterns[0]), rename.target_patterns[0])
-            for rename in extract_weight_conversions_for_model(model) or []
-            if type(rename) is WeightRenaming]
+    return [
+        (re.compile(rename.source_patterns[0]), rename.target_patterns[0])
+        for rename in extract_weight_conversions_for_model(model) or []
+        if type(rename) is WeightRenaming
+    ]
 
 
 def _tensor_info(info: Any) -> tuple[str, tuple[int, ...]]:

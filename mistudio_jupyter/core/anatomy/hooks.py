@@ -5,6 +5,7 @@ alone), :func:`module_hook_points` the raw ``module:{path}:input|output`` hooks 
 :func:`capture` records activations at any of them on a plain or bitsandbytes-quantized Hugging Face
 model, returning canonical shapes.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -61,9 +62,17 @@ class HookPoint:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON of one hook point (`HookPoint` in the OpenAPI document)."""
-        return {"name": self.name, "module": self.module, "kind": self.kind, "layer": self.layer,
-                "shape": list(self.shape), "computed": self.computed, "description": self.description,
-                "category": self.category, "generic": self.generic}
+        return {
+            "name": self.name,
+            "module": self.module,
+            "kind": self.kind,
+            "layer": self.layer,
+            "shape": list(self.shape),
+            "computed": self.computed,
+            "description": self.description,
+            "category": self.category,
+            "generic": self.generic,
+        }
 
 
 def hook_points(source: Source, *, modules: bool = False) -> list[HookPoint]:
@@ -76,9 +85,11 @@ def hook_points(source: Source, *, modules: bool = False) -> list[HookPoint]:
     config, model = _split(source)
     table = _table(config, model)
     symbols = model_dims(config).symbols()
-    points = [_point(spec, table, layer, symbols)
-              for spec in table.hooks.values()
-              for layer in (range(config.num_hidden_layers) if spec.per_layer else [None])]
+    points = [
+        _point(spec, table, layer, symbols)
+        for spec in table.hooks.values()
+        for layer in (range(config.num_hidden_layers) if spec.per_layer else [None])
+    ]
     last = config.num_hidden_layers
     points.sort(key=lambda p: p.layer if p.layer is not None else -1 if p.category == "embedding" else last)
     return points + (module_hook_points(source) if modules else [])
@@ -89,9 +100,12 @@ def module_hook_points(source: Source) -> list[HookPoint]:
     config, model = _split(source)
     structure = model or meta_model(config)
     layers = _table(config, model).layers
-    return [_module_point(path, module, kind, layers)
-            for path, module in structure.named_modules() if path
-            for kind in ("input", "output")]
+    return [
+        _module_point(path, module, kind, layers)
+        for path, module in structure.named_modules()
+        if path
+        for kind in ("input", "output")
+    ]
 
 
 def resolve_hook(source: Source, name: str) -> HookPoint:
@@ -108,14 +122,16 @@ def resolve_hook(source: Source, name: str) -> HookPoint:
     layer = int(match[1]) if match else None
     template = f"blocks.{{i}}.{match[2]}" if match else name
     if template in table.refused:
-        raise InvalidArgument(f"{name} does not exist in {config.model_type}: "
-                              f"{table.refused[template].format(i=layer)}")
+        raise InvalidArgument(
+            f"{name} does not exist in {config.model_type}: {table.refused[template].format(i=layer)}"
+        )
     spec = table.hooks.get(template)
     if spec is None or spec.per_layer != (layer is not None):
         raise InvalidArgument(_unknown_message(name, template, layer, table, config.model_type))
     if layer is not None and layer >= config.num_hidden_layers:
-        raise InvalidArgument(f"{name}: layer {layer} is out of range; the model has layers "
-                              f"0–{config.num_hidden_layers - 1}.")
+        raise InvalidArgument(
+            f"{name}: layer {layer} is out of range; the model has layers 0–{config.num_hidden_layers - 1}."
+        )
     return _point(spec, table, layer, model_dims(config).symbols())
 
 
@@ -135,21 +151,38 @@ def _generic_table(config: PretrainedConfig, model: nn.Module) -> FamilyTable:
     """resid_pre/resid_post on the decoder-layer list, and the token embedding, of any architecture."""
     from torch import nn
 
-    lists = [(path, module) for path, module in model.named_modules()
-             if isinstance(module, nn.ModuleList) and len(module) == config.num_hidden_layers]
+    lists = [
+        (path, module)
+        for path, module in model.named_modules()
+        if isinstance(module, nn.ModuleList) and len(module) == config.num_hidden_layers
+    ]
     if not lists:
-        raise InvalidArgument(f"No list of {config.num_hidden_layers} decoder layers found in "
-                              f"{type(model).__name__}; only raw module hooks are available.")
+        raise InvalidArgument(
+            f"No list of {config.num_hidden_layers} decoder layers found in "
+            f"{type(model).__name__}; only raw module hooks are available."
+        )
     embedding = model.get_input_embeddings()
     embed_path = next(path for path, module in model.named_modules() if module is embedding)
     hooks = {
-        "hook_embed": HookSpec("hook_embed", embed_path, "output", ("B", "P", "D"), "embedding",
-                               "Token embeddings" + _GENERIC_NOTE + "."),
-        "blocks.{i}.hook_resid_pre": HookSpec("blocks.{i}.hook_resid_pre", "{layer}", "input", ("B", "P", "D"),
-                                              "residual", "Residual stream entering block i" + _GENERIC_NOTE + "."),
-        "blocks.{i}.hook_resid_post": HookSpec("blocks.{i}.hook_resid_post", "{layer}", "output",
-                                               ("B", "P", "D"), "residual",
-                                               "Residual stream leaving block i" + _GENERIC_NOTE + "."),
+        "hook_embed": HookSpec(
+            "hook_embed", embed_path, "output", ("B", "P", "D"), "embedding", "Token embeddings" + _GENERIC_NOTE + "."
+        ),
+        "blocks.{i}.hook_resid_pre": HookSpec(
+            "blocks.{i}.hook_resid_pre",
+            "{layer}",
+            "input",
+            ("B", "P", "D"),
+            "residual",
+            "Residual stream entering block i" + _GENERIC_NOTE + ".",
+        ),
+        "blocks.{i}.hook_resid_post": HookSpec(
+            "blocks.{i}.hook_resid_post",
+            "{layer}",
+            "output",
+            ("B", "P", "D"),
+            "residual",
+            "Residual stream leaving block i" + _GENERIC_NOTE + ".",
+        ),
     }
     return FamilyTable(config.model_type, lists[0][0], hooks, {})
 
@@ -185,8 +218,13 @@ def _size(expression: str, symbols: Mapping[str, int]) -> int:
 def _module_point(path: str, module: nn.Module, kind: Kind, layers: str) -> HookPoint:
     match = re.match(rf"{re.escape(layers)}\.(\d+)(\.|$)", path)
     return HookPoint(
-        name=f"{_MODULE_PREFIX}{path}:{kind}", module=path, kind=kind, layer=int(match[1]) if match else None,
-        shape=(), computed=False, category="module",
+        name=f"{_MODULE_PREFIX}{path}:{kind}",
+        module=path,
+        kind=kind,
+        layer=int(match[1]) if match else None,
+        shape=(),
+        computed=False,
+        category="module",
         description=f"{kind.capitalize()} of {path} ({type(module).__name__}); first element if a tuple.",
     )
 
@@ -205,8 +243,10 @@ def _resolve_module(structure: nn.Module, name: str, layers: str) -> HookPoint:
 def _unknown_message(name: str, template: str, layer: int | None, table: FamilyTable, model_type: str) -> str:
     close = difflib.get_close_matches(template, list(table.hooks), n=3)
     hint = f" Did you mean {', '.join(c.format(i=layer if layer is not None else 0) for c in close)}?" if close else ""
-    return (f"Unknown hook {name!r} for {model_type}.{hint} Raw module hooks are named "
-            f"'module:<path>:input' or 'module:<path>:output'.")
+    return (
+        f"Unknown hook {name!r} for {model_type}.{hint} Raw module hooks are named "
+        f"'module:<path>:input' or 'module:<path>:output'."
+    )
 
 
 class _StopForward(Exception):
@@ -254,8 +294,9 @@ def capture(
     def restart() -> None:
         pending.update(point.name for point in points)
 
-    handles = [_register(model.get_submodule(path), kind, group, record)
-               for (path, kind), group in _grouped(points).items()]
+    handles = [
+        _register(model.get_submodule(path), kind, group, record) for (path, kind), group in _grouped(points).items()
+    ]
     own_forward = model.__dict__.get("forward", _UNSET)
     try:
         if stop_after_last:
@@ -294,17 +335,21 @@ def _register(module: nn.Module, kind: Kind, group: list[HookPoint], record: Cal
     """One torch hook per (module, kind) serving every requested point there."""
     eps = next((getattr(module, attr) for attr in ("eps", "variance_epsilon") if hasattr(module, attr)), None)
     if kind == "input":
+
         def pre_hook(_module: nn.Module, args: tuple, kwargs: dict) -> None:
             record(group, lambda _point: _first_input(args, kwargs), eps)
+
         return module.register_forward_pre_hook(pre_hook, with_kwargs=True)
 
     def forward_hook(_module: nn.Module, _args: tuple, output: Any) -> None:
         record(group, lambda point: _output_item(point, output), eps)
+
     return module.register_forward_hook(forward_hook)
 
 
 def _stopping(forward: Callable[..., Any], restart: Callable[[], None]) -> Callable[..., Any]:
     """``forward`` that returns ``None`` when a hook ends the pass early."""
+
     @functools.wraps(forward)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         restart()
@@ -312,6 +357,7 @@ def _stopping(forward: Callable[..., Any], restart: Callable[[], None]) -> Calla
             return forward(*args, **kwargs)
         except _StopForward:
             return None
+
     return wrapper
 
 
@@ -333,8 +379,10 @@ def _output_item(point: HookPoint, output: Any) -> torch.Tensor:
         return output
     item = output[point.extraction.index]
     if item is None:
-        raise InvalidArgument(f"{point.name}: {point.module} returned no attention weights; load the model "
-                              "with attn_implementation='eager' to capture attention patterns.")
+        raise InvalidArgument(
+            f"{point.name}: {point.module} returned no attention weights; load the model "
+            "with attn_implementation='eager' to capture attention patterns."
+        )
     return item
 
 

@@ -6,13 +6,15 @@ Which modules convert is decided by transformers' own functions on a meta-device
 estimate matches `get_memory_footprint()` + quant state to the byte. Everything except
 `model_layout` (which needs torch/transformers, imported lazily) is pure arithmetic.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import InvalidArgument
 from ..options import OPTION_NAMES
@@ -21,18 +23,47 @@ OPTIONS = OPTION_NAMES
 """The load options every estimate covers, in the order they are shown."""
 
 DTYPE_BYTES = {
-    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
-    "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1,
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U64": 8,
+    "U32": 4,
+    "U16": 2,
+    "U8": 1,
+    "BOOL": 1,
 }
 """Bytes per element of each safetensors dtype."""
 
 FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
 DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
-_TORCH_TO_ST = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
-                "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
+_TORCH_TO_ST = {
+    "float64": "F64",
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "int64": "I64",
+    "int32": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint8": "U8",
+    "bool": "BOOL",
+}
 
-LOAD_DTYPE = {"fp32": "F32", "fp16": "F16", "bf16": "BF16", "bnb-8bit": "BF16", "bnb-4bit": "BF16",
-              "bnb-4bit-dq": "BF16"}
+LOAD_DTYPE = {
+    "fp32": "F32",
+    "fp16": "F16",
+    "bf16": "BF16",
+    "bnb-8bit": "BF16",
+    "bnb-4bit": "BF16",
+    "bnb-4bit-dq": "BF16",
+}
 """The dtype everything bitsandbytes leaves alone is loaded in (the loader's choice; fp16 has the same size)."""
 
 OVERHEAD_BYTES: dict[str, dict[str, int]] = {
@@ -74,9 +105,9 @@ class Tensor:
 class ModelLayout:
     """What transformers builds from a config, reduced to what memory depends on.
 
-    `params` has tied weights once (`tied` says whether there are any); `quantizable` maps each weight bitsandbytes converts to its
-    out_features (the rows that get an 8-bit scale); `checkpoint_prefix` is the base-model prefix
-    that older checkpoints omit from their tensor names.
+    `params` has tied weights once (`tied` says whether there are any); `quantizable` maps each weight
+    bitsandbytes converts to its out_features (the rows that get an 8-bit scale); `checkpoint_prefix` is
+    the base-model prefix that older checkpoints omit from their tensor names.
     """
 
     params: dict[str, Tensor]
@@ -227,17 +258,24 @@ def layout_from_tensors(config: Mapping[str, Any], tensors: Mapping[str, tuple[s
     names = sorted(params)
     head = names[-1] if names else ""
     quantizable = {
-        name: tensor.shape[0] for name, tensor in params.items()
-        if len(tensor.shape) == 2 and name.endswith(".weight") and name != head
+        name: tensor.shape[0]
+        for name, tensor in params.items()
+        if len(tensor.shape) == 2
+        and name.endswith(".weight")
+        and name != head
         and not any(part in name for part in ("embed", "wte", "wpe", "lm_head"))
     }
     heads = int(config.get("num_attention_heads") or config.get("n_head") or 1)
     hidden = int(config.get("hidden_size") or config.get("n_embd") or heads)
     return ModelLayout(
-        params=params, buffers={}, quantizable=quantizable, checkpoint_prefix="",
+        params=params,
+        buffers={},
+        quantizable=quantizable,
+        checkpoint_prefix="",
         num_layers=int(config.get("num_hidden_layers") or config.get("n_layer") or 0),
         kv_heads=int(config.get("num_key_value_heads") or heads),
-        head_dim=int(config.get("head_dim") or hidden // heads), tied="lm_head.weight" not in tensors,
+        head_dim=int(config.get("head_dim") or hidden // heads),
+        tied="lm_head.weight" not in tensors,
     )
 
 
@@ -297,7 +335,10 @@ def estimate_from_layout(
         kv = kv_cache_bytes(layout, context=context, batch=batch, dtype_bytes=DTYPE_BYTES[LOAD_DTYPE[option]])
         result = weights + state + overhead
         table[option] = MemoryEstimate(
-            weights_bytes=weights, quant_state_bytes=state, overhead_bytes=overhead, kv_cache_bytes=kv,
+            weights_bytes=weights,
+            quant_state_bytes=state,
+            overhead_bytes=overhead,
+            kv_cache_bytes=kv,
             peak_load_bytes=result + _load_transient(layout, tensors, checkpoint, device, converting),
             total_bytes=result + kv,
         )
@@ -314,8 +355,9 @@ def estimate_memory(
 ) -> dict[str, MemoryEstimate]:
     """The memory table for every option of the model `config` describes, whose checkpoint holds
     `tensors` (name → (safetensors dtype, shape); may be empty for pickle-only repos)."""
-    return estimate_from_layout(model_layout(config), tensors, config=config, context=context, batch=batch,
-                                device=device)
+    return estimate_from_layout(
+        model_layout(config), tensors, config=config, context=context, batch=batch, device=device
+    )
 
 
 def _weight_bytes(layout: ModelLayout, option: str) -> tuple[int, int]:
@@ -352,8 +394,13 @@ def _prequantized_bytes(tensors: Mapping[str, tuple[str, tuple[int, ...]]], load
     return weights, state
 
 
-def _load_transient(layout: ModelLayout, tensors: Mapping[str, tuple[str, tuple[int, ...]]], checkpoint: int,
-                    device: str, converting: bool) -> int:
+def _load_transient(
+    layout: ModelLayout,
+    tensors: Mapping[str, tuple[str, tuple[int, ...]]],
+    checkpoint: int,
+    device: str,
+    converting: bool,
+) -> int:
     """What loading holds beyond the result. CPU: a converting load keeps the mapped checkpoint next to
     the converted copy; a same-dtype load maps the checkpoint as the weights themselves. GPU: tensors
     arrive one at a time, so the largest one in its checkpoint dtype."""
@@ -378,8 +425,9 @@ def _device_kind(device: str) -> str:
     return "cpu" if device == "cpu" else "cuda"
 
 
-def params_by_dtype(layout: ModelLayout, tensors: Mapping[str, tuple[str, tuple[int, ...]]],
-                    config: Mapping[str, Any]) -> dict[str, int]:
+def params_by_dtype(
+    layout: ModelLayout, tensors: Mapping[str, tuple[str, tuple[int, ...]]], config: Mapping[str, Any]
+) -> dict[str, int]:
     """Parameter count per stored dtype (tied weights once). Weights a pre-quantized checkpoint packs are
     counted logically under its quantization label; parameters without a header entry take the config dtype."""
     fallback = quant_method(config) or DTYPE_NAMES.get(config_dtype(config) or "", "unknown")
@@ -393,7 +441,9 @@ def params_by_dtype(layout: ModelLayout, tensors: Mapping[str, tuple[str, tuple[
     return counts
 
 
-def _stored_tensor(name: str, prefix: str, tensors: Mapping[str, tuple[str, tuple[int, ...]]]) -> tuple[str, tuple[int, ...]] | None:
+def _stored_tensor(
+    name: str, prefix: str, tensors: Mapping[str, tuple[str, tuple[int, ...]]]
+) -> tuple[str, tuple[int, ...]] | None:
     if name in tensors:
         return tensors[name]
     return tensors.get(name.removeprefix(f"{prefix}.")) if prefix else None

@@ -8,14 +8,15 @@ Our partial file of a blob, reused by every attempt, is `.locks/mistudio/partial
 never touch, so a running or paused download survives them. (Partials of the earlier single-stream
 engine, `blobs/{etag}.mistudio.incomplete`, are moved there when their download resumes.)
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
 import re
 import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from ..errors import DownloadFailed, InsufficientDisk, InvalidArgument
 from ..hub import FilePlan, PlannedFile, is_safe_repo_path, validate_revision
@@ -163,7 +164,8 @@ def ensure_disk_space(cache_dir: Path, plan: FilePlan, margin_bytes: int) -> Non
     if needed > free:
         raise InsufficientDisk(
             f"{plan.repo_id} needs {format_bytes(needed)}, {format_bytes(free)} free in {cache_dir}",
-            needed_bytes=needed, free_bytes=free,
+            needed_bytes=needed,
+            free_bytes=free,
         )
 
 
@@ -174,7 +176,7 @@ def repo_caches(cache_dir: Path) -> Iterator[RepoCache]:
         if folder.is_dir() and not folder.is_symlink():
             names.update(path.name for path in folder.glob("models--*") if not path.is_symlink())
     for name in sorted(names):
-        yield RepoCache(cache_dir, name[len("models--"):].replace("--", "/"))
+        yield RepoCache(cache_dir, name[len("models--") :].replace("--", "/"))
 
 
 def sweep_partials(repos: Iterable[RepoCache]) -> tuple[list[str], int]:
@@ -213,8 +215,12 @@ def delete_revision(cache_dir: Path, repo_id: str, commit: str) -> int:
     from huggingface_hub import scan_cache_dir
 
     info = scan_cache_dir(cache_dir)
-    known = {revision.commit_hash for repo in info.repos if repo.repo_id == repo_id and repo.repo_type == "model"
-             for revision in repo.revisions}
+    known = {
+        revision.commit_hash
+        for repo in info.repos
+        if repo.repo_id == repo_id and repo.repo_type == "model"
+        for revision in repo.revisions
+    }
     if commit not in known:
         return 0
     strategy = info.delete_revisions(commit)

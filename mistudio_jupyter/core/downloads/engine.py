@@ -15,6 +15,7 @@ hash follows the written prefix (see `partial.py`). Only a verified file becomes
 (atomic rename); then the snapshot link and the ref are written as huggingface_hub writes them.
 huggingface_hub provides the URL, headers, HTTP session and error types.
 """
+
 from __future__ import annotations
 
 import collections
@@ -27,11 +28,12 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import urljoin, urlparse
 
-from ..errors import Cancelled, DownloadFailed, HubUnreachable, MiStudioError
+from ..errors import Cancelled, DownloadFailed, HubUnreachable
 from ..hub import FilePlan, PlannedFile, map_hub_error
 from .cache import RepoCache
 from .partial import BLOCK_BYTES, BlockPool, HashThreads, MemoryBudget, PartialFile
@@ -202,8 +204,11 @@ class Engine:
             return
         response.read()
         if response.status_code in RETRYABLE_STATUS:
-            raise _Retry(f"HTTP {response.status_code}", throttled=response.status_code in THROTTLE_STATUS,
-                         retry_after_s=_retry_after(response.headers.get("Retry-After")))
+            raise _Retry(
+                f"HTTP {response.status_code}",
+                throttled=response.status_code in THROTTLE_STATUS,
+                retry_after_s=_retry_after(response.headers.get("Retry-After")),
+            )
         if off_hub and response.status_code in EXPIRED_STATUS:
             raise _Expired(f"HTTP {response.status_code} from the CDN")
         from huggingface_hub.utils import hf_raise_for_status
@@ -239,8 +244,11 @@ class _Download:
         self._growing = True
         self._paused_until = 0.0
         pool = BlockPool(16 + 2 * engine.max_connections)
-        self._hashing = HashThreads(max(1, min(4, (os.cpu_count() or 2) - 1)), pool,
-                                    MemoryBudget(MEMORY_PER_STREAM_BYTES * engine.max_connections))
+        self._hashing = HashThreads(
+            max(1, min(4, (os.cpu_count() or 2) - 1)),
+            pool,
+            MemoryBudget(MEMORY_PER_STREAM_BYTES * engine.max_connections),
+        )
         self.pool = pool
 
     # -- the main thread -------------------------------------------------------------------------
@@ -280,8 +288,11 @@ class _Download:
     def _plan_ranges(self, target: PartialFile) -> None:
         """Queue the file's missing ranges: the first now, the rest once it answers 206 (a server that
         ignores Range gets one stream for the whole file)."""
-        ranges = [_Range(target, start, end) for gap_start, gap_end in target.written.gaps(target.size)
-                  for start, end in _chunks(gap_start, gap_end)]
+        ranges = [
+            _Range(target, start, end)
+            for gap_start, gap_end in target.written.gaps(target.size)
+            for start, end in _chunks(gap_start, gap_end)
+        ]
         if not ranges:
             return
         with self._cond:
@@ -299,8 +310,9 @@ class _Download:
         while self._left:
             with self._cond:
                 self.engine.progress.connections = len(self._running)
-                self._cond.wait_for(lambda: self._hashed or self._error is not None or self.engine.stop.is_set(),
-                                    POLL_S)
+                self._cond.wait_for(
+                    lambda: self._hashed or self._error is not None or self.engine.stop.is_set(), POLL_S
+                )
                 hashed, self._hashed = self._hashed, []
                 if self._error is not None:
                     raise self._error
@@ -332,8 +344,10 @@ class _Download:
         problem = f"hash {target.digest} instead of {target.expected_digest}"
         if target in self._refetched:
             target.discard()
-            raise DownloadFailed(f"{file.path} of {self.repo.repo_id} failed verification twice ({problem}); "
-                                 "the corrupt bytes were discarded")
+            raise DownloadFailed(
+                f"{file.path} of {self.repo.repo_id} failed verification twice ({problem}); "
+                "the corrupt bytes were discarded"
+            )
         log.warning("%s of %s: %s; fetching it again", file.path, self.repo.repo_id, problem)
         self._refetched.add(target)
         self.engine.progress.add(-target.size)
@@ -441,8 +455,9 @@ class _Download:
     def _split(self) -> _Range | None:
         """Give an idle stream the second half of the running range that needs longest to finish."""
         now = time.monotonic()
-        candidates = [job for job in self._running
-                      if job.target in self._ranged and job.seconds_left(now) > SPLIT_AFTER_S]
+        candidates = [
+            job for job in self._running if job.target in self._ranged and job.seconds_left(now) > SPLIT_AFTER_S
+        ]
         if not candidates:
             return None
         job = max(candidates, key=lambda job: job.seconds_left(now))
@@ -479,7 +494,8 @@ class _Download:
             if job.failures > self.engine.max_retries:
                 raise HubUnreachable(
                     f"downloading {job.target.file.path} of {self.repo.repo_id} failed {job.failures} times in a "
-                    "row; resume to continue from the bytes already on disk")
+                    "row; resume to continue from the bytes already on disk"
+                )
         with self._cond:
             self._running.remove(job)
             self._cond.notify_all()
@@ -545,7 +561,6 @@ class _Download:
         job.pos, job.end, job.received = 0, target.size, 0
 
     def _read_body(self, job: _Range, response: Any, block: memoryview) -> memoryview:
-        target = job.target
         reader = _body_reader(response, self.engine.read_timeout_s, job.end - job.pos >= RAW_SOCKET_MIN_BYTES)
         job.socket = _socket_of(response)
         job.received = job.body_start = job.pos
@@ -555,7 +570,7 @@ class _Download:
             while (wanted := job.end - job.received) > 0:
                 if self.engine.stop.is_set():
                     raise Cancelled("download cancelled")
-                count = reader(block[filled:min(len(block), filled + wanted)])
+                count = reader(block[filled : min(len(block), filled + wanted)])
                 if not count:
                     raise _Retry("the connection closed before the range was complete")
                 filled += count
@@ -618,8 +633,10 @@ def _check_content_range(header: str, start: int, file: PlannedFile, repo_id: st
     written at the wrong offset (the hash would catch it, but only after the whole transfer)."""
     match = _CONTENT_RANGE.fullmatch(header.strip())
     if match is None or int(match["start"]) != start or int(match["total"]) != file.size:
-        raise DownloadFailed(f"the server answered a request for {file.path} of {repo_id} from byte {start} "
-                             f"with Content-Range {header[:80]!r}; nothing from it was kept")
+        raise DownloadFailed(
+            f"the server answered a request for {file.path} of {repo_id} from byte {start} "
+            f"with Content-Range {header[:80]!r}; nothing from it was kept"
+        )
 
 
 def _socket_of(response: Any) -> socket.socket | None:
@@ -669,13 +686,17 @@ class _SocketBody:
         self._remaining = length - len(first)
 
     @classmethod
-    def attach(cls, response: Any, timeout_s: float) -> "_SocketBody | None":
+    def attach(cls, response: Any, timeout_s: float) -> _SocketBody | None:
         """The socket reader for `response`, or None where its bytes are not plain on a socket
         (HTTP/2, chunked, TLS, a transport without sockets)."""
         stream = response.extensions.get("network_stream")
         length = response.headers.get("Content-Length", "")
-        if (stream is None or not response.http_version.startswith("HTTP/1.") or not length.isdigit()
-                or "Transfer-Encoding" in response.headers):
+        if (
+            stream is None
+            or not response.http_version.startswith("HTTP/1.")
+            or not length.isdigit()
+            or "Transfer-Encoding" in response.headers
+        ):
             return None
         sock = stream.get_extra_info("socket")
         if not isinstance(sock, socket.socket) or isinstance(stream.get_extra_info("ssl_object"), ssl.SSLObject):

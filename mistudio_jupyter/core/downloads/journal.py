@@ -6,6 +6,7 @@ file; a kill therefore loses at most the blocks in flight. The journal is synced
 (`sync`) and compacted when it is opened. A partial file without a journal was written front to back
 (by an earlier single-stream engine): its bytes are its written prefix.
 """
+
 from __future__ import annotations
 
 import os

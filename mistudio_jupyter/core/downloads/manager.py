@@ -5,21 +5,23 @@ parent claims the catalog row before it starts the child, then hands the claim t
 `host:pid`, so of racing requests for one entry exactly one starts a process and the others join it. The token and
 options reach the child on its stdin, never in argv or the catalog.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import json
 import os
 import signal
-import stat
 import socket
+import stat
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..catalog import ACTIVE, Catalog, ModelRecord, utcnow
 from ..changes import CatalogChanges, CatalogPoller
@@ -101,8 +103,13 @@ class DownloadHandle:
     and reaps the child process; `wait()` returns the ready record or raises the job's error.
     """
 
-    def __init__(self, manager: "DownloadManager", model_id: str, process: subprocess.Popen[bytes] | None,
-                 on_progress: ProgressCallback | None = None) -> None:
+    def __init__(
+        self,
+        manager: DownloadManager,
+        model_id: str,
+        process: subprocess.Popen[bytes] | None,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
         self.model_id = model_id
         self._manager = manager
         self._process = process
@@ -181,8 +188,13 @@ class DownloadHandle:
 
     def _finish(self, record: ModelRecord | None) -> None:
         if record is None:
-            record = ModelRecord(id=self.model_id, name=self.model_id, status="failed", error_code=NotFound.code,
-                                 error_message=f"model {self.model_id} was deleted from the catalog")
+            record = ModelRecord(
+                id=self.model_id,
+                name=self.model_id,
+                status="failed",
+                error_code=NotFound.code,
+                error_message=f"model {self.model_id} was deleted from the catalog",
+            )
         self._final = record
         self._manager.changes.unsubscribe(self._on_changes)
         self._done.set()
@@ -208,8 +220,15 @@ class DownloadManager:
         self.hub = hub
         self.changes = changes
 
-    def start(self, record: ModelRecord, *, token: str | None = None, allow_pickle: bool = False,
-              allow_remote_code: bool = False, on_progress: ProgressCallback | None = None) -> DownloadHandle:
+    def start(
+        self,
+        record: ModelRecord,
+        *,
+        token: str | None = None,
+        allow_pickle: bool = False,
+        allow_remote_code: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> DownloadHandle:
         """Download `record`'s revision, or join the job already downloading it."""
         record = self.refresh(record)
         if self._running(record) or self._complete(record):
@@ -238,10 +257,14 @@ class DownloadManager:
         try:
             process = self._spawn(model_id)
         except (OSError, DownloadFailed) as error:
-            failure = error if isinstance(error, DownloadFailed) else DownloadFailed(
-                f"cannot start a download worker: {error.strerror}")
-            self.catalog.heartbeat(model_id, reservation, status="failed", error_code=failure.code,
-                                   error_message=failure.message)
+            failure = (
+                error
+                if isinstance(error, DownloadFailed)
+                else DownloadFailed(f"cannot start a download worker: {error.strerror}")
+            )
+            self.catalog.heartbeat(
+                model_id, reservation, status="failed", error_code=failure.code, error_message=failure.message
+            )
             raise failure from None
         if not self.catalog.hand_over(model_id, reservation, worker_name(process.pid)):
             _abandon(process)
@@ -342,9 +365,15 @@ class DownloadManager:
 
     def _settings_json(self) -> dict[str, Any]:
         settings = self.settings
-        return {"cache_dir": str(settings.cache_dir), "db_url": settings.db_url, "hub_endpoint": settings.hub_endpoint,
-                "max_parallel_downloads": settings.max_parallel_downloads, "max_connections": settings.max_connections,
-                "heartbeat_timeout_s": settings.heartbeat_timeout_s, "disk_margin_bytes": settings.disk_margin_bytes}
+        return {
+            "cache_dir": str(settings.cache_dir),
+            "db_url": settings.db_url,
+            "hub_endpoint": settings.hub_endpoint,
+            "max_parallel_downloads": settings.max_parallel_downloads,
+            "max_connections": settings.max_connections,
+            "heartbeat_timeout_s": settings.heartbeat_timeout_s,
+            "disk_margin_bytes": settings.disk_margin_bytes,
+        }
 
     def _spawn(self, model_id: str) -> subprocess.Popen[bytes]:
         log_path = log_dir(self.settings) / f"{model_id}.log"
@@ -352,7 +381,10 @@ class DownloadManager:
         with open(descriptor, "ab") as log:
             return subprocess.Popen(
                 [sys.executable, "-m", WORKER_MODULE, model_id],
-                stdin=subprocess.PIPE, stdout=log, stderr=log, close_fds=True,
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=log,
+                close_fds=True,
                 start_new_session=True,  # survives the CLI (--detach) and the terminal's Ctrl-C
                 env={**os.environ, "HF_ENDPOINT": self.settings.hub_endpoint},
             )
@@ -367,8 +399,10 @@ def log_dir(settings: Settings) -> Path:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = os.lstat(path)
     if not stat.S_ISDIR(info.st_mode) or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
-        raise DownloadFailed("the download log folder in the Jupyter runtime dir is a link or belongs to another "
-                             "user; remove it or set JUPYTER_RUNTIME_DIR")
+        raise DownloadFailed(
+            "the download log folder in the Jupyter runtime dir is a link or belongs to another "
+            "user; remove it or set JUPYTER_RUNTIME_DIR"
+        )
     if stat.S_IMODE(info.st_mode) & 0o077:
         os.chmod(path, 0o700)
     return path

@@ -7,6 +7,7 @@ frontier goes to a hash thread from memory; a block written ahead of it is copie
 memory budget allows, else it is read back from the file once the frontier reaches it. Finishing a
 file therefore never means reading all of it again, and memory stays bounded.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,9 @@ import os
 import queue
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import Cancelled, DownloadFailed, InsufficientDisk, MiStudioError
 from ..hub import PlannedFile
@@ -83,12 +85,13 @@ class HashThreads:
     def __init__(self, count: int, pool: BlockPool, budget: MemoryBudget) -> None:
         self.pool, self.budget = pool, budget
         self._queues: list[queue.SimpleQueue[Any]] = [queue.SimpleQueue() for _ in range(count)]
-        self._threads = [threading.Thread(target=self._run, args=(q,), name="mistudio-hash", daemon=True)
-                         for q in self._queues]
+        self._threads = [
+            threading.Thread(target=self._run, args=(q,), name="mistudio-hash", daemon=True) for q in self._queues
+        ]
         for thread in self._threads:
             thread.start()
 
-    def put(self, target: "PartialFile", item: tuple[int, int, int, memoryview | bytes | None, bool]) -> None:
+    def put(self, target: PartialFile, item: tuple[int, int, int, memoryview | bytes | None, bool]) -> None:
         self._queues[target.index % len(self._queues)].put((target, item))
 
     def close(self) -> None:
@@ -115,8 +118,14 @@ class PartialFile:
     """The partial file of one blob while streams write into it; `on_hashed(self)` is called (from a
     hash thread) once every byte is hashed, or once hashing failed."""
 
-    def __init__(self, index: int, repo: RepoCache, file: PlannedFile, hashing: HashThreads,
-                 on_hashed: Callable[["PartialFile"], None]) -> None:
+    def __init__(
+        self,
+        index: int,
+        repo: RepoCache,
+        file: PlannedFile,
+        hashing: HashThreads,
+        on_hashed: Callable[[PartialFile], None],
+    ) -> None:
         self.index = index
         self.file = file
         self.size = file.size
@@ -270,15 +279,17 @@ class PartialFile:
                 window_length = min(end - window_start, DISK_WINDOW_BYTES)
                 with mmap.mmap(reader.fileno(), window_length, offset=window_start, access=mmap.ACCESS_READ) as window:
                     with memoryview(window) as view:
-                        self._hasher.update(view[max(0, offset - window_start):])
+                        self._hasher.update(view[max(0, offset - window_start) :])
 
 
 def write_error(path: Path, error: OSError) -> MiStudioError:
     """A full disk (or quota) is `insufficient_disk`, resumable once there is room; anything else fails."""
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         free = shutil.disk_usage(path.parent).free
-        return InsufficientDisk(f"the disk filled while writing {path.name}: {format_bytes(free)} free in the "
-                                "cache's volume; free some space and resume")
+        return InsufficientDisk(
+            f"the disk filled while writing {path.name}: {format_bytes(free)} free in the "
+            "cache's volume; free some space and resume"
+        )
     return DownloadFailed(f"cannot write {path.name}: {error.strerror}")
 
 

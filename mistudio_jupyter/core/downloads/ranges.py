@@ -1,8 +1,9 @@
 """Sets of byte ranges: what of a file is written, what is still missing."""
+
 from __future__ import annotations
 
 import bisect
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 
 class RangeSet:

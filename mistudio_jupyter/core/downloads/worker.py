@@ -6,6 +6,7 @@ waits for one of `max_parallel_downloads` slots (status `pending`), then downloa
 reporting progress and a heartbeat to the row at most once a second, and checks its cancel flag.
 SIGTERM stops it at once (even inside a stalled read); the partial files stay for a resume.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -16,8 +17,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..catalog import Catalog
 from ..errors import Cancelled, MiStudioError, NotFound
@@ -95,8 +97,11 @@ class _Reporter(threading.Thread):
             self._speed = sample if self._speed is None else 0.5 * self._speed + 0.5 * sample
         remaining = max(progress.bytes_total - done, 0)
         return {
-            "status": self.status, "bytes_done": done, "bytes_total": progress.bytes_total or None,
-            "current_file": progress.current_file, "speed_bps": self._speed,
+            "status": self.status,
+            "bytes_done": done,
+            "bytes_total": progress.bytes_total or None,
+            "current_file": progress.current_file,
+            "speed_bps": self._speed,
             "connections": progress.connections if self.status == "downloading" else None,
             "eta_s": remaining / self._speed if self._speed else None,
         }
@@ -110,8 +115,15 @@ class _Reporter(threading.Thread):
 class Job:
     """One download job of one catalog entry, in this process."""
 
-    def __init__(self, settings: Settings, model_id: str, token: str | None, *,
-                 allow_pickle: bool = False, allow_remote_code: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        model_id: str,
+        token: str | None,
+        *,
+        allow_pickle: bool = False,
+        allow_remote_code: bool = False,
+    ) -> None:
         self.settings = settings
         self.model_id = model_id
         self.token = token
@@ -156,9 +168,14 @@ class Job:
             plan.ensure_safe(allow_pickle=self.allow_pickle, allow_remote_code=self.allow_remote_code)
             self._report(commit=plan.commit, gated=plan.gated, bytes_total=plan.download_bytes)
             ensure_disk_space(self.settings.cache_dir, plan, self.settings.disk_margin_bytes)
-            engine = Engine(self.settings.cache_dir, endpoint=self.settings.hub_endpoint, token=self.token,
-                            stop=self.interrupt.stop, progress=self.progress,
-                            max_connections=self.settings.max_connections)
+            engine = Engine(
+                self.settings.cache_dir,
+                endpoint=self.settings.hub_endpoint,
+                token=self.token,
+                stop=self.interrupt.stop,
+                progress=self.progress,
+                max_connections=self.settings.max_connections,
+            )
             snapshot = engine.fetch(plan)
         return completion_fields(plan, snapshot)
 
@@ -169,7 +186,10 @@ class Job:
 
         folder = self.settings.cache_dir / ".locks" / "mistudio"
         folder.mkdir(parents=True, exist_ok=True)
-        locks = [FileLock(str(folder / f"download-slot-{index}.lock")) for index in range(self.settings.max_parallel_downloads)]
+        locks = [
+            FileLock(str(folder / f"download-slot-{index}.lock"))
+            for index in range(self.settings.max_parallel_downloads)
+        ]
         self._report(status="pending")
         while True:
             for lock in locks:
@@ -271,8 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     request = json.loads(text)
     values = request["settings"]
     settings = Settings(**{**values, "cache_dir": Path(values["cache_dir"]), "token": request.get("token")})
-    job = Job(settings, args[0], request.get("token"), allow_pickle=request.get("allow_pickle", False),
-              allow_remote_code=request.get("allow_remote_code", False))
+    job = Job(
+        settings,
+        args[0],
+        request.get("token"),
+        allow_pickle=request.get("allow_pickle", False),
+        allow_remote_code=request.get("allow_remote_code", False),
+    )
     return job.run()
 
 

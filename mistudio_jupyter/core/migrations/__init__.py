@@ -1,4 +1,5 @@
 """Schema migrations (Alembic), applied automatically when a Catalog opens."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Alembic environment: runs on the connection handed in by `upgrade_to_head`."""
+
 from alembic import context
 
 from mistudio_jupyter.core.catalog import Base
