@@ -184,7 +184,7 @@ def main() -> None:
                 "worst_error_pct": max((abs(r["error_pct"]) for r in ok), default=None),
                 "within_3pct": all(abs(r["error_pct"]) <= 3 for r in ok) and bool(ok),
                 "load_4bit_s": max(four_bit, default=None),
-                "nfr3_under_60s": bool(four_bit) and max(four_bit) < 60,
+                "four_bit_load_under_60s": bool(four_bit) and max(four_bit) < 60,
                 "overhead_bytes": max(overheads, default=None),
             }
         )
