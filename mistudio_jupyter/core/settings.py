@@ -65,7 +65,7 @@ class Settings:
     hub_endpoint: str = DEFAULT_ENDPOINT
     token: str | None = dataclasses.field(default=None, repr=False)
     max_parallel_downloads: int = 2
-    max_connections: int = 16
+    max_connections: int = 32
     heartbeat_timeout_s: float = 30.0
     disk_margin_bytes: int = 512 * 1024 * 1024
     runtime_dir: Path = dataclasses.field(default_factory=lambda: _jupyter_runtime_dir(os.environ))

@@ -25,7 +25,7 @@ from .conftest import cdn_bytes, lfs_file
 from .live import HubProcess, JupyterServer, jupyter, kill_workers, partials, sha256_of, worker_pids
 
 BIG = "tiny/big"
-THROTTLE = 1_500_000  # per connection: 50 MB in 2-4 s over 8-16 streams
+THROTTLE = 20_000_000  # 50 MB in 2.5 s (loopback answers at once: one stream)
 
 
 def _partial_size(cache: Path, etag: str) -> int:
@@ -109,7 +109,7 @@ def test_server_sigkilled_alone_worker_finishes_and_restart_joins_it(
         assert worker_pids(second.db_path) == [worker]
         final = second.wait_status(model_id, {"ready", "failed", "cancelled", "interrupted"}, 60)
         _assert_complete(second.cache, BIG, final, big.sha256)
-        assert big.size <= cdn_bytes(hub, BIG) <= big.size * 1.01  # one transfer, never restarted
+        assert cdn_bytes(hub, BIG) == big.size  # one transfer, never restarted
     finally:
         first.close()
         second.close()

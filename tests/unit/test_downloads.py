@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from mistudio_jupyter.core.catalog import ModelRecord
 from mistudio_jupyter.core.downloads.cache import RepoCache
+from mistudio_jupyter.core.downloads.engine import CHUNK_BYTES
 from mistudio_jupyter.core.downloads.journal import journal_path
 from mistudio_jupyter.core.downloads.manager import local_worker_pid, log_dir, worker_alive
 from mistudio_jupyter.core.errors import (
@@ -33,6 +34,7 @@ from mistudio_jupyter.core.errors import (
     RevisionNotFound,
 )
 from mistudio_jupyter.core.service import ModelManager
+from tests.hubserver.wan import WanProfile
 from tests.polling import wait_for
 
 BIG = "tiny/big"
@@ -154,7 +156,7 @@ def test_sharded_repo_loads_with_transformers_offline_and_gets_its_summary(
 
 def test_sigkill_at_half_then_resume_refetches_under_one_percent(manager, settings, fixture_repos, hub):
     big = fixture_repos[BIG].files[BIG_FILE]
-    hub.faults.set(path=BIG_FILE, throttle_bps=2_000_000)  # per connection
+    hub.faults.wan = WanProfile(per_conn_bps=2e6, rtt_ms=20)  # a CDN's path: many streams
     handle = manager.download(BIG)
     wait_for(lambda: on_disk(settings, BIG, big) >= big.size // 2, timeout=60)
     os.kill(local_worker_pid(manager.get(handle.model_id)), signal.SIGKILL)
@@ -180,7 +182,7 @@ def test_sigkill_at_half_then_resume_refetches_under_one_percent(manager, settin
 
 def test_resume_with_another_stream_count_fetches_only_the_gaps(manager, settings, fixture_repos, hub):
     big = fixture_repos[BIG].files[BIG_FILE]
-    hub.faults.set(path=BIG_FILE, throttle_bps=2_000_000)
+    hub.faults.wan = WanProfile(per_conn_bps=2e6, rtt_ms=20)
     handle = manager.download(BIG)
     wait_for(lambda: on_disk(settings, BIG, big) >= big.size // 3, timeout=60)
     handle.cancel()
@@ -280,7 +282,7 @@ def test_cancel_stops_the_worker_by_signal_or_catalog_flag_and_discard_removes_p
     """How fast a cancel lands is a benchmark figure (bench_download: cancel latency); here, that it
     lands, with many streams running."""
     big = fixture_repos[BIG].files[BIG_FILE]
-    hub.faults.set(path=BIG_FILE, throttle_bps=500_000)  # per connection
+    hub.faults.wan = WanProfile(per_conn_bps=500_000, rtt_ms=20)  # a CDN's path: many streams
     handle = manager.download(BIG)
     wait_for(lambda: on_disk(settings, BIG, big) > 0 and (manager.get(handle.model_id).connections or 0) >= 4)
 
@@ -332,7 +334,7 @@ def test_progress_reaches_the_catalog_once_a_second_never_more_often(settings, h
 
 def test_queue_runs_at_most_max_parallel_downloads(settings, hub):
     manager = ModelManager(dataclasses.replace(settings, max_parallel_downloads=1))
-    hub.faults.set(path=BIG_FILE, throttle_bps=500_000)
+    hub.faults.set(path=BIG_FILE, throttle_bps=2_000_000)
     first = manager.download(BIG)
     wait_for(lambda: manager.get(first.model_id).current_file)
     second = manager.download("tiny/gpt2")
@@ -568,3 +570,13 @@ def test_cli_commands(settings, hub, monkeypatch, capsys):
     assert run("delete", added["id"])["freed_bytes"] > 0
     assert main(["resume", added["id"], "--json"]) == 1
     assert json.loads(capsys.readouterr().err)["error"]["code"] == "not_found"
+
+
+def test_on_a_local_path_one_stream_fetches_the_file_whole_in_order(manager, fixture_repos, hub):
+    """Loopback answers at once: the CPU, not the connection, is the limit, so the first range (which
+    also tells whether the server honours Range) is followed by the rest of the file in one request."""
+    record = manager.download(BIG).wait(60)
+
+    size = fixture_repos[BIG].files[BIG_FILE].size
+    assert record.status == "ready"
+    assert [r.range for r in cdn_gets(hub)] == [f"bytes=0-{CHUNK_BYTES - 1}", f"bytes={CHUNK_BYTES}-{size - 1}"]

@@ -106,10 +106,14 @@ def test_429_halves_the_streams_and_the_download_completes(manager: Any, hub: An
     assert Path(record.file_path, BIG_FILE).read_bytes() == fixture_repos[BIG].files[BIG_FILE].read_bytes()
 
 
-def test_an_expiring_cdn_url_is_resolved_again_mid_file(manager: Any, hub: Any, fixture_repos: Any) -> None:
-    hub.faults.wan = dataclasses.replace(WAN, url_ttl_s=1.5)
+def test_an_expiring_cdn_url_is_resolved_again_mid_file(settings: Any, hub: Any, fixture_repos: Any) -> None:
+    """Two streams of 8 MiB ranges at 4 MB/s: every range after the first pair starts after the CDN
+    URLs it was given have expired."""
+    manager = ModelManager(dataclasses.replace(settings, max_connections=2))
+    hub.faults.wan = WanProfile(per_conn_bps=4e6, rtt_ms=20, url_ttl_s=1.0)
 
     record = manager.download(BIG).wait(120)
+    manager.close()
 
     gets = cdn_gets(hub)
     assert 403 in [r.status for r in gets], "no URL expired during the download"

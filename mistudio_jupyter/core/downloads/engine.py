@@ -4,7 +4,10 @@ verified and cancellable.
 Behind a CDN each connection is capped, so one scheduler per plan splits the files into ranges and
 keeps N streams (threads, each reusing its connection where it can) busy across all of them, small
 files first so that config and tokenizer land early. N adapts: it starts at a few streams, grows while
-the aggregate rate grows, halves on 429/503, and never exceeds `max_connections`. When no range is
+the aggregate rate grows, halves on 429/503, and never exceeds `max_connections`. A path that answers
+within LOCAL_FIRST_ANSWER_S (loopback, a mirror in the same rack) is bound by the CPU, not by
+connections: there one stream fetches each file whole, in order, with its receive buffer kept small
+so that a kill loses little. When no range is
 left to start, an idle stream takes the second half of the largest range still running, so a slow
 or stalled stream never holds up the end of a download; a stream that stalls gives its range back and
 reconnects.
@@ -40,8 +43,8 @@ from .partial import BLOCK_BYTES, BlockPool, HashThreads, MemoryBudget, PartialF
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_CONNECTIONS = 16
-START_CONNECTIONS = 8
+DEFAULT_MAX_CONNECTIONS = 32
+START_CONNECTIONS = 16
 MAX_REDIRECTS = 10
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 THROTTLE_STATUS = frozenset({429, 503})
@@ -63,6 +66,11 @@ THROTTLE_PAUSE_S = 2.0
 SYNC_EVERY_S = 5.0
 POLL_S = 0.2
 MEMORY_PER_STREAM_BYTES = 2 << 20
+# A first answer this fast means a local path, where one stream is as fast as many and hashes in order.
+LOCAL_FIRST_ANSWER_S = 0.005
+# On a local path Linux would grow the receive buffer to tcp_rmem's maximum (often 6-32 MiB), all of it
+# lost on a kill; this much still carries 10 GB/s there.
+LOCAL_RECEIVE_BUFFER_BYTES = 2 << 20
 _CONTENT_RANGE = re.compile(r"bytes (?P<start>\d+)-\d+/(?P<total>\d+)")
 
 
@@ -187,6 +195,7 @@ class Engine:
             response = self.session.send(request, stream=True, follow_redirects=False)
             if not response.is_redirect:
                 break
+            response.read()  # read to its end, the connection goes back to the pool for the next request
             response.close()
             url = urljoin(url, response.headers["Location"])
             if urlparse(url).netloc != hub_host:
@@ -242,6 +251,7 @@ class _Download:
         self._streams: list[threading.Thread] = []
         self._wanted = min(START_CONNECTIONS, engine.max_connections)
         self._growing = True
+        self._local: bool | None = None  # decided by the first answer
         self._paused_until = 0.0
         pool = BlockPool(16 + 2 * engine.max_connections)
         self._hashing = HashThreads(
@@ -288,10 +298,11 @@ class _Download:
     def _plan_ranges(self, target: PartialFile) -> None:
         """Queue the file's missing ranges: the first now, the rest once it answers 206 (a server that
         ignores Range gets one stream for the whole file)."""
+        chunk = None if self._local else CHUNK_BYTES
         ranges = [
             _Range(target, start, end)
             for gap_start, gap_end in target.written.gaps(target.size)
-            for start, end in _chunks(gap_start, gap_end)
+            for start, end in _chunks(gap_start, gap_end, chunk)
         ]
         if not ranges:
             return
@@ -525,9 +536,13 @@ class _Download:
 
         target, file = job.target, job.target.file
         url = self._urls.get(file.path) or self._hub_file_url(file)
+        asked = time.monotonic()
         try:
             with self.engine.open(self.repo.repo_id, url, job.pos, job.end) as (response, answered_by):
                 self._urls[file.path] = answered_by
+                self._learn_path(time.monotonic() - asked)
+                if self._local:
+                    _keep_receive_buffer_small(response)
                 if response.status_code == 200:
                     self._whole_file(job)
                 else:
@@ -541,6 +556,17 @@ class _Download:
         from huggingface_hub import hf_hub_url
 
         return hf_hub_url(self.repo.repo_id, file.path, revision=self.commit, endpoint=self.engine.endpoint)
+
+    def _learn_path(self, first_answer_s: float) -> None:
+        """On the first answer: a local path gets one stream, fetching whole files."""
+        with self._cond:
+            if self._local is not None:
+                return
+            self._local = first_answer_s < LOCAL_FIRST_ANSWER_S
+            if self._local:
+                self._wanted, self._growing = 1, False
+                for target, held in self._held.items():
+                    self._held[target] = _joined(held)
 
     def _ranges_work(self, target: PartialFile) -> None:
         with self._cond:
@@ -579,6 +605,7 @@ class _Download:
                 if filled == len(block) or time.monotonic() - flushed_at >= FLUSH_AFTER_S:
                     block, filled = self._flush(job, block, filled), 0
                     flushed_at = time.monotonic()
+            reader(memoryview(bytearray()))  # see the body's end, so that httpx keeps the connection
         finally:
             if filled:
                 block = self._flush(job, block, filled)
@@ -603,9 +630,30 @@ class _Download:
             self._cond.notify_all()
 
 
-def _chunks(start: int, end: int) -> Iterator[tuple[int, int]]:
-    for position in range(start, end, CHUNK_BYTES):
-        yield position, min(end, position + CHUNK_BYTES)
+def _chunks(start: int, end: int, size: int | None) -> Iterator[tuple[int, int]]:
+    """`[start, end)` in pieces of `size` bytes (whole when None)."""
+    step = size or end - start
+    for position in range(start, end, step):
+        yield position, min(end, position + step)
+
+
+def _joined(ranges: list[_Range]) -> list[_Range]:
+    """Adjacent ranges of one file as one."""
+    joined: list[_Range] = []
+    for piece in ranges:
+        if joined and joined[-1].end == piece.pos:
+            joined[-1].end = piece.end
+        else:
+            joined.append(piece)
+    return joined
+
+
+def _keep_receive_buffer_small(response: Any) -> None:
+    sock = _socket_of(response)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            # The kernel doubles the value for its bookkeeping: the window stays near the size asked for.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LOCAL_RECEIVE_BUFFER_BYTES // 2)
 
 
 def _try_lock(path: Path) -> Any:
