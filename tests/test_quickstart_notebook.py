@@ -62,7 +62,7 @@ def test_quickstart_runs_against_the_test_hub(settings, monkeypatch, tmp_path):
     preview = _text(_cell(nb, "%mistudio preview"))
     assert "tiny/gpt2 @ main: family gpt2" in preview and "bnb-4bit" in preview
     assert WIDGET in _cell(nb, "progress = %mistudio download").outputs[0]["data"]
-    assert "('ready'," in _text(_cell(nb, "from mistudio_jupyter.magics import shared_manager"))
+    assert "('ready'," in _text(_cell(nb, "from mistudio_jupyter import shared_manager"))
     assert WIDGET in _cell(nb, "viewer = %mistudio arch").outputs[0]["data"]
     assert "['blocks.0.hook_resid_post', 'blocks.1.hook_resid_post']" in _text(_cell(nb, "layers = "))
     assert "'blocks.1.hook_resid_post': (1, " in _text(_cell(nb, "import torch"))
