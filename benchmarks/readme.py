@@ -24,6 +24,7 @@ HIGHLIGHTS = (  # figures, by the start of their name, in the order the README s
     r"memory estimate vs CUDA memory_allocated",
     r"4-bit load of ",
     r"preview .*: bytes read",
+    r"WAN download, ",
     r"download [\d.]+ GiB: throughput",
     r"download [\d.]+ GiB, sha256-verified",
     r"download [\d.]+ GiB, loopback",
@@ -34,6 +35,7 @@ HIGHLIGHTS = (  # figures, by the start of their name, in the order the README s
     r"Llama-3-70B architecture",
     r"GET /models",
     r"server RSS growth",
+    r"`mistudio (list|cancel)` start-up",
 )
 
 
