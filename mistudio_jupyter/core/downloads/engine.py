@@ -7,10 +7,9 @@ files first so that config and tokenizer land early. N adapts: it starts at a fe
 the aggregate rate grows, halves on 429/503, and never exceeds `max_connections`. A path that answers
 within LOCAL_FIRST_ANSWER_S (loopback, a mirror in the same rack) is bound by the CPU, not by
 connections: there one stream fetches each file whole, in order, with its receive buffer kept small
-so that a kill loses little. When no range is
-left to start, an idle stream takes the second half of the largest range still running, so a slow
-or stalled stream never holds up the end of a download; a stream that stalls gives its range back and
-reconnects.
+so that a kill loses little. When no range is left to start, an idle stream takes the second half of
+the range that needs longest to finish, so a slow or stalled stream never holds up the end of a
+download; a read that times out is retried on a new connection from the byte it reached.
 
 Each stream writes at its offset into the file's stable partial file and records the range in the
 journal beside it, so a resume from any process, with any stream count, fetches only the gaps; the
