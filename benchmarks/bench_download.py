@@ -78,6 +78,20 @@ print(time.perf_counter() - started)
 """
 
 
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+
+
+def settle_page_cache() -> bool:
+    """Write back and, where allowed (root on Linux), drop the page cache, so that no tool pays for
+    the writeback or the reclaim of an earlier one's pages; returns whether the cache was dropped."""
+    os.sync()
+    try:
+        DROP_CACHES.write_text("3")
+    except OSError:
+        return False
+    return True
+
+
 def throughput(hub: HubServer, work: Path, file: PlannedFile, commit: str, repeat: int) -> dict[str, float]:
     """Best-of-`repeat` transfer seconds per tool, each in its own process (like curl; the test Hub
     runs in this one), the tools interleaved so that they share the machine's load."""
@@ -111,7 +125,7 @@ def throughput(hub: HubServer, work: Path, file: PlannedFile, commit: str, repea
         for name, measure in tools.items():
             cache = work / f"tp-{name}"
             cache.mkdir()
-            os.sync()  # no tool pays for the writeback of an earlier one
+            settle_page_cache()
             seconds[name].append(measure(cache))
             shutil.rmtree(cache)
     for name, values in seconds.items():
@@ -248,6 +262,7 @@ def figures(
         "refetched_after_kill_at_half": {"ours": ours_refetch, "hf_hub_download": hf_refetch},
         "cancel_latency_s": latency,
         "engine": engine_settings(),
+        "page_cache_dropped": os.access(DROP_CACHES, os.W_OK),
     }
 
 

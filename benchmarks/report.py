@@ -447,6 +447,7 @@ def download_figures(r: dict[str, Any], runs: list[history.Run]) -> dict[str, st
         "chunk_size": _mib(engine["chunk_bytes"]),
         "connections": f"{engine['start_connections']} to {engine['max_connections']}",
         "flush_after": f"{engine['flush_after_s'] * 1000:.0f} ms",
+        "settled": "an `os.sync()` and a dropped page cache" if r.get("page_cache_dropped") else "an `os.sync()`",
     }
 
 
