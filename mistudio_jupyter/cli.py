@@ -161,27 +161,23 @@ ARGUMENTS.update(
 
 @command("download", "Download a model into the Hugging Face cache (resumable; joins a running download).")
 def download_model(manager: Any, args: argparse.Namespace) -> ModelRecord:
-    handle = manager.download(
-        args.repo_id,
-        revision=args.revision,
-        option=args.option,
-        quantization=args.quantization,
-        dtype=args.dtype,
-        token=_token_from_env(args.token_env),
-    )
-    return _follow(handle, args)
+    return _follow(manager.download(args.repo_id, **_entry_options(args)), args)
 
 
 @command("add", "Add a Hub model to the catalog without downloading it.")
 def add_model(manager: Any, args: argparse.Namespace) -> ModelRecord:
-    return manager.add(
-        args.repo_id,
-        revision=args.revision,
-        option=args.option,
-        quantization=args.quantization,
-        dtype=args.dtype,
-        token=_token_from_env(args.token_env),
-    )
+    return manager.add(args.repo_id, **_entry_options(args))
+
+
+def _entry_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What `add` and `download` take from their shared arguments."""
+    return {
+        "revision": args.revision,
+        "option": args.option,
+        "quantization": args.quantization,
+        "dtype": args.dtype,
+        "token": _token_from_env(args.token_env),
+    }
 
 
 @command("cancel", "Cancel a download (within a second, from any process).")

@@ -37,6 +37,7 @@ for _name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_CACHE", "HF_HUB_OFFL
 
 import pytest  # noqa: E402
 
+from mistudio_jupyter.core.service import ModelManager  # noqa: E402
 from mistudio_jupyter.core.settings import Settings  # noqa: E402
 from tests.hubserver import HubServer, RepoSpec, build_fixtures, default_root  # noqa: E402
 
@@ -69,6 +70,23 @@ def hf_cache(tmp_path: Path) -> Path:
     path = tmp_path / "cache"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def no_download_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The architecture summary imports torch in every download worker; only tests that check it pay."""
+    monkeypatch.setenv("MISTUDIO_DOWNLOAD_SUMMARY", "0")
+
+
+@pytest.fixture
+def manager(settings: Settings) -> Iterator[ModelManager]:
+    """A ModelManager over `settings`; downloads still running at the end are cancelled."""
+    manager = ModelManager(settings)
+    yield manager
+    for record in manager.list():
+        if record.status in ("pending", "downloading"):
+            manager.cancel(record.id)
+    manager.close()
 
 
 @pytest.fixture

@@ -52,8 +52,8 @@ HEADER_GUESS_BYTES = 32 * 1024
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 MAX_REVISION_LENGTH = 255
 _REVISION_FORBIDDEN = ("~", "^", ":", "?", "*", "[", "\\")
-_GIT_OBJECT_ID = re.compile(r"[0-9a-f]{40}")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+GIT_OBJECT_ID = r"[0-9a-f]{40}"  # a commit or git blob id, as the Hub reports them
+SHA256 = r"[0-9a-f]{64}"  # an LFS file's sha256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,7 +250,7 @@ class HubClient:
     def file_plan(self, repo_id: str, revision: str | None = None, token: str | None = None) -> FilePlan:
         """The files a download of this revision fetches, with sizes, hashes and safety flags."""
         info = self.model_info(repo_id, revision, token)
-        if not isinstance(info.sha, str) or not _GIT_OBJECT_ID.fullmatch(info.sha):
+        if not isinstance(info.sha, str) or not is_git_object_id(info.sha):
             raise DownloadFailed(f"the Hub answered an invalid commit id for {repo_id}; nothing was downloaded")
         siblings = {sibling.rfilename: sibling for sibling in info.siblings or []}
         selected, warnings, pickle_only = select_files(list(siblings))
@@ -380,13 +380,17 @@ def _planned(sibling: Any, repo_id: str) -> PlannedFile:
 
 def _well_formed_ids(lfs: bool, blob_id: object, sha256: object) -> bool:
     """An LFS file needs its sha256, any other file its git blob id; whatever is given is well formed."""
-    if lfs and not _matches(_SHA256, sha256):
+    if lfs and not is_sha256(sha256):
         return False
-    return _matches(_GIT_OBJECT_ID, blob_id) if blob_id is not None or not lfs else True
+    return is_git_object_id(blob_id) if blob_id is not None or not lfs else True
 
 
-def _matches(pattern: re.Pattern[str], value: object) -> bool:
-    return isinstance(value, str) and pattern.fullmatch(value) is not None
+def is_git_object_id(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(GIT_OBJECT_ID, value) is not None
+
+
+def is_sha256(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(SHA256, value) is not None
 
 
 def is_safe_repo_path(path: object) -> bool:

@@ -132,6 +132,10 @@ class HubServer:
         with self._log_lock:
             return list(self._log)
 
+    def cdn_gets(self, name: str) -> list[RequestRecord]:
+        """The GETs the CDN origin answered for files called `name` (LFS files' bytes come from there)."""
+        return [r for r in self.log if r.method == "GET" and r.path.startswith("/cdn/") and r.path.endswith("/" + name)]
+
     def clear_log(self) -> None:
         with self._log_lock:
             self._log.clear()

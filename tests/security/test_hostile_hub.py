@@ -17,7 +17,6 @@ from mistudio_jupyter.core.downloads.cache import RepoCache
 from mistudio_jupyter.core.downloads.engine import Engine
 from mistudio_jupyter.core.errors import DownloadFailed
 from mistudio_jupyter.core.hub import PlannedFile
-from mistudio_jupyter.core.service import ModelManager
 from tests.reliability.live import tree
 
 REPO = "tiny/gpt2"
@@ -25,16 +24,7 @@ CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 
 
-@pytest.fixture(autouse=True)
-def _no_summary(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MISTUDIO_DOWNLOAD_SUMMARY", "0")
-
-
-@pytest.fixture
-def manager(settings: Any) -> Any:
-    manager = ModelManager(settings)
-    yield manager
-    manager.close()
+pytestmark = pytest.mark.usefixtures("no_download_summary")
 
 
 def rewrite_sibling(path: str, **fields: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:

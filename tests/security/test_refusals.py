@@ -61,13 +61,6 @@ GOOD_REVISIONS = ["main", "v1.0", "refs/pr/1", "release/2024-01", "0" * 40]
 BAD_TOKENS = ["hf_\u00e9\u202e", "hf_abc\r\nX-Injected: 1", "hf_abc def", "hf_\x00", "hf_abc\t"]
 
 
-@pytest.fixture
-def manager(settings: Any) -> Any:
-    manager = ModelManager(settings)
-    yield manager
-    manager.close()
-
-
 def run_cli(live: JupyterServer, monkeypatch: pytest.MonkeyPatch, *words: str) -> tuple[int, str, str]:
     monkeypatch.setenv("MISTUDIO_DB_URL", live.db_url)
     monkeypatch.setenv("MISTUDIO_CACHE_DIR", str(live.cache))

@@ -41,25 +41,7 @@ BIG = "tiny/big"
 BIG_FILE = "model.safetensors"
 
 
-@pytest.fixture(autouse=True)
-def _no_summary(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The architecture summary imports torch in every worker; only the test that checks it pays."""
-    monkeypatch.setenv("MISTUDIO_DOWNLOAD_SUMMARY", "0")
-
-
-@pytest.fixture
-def manager(settings):
-    manager = ModelManager(settings)
-    yield manager
-    for record in manager.list():
-        if record.status in ("pending", "downloading"):
-            manager.cancel(record.id)
-    manager.close()
-
-
-def cdn_gets(hub, path: str = BIG_FILE) -> list[Any]:
-    """The GETs that carried a file's bytes (LFS files come from the CDN origin)."""
-    return [r for r in hub.log if r.method == "GET" and r.path.startswith("/cdn/") and r.path.endswith("/" + path)]
+pytestmark = pytest.mark.usefixtures("no_download_summary")
 
 
 def on_disk(settings, repo_id: str, file) -> int:
@@ -163,14 +145,14 @@ def test_sigkill_at_half_then_resume_refetches_under_one_percent(manager, settin
 
     # from the dead pid: a third of the time a heartbeat would need to go stale
     wait_for(lambda: manager.get(handle.model_id).status == "interrupted", timeout=settings.heartbeat_timeout_s / 3)
-    first = sum(r.bytes_sent for r in cdn_gets(hub))
-    streams = len(cdn_gets(hub))
+    first = sum(r.bytes_sent for r in hub.cdn_gets(BIG_FILE))
+    streams = len(hub.cdn_gets(BIG_FILE))
     hub.clear_log()
     hub.faults.reset()
 
     record = manager.resume(handle.model_id).wait(60)
 
-    refetched = first + sum(r.bytes_sent for r in cdn_gets(hub)) - big.size
+    refetched = first + sum(r.bytes_sent for r in hub.cdn_gets(BIG_FILE)) - big.size
     print(
         f"\nkill at {first / big.size:.0%} over {streams} ranges: re-fetched {refetched} bytes "
         f"({refetched / big.size:.3%})"
@@ -194,7 +176,7 @@ def test_resume_with_another_stream_count_fetches_only_the_gaps(manager, setting
     record = one_stream.resume(handle.model_id).wait(60)
     one_stream.close()
 
-    assert sum(r.bytes_sent for r in cdn_gets(hub)) == big.size - kept
+    assert sum(r.bytes_sent for r in hub.cdn_gets(BIG_FILE)) == big.size - kept
     assert (Path(record.file_path) / BIG_FILE).read_bytes() == big.read_bytes()
 
 
@@ -202,7 +184,7 @@ def test_cut_connection_resumes_inside_the_same_job(manager, fixture_repos, hub)
     hub.faults.set(path="/cdn/", cut_after_bytes=300_000, cut_times=1)
     record = manager.download("tiny/gpt2").wait(60)
 
-    gets = cdn_gets(hub)
+    gets = hub.cdn_gets(BIG_FILE)
     size = fixture_repos["tiny/gpt2"].files[BIG_FILE].size
     assert record.status == "ready" and len(gets) == 2
     assert gets[1].range == f"bytes=300000-{size - 1}"
@@ -214,7 +196,7 @@ def test_server_errors_are_retried(manager, hub):
     record = manager.download("tiny/gpt2").wait(60)
 
     assert record.status == "ready"
-    assert [r.status for r in cdn_gets(hub)] == [503, 503, 206]
+    assert [r.status for r in hub.cdn_gets(BIG_FILE)] == [503, 503, 206]
 
 
 def test_corrupt_bytes_never_reach_blobs(manager, settings, fixture_repos, hub):
@@ -224,7 +206,7 @@ def test_corrupt_bytes_never_reach_blobs(manager, settings, fixture_repos, hub):
 
     etag = fixture_repos["tiny/gpt2"].files[BIG_FILE].etag
     repo = RepoCache(settings.cache_dir, "tiny/gpt2")
-    assert len(cdn_gets(hub)) == 2  # discarded, fetched again once, then a clear failure
+    assert len(hub.cdn_gets(BIG_FILE)) == 2  # discarded, fetched again once, then a clear failure
     assert (
         not repo.blob(etag).exists()
         and not repo.partial(etag).exists()
@@ -241,7 +223,7 @@ def test_corrupt_partial_on_disk_is_discarded_and_fetched_again(manager, setting
 
     record = manager.download("tiny/llama").wait(60)
 
-    assert record.status == "ready" and [r.range for r in cdn_gets(hub)] == [f"bytes=0-{file.size - 1}"]
+    assert record.status == "ready" and [r.range for r in hub.cdn_gets(BIG_FILE)] == [f"bytes=0-{file.size - 1}"]
     assert (Path(record.file_path) / BIG_FILE).read_bytes() == file.read_bytes()
 
 
@@ -255,7 +237,7 @@ def test_a_server_that_ignores_range_restarts_the_file_from_its_first_byte(manag
 
     record = manager.download("tiny/llama").wait(60)
 
-    (get,) = cdn_gets(hub)  # one transfer: restarted in place, not failed verification and fetched again
+    (get,) = hub.cdn_gets(BIG_FILE)  # one transfer: restarted in place, not failed verification and fetched again
     assert get.range == f"bytes={file.size * 2 // 5}-{file.size - 1}" and get.status == 200
     assert get.bytes_sent == file.size and not legacy.exists()
     assert record.status == "ready" and record.bytes_done == record.bytes_total
@@ -372,7 +354,7 @@ def test_concurrent_downloads_of_one_repo_join_one_job(settings, hub, monkeypatc
     records = [handle.wait(30) for handle in handles]
     assert cli.returncode == 0, cli.stderr
     assert {r.id for r in records} == {json.loads(cli.stdout)["id"]}
-    assert len(cdn_gets(hub)) == 1
+    assert len(hub.cdn_gets(BIG_FILE)) == 1
     assert len(managers[0].list()) == 1
     for manager in managers:
         manager.close()
@@ -484,7 +466,7 @@ def test_token_never_reaches_argv_catalog_or_logs(manager, settings, hub, caplog
     assert token not in caplog.text
     resolve = [r for r in hub.log if "/resolve/" in r.path and r.path.endswith(BIG_FILE)]
     assert resolve[0].headers.get("Authorization") == f"Bearer {token}"
-    assert "Authorization" not in cdn_gets(hub)[0].headers  # dropped when the redirect left the Hub
+    assert "Authorization" not in hub.cdn_gets(BIG_FILE)[0].headers  # dropped when the redirect left the Hub
 
 
 # --- delete and sweep --------------------------------------------------------------------------
@@ -579,4 +561,5 @@ def test_on_a_local_path_one_stream_fetches_the_file_whole_in_order(manager, fix
 
     size = fixture_repos[BIG].files[BIG_FILE].size
     assert record.status == "ready"
-    assert [r.range for r in cdn_gets(hub)] == [f"bytes=0-{CHUNK_BYTES - 1}", f"bytes={CHUNK_BYTES}-{size - 1}"]
+    ranges = [r.range for r in hub.cdn_gets(BIG_FILE)]
+    assert ranges == [f"bytes=0-{CHUNK_BYTES - 1}", f"bytes={CHUNK_BYTES}-{size - 1}"]

@@ -22,23 +22,7 @@ BIG_FILE = "model.safetensors"
 WAN = WanProfile(per_conn_bps=2e6, link_bps=24e6, rtt_ms=20)
 
 
-@pytest.fixture(autouse=True)
-def _no_summary(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MISTUDIO_DOWNLOAD_SUMMARY", "0")
-
-
-@pytest.fixture
-def manager(settings: Any) -> Any:
-    manager = ModelManager(settings)
-    yield manager
-    for record in manager.list():
-        if record.status in ("pending", "downloading"):
-            manager.cancel(record.id)
-    manager.close()
-
-
-def cdn_gets(hub: Any, name: str = BIG_FILE) -> list[Any]:
-    return [r for r in hub.log if r.method == "GET" and r.path.startswith("/cdn/") and r.path.endswith("/" + name)]
+pytestmark = pytest.mark.usefixtures("no_download_summary")
 
 
 def requested(record: Any) -> tuple[int, int]:
@@ -52,7 +36,7 @@ def test_a_big_file_uses_many_streams_and_arrives_byte_identical(manager: Any, h
 
     record = manager.download(BIG).wait(120)
 
-    gets = cdn_gets(hub)
+    gets = hub.cdn_gets(BIG_FILE)
     big = fixture_repos[BIG].files[BIG_FILE]
     assert record.status == "ready" and len(gets) >= 8
     assert Path(record.file_path, BIG_FILE).read_bytes() == big.read_bytes()
@@ -91,7 +75,7 @@ def test_a_slow_edge_is_overtaken(manager: Any, hub: Any, fixture_repos: Any) ->
     record = manager.download(BIG).wait(120)
 
     assert Path(record.file_path, BIG_FILE).read_bytes() == fixture_repos[BIG].files[BIG_FILE].read_bytes()
-    spans = [requested(get) for get in cdn_gets(hub) if get.status == 206]
+    spans = [requested(get) for get in hub.cdn_gets(BIG_FILE) if get.status == 206]
     taken_over = [(a, b) for a in spans for b in spans if a[0] < b[0] < a[1]]
     assert taken_over, f"no range was split and taken over: {spans}"
 
@@ -101,7 +85,7 @@ def test_429_halves_the_streams_and_the_download_completes(manager: Any, hub: An
 
     record = manager.download(BIG).wait(180)
 
-    statuses = [r.status for r in cdn_gets(hub)]
+    statuses = [r.status for r in hub.cdn_gets(BIG_FILE)]
     assert 429 in statuses and statuses.count(206) >= 1
     assert Path(record.file_path, BIG_FILE).read_bytes() == fixture_repos[BIG].files[BIG_FILE].read_bytes()
 
@@ -115,7 +99,7 @@ def test_an_expiring_cdn_url_is_resolved_again_mid_file(settings: Any, hub: Any,
     record = manager.download(BIG).wait(120)
     manager.close()
 
-    gets = cdn_gets(hub)
+    gets = hub.cdn_gets(BIG_FILE)
     assert 403 in [r.status for r in gets], "no URL expired during the download"
     assert Path(record.file_path, BIG_FILE).read_bytes() == fixture_repos[BIG].files[BIG_FILE].read_bytes()
 
@@ -141,7 +125,7 @@ def test_hf_cache_prune_during_a_download_changes_nothing(
 
     big = fixture_repos[BIG].files[BIG_FILE]
     assert Path(record.file_path, BIG_FILE).read_bytes() == big.read_bytes()
-    assert sum(r.bytes_sent for r in cdn_gets(hub)) <= big.size * 1.02
+    assert sum(r.bytes_sent for r in hub.cdn_gets(BIG_FILE)) <= big.size * 1.02
     verified = subprocess.run(
         [str(hf), "cache", "verify", BIG, "--cache-dir", str(settings.cache_dir)],
         capture_output=True,

@@ -19,7 +19,16 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import DownloadFailed, InsufficientDisk, InvalidArgument
-from ..hub import FilePlan, PlannedFile, is_safe_repo_path, validate_revision
+from ..hub import (
+    GIT_OBJECT_ID,
+    SHA256,
+    FilePlan,
+    PlannedFile,
+    is_git_object_id,
+    is_safe_repo_path,
+    is_sha256,
+    validate_revision,
+)
 from ..units import format_bytes
 from .journal import journal_path, read_written
 
@@ -27,10 +36,9 @@ PARTIALS_DIR = (".locks", "mistudio", "partials")
 PARTIAL_SUFFIX = ".part"
 LEGACY_PARTIAL_SUFFIX = ".mistudio.incomplete"
 FREE_BYTES_ENV = "MISTUDIO_FREE_DISK_BYTES"
-_ETAG = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-_COMMIT = re.compile(r"[0-9a-f]{40}")
-_PART_NAME = re.compile(r"^(?P<etag>[0-9a-f]{40}|[0-9a-f]{64})\.part$")
-_INCOMPLETE_NAME = re.compile(r"^(?P<etag>[0-9a-f]{40}|[0-9a-f]{64})(\.mistudio|\.[0-9a-f]{8})?\.incomplete$")
+_ETAG = f"(?P<etag>{GIT_OBJECT_ID}|{SHA256})"
+_PART_NAME = re.compile(rf"^{_ETAG}\.part$")
+_INCOMPLETE_NAME = re.compile(rf"^{_ETAG}(\.mistudio|\.[0-9a-f]{{8}})?\.incomplete$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +73,7 @@ class RepoCache:
         return self.cache_dir / ".locks" / self.folder_name / f"{_checked_etag(etag)}.lock"
 
     def snapshot(self, commit: str) -> Path:
-        if not _COMMIT.fullmatch(commit):
+        if not is_git_object_id(commit):
             raise DownloadFailed("refusing a commit id that is not 40 hex digits as a snapshot folder")
         return self.root / "snapshots" / commit
 
@@ -133,7 +141,7 @@ class RepoCache:
 
 def _checked_etag(etag: str) -> str:
     """`etag` when it is a git blob id or a sha256: it names files, so nothing else may become a path."""
-    if not _ETAG.fullmatch(etag):
+    if not (is_git_object_id(etag) or is_sha256(etag)):
         raise DownloadFailed("refusing a blob id that is not 40 or 64 hex digits as a cache file name")
     return etag
 

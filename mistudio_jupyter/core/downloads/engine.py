@@ -736,17 +736,15 @@ class _SocketBody:
     def attach(cls, response: Any, timeout_s: float) -> _SocketBody | None:
         """The socket reader for `response`, or None where its bytes are not plain on a socket
         (HTTP/2, chunked, TLS, a transport without sockets)."""
-        stream = response.extensions.get("network_stream")
         length = response.headers.get("Content-Length", "")
+        sock = _socket_of(response)
         if (
-            stream is None
+            sock is None
+            or isinstance(response.extensions["network_stream"].get_extra_info("ssl_object"), ssl.SSLObject)
             or not response.http_version.startswith("HTTP/1.")
             or not length.isdigit()
             or "Transfer-Encoding" in response.headers
         ):
-            return None
-        sock = stream.get_extra_info("socket")
-        if not isinstance(sock, socket.socket) or isinstance(stream.get_extra_info("ssl_object"), ssl.SSLObject):
             return None
         sock.settimeout(timeout_s)
         chunks = iter(response.stream)
