@@ -6,7 +6,7 @@ PORT ?= 8888
 HUB_PORT ?= 8765
 DEMO_DIR ?= .demo
 
-.PHONY: install demo test test-python test-js lint check-lint bench browser-deps clean
+.PHONY: install demo test test-python test-js lint check-lint bench browser-deps postgres-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,15 @@ install: $(BIN)/python
 	else \
 		$(BIN)/pip install -q "torch==2.13.0"; \
 	fi
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,postgres]"
 
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+# The tests start their own PostgreSQL server (as the `postgres` user when run as root): Debian's package.
+postgres-deps:
+	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
 
 DEMO_ENV = HF_ENDPOINT=http://127.0.0.1:$(HUB_PORT) HF_HUB_DISABLE_XET=1 \
 	MISTUDIO_CACHE_DIR=$(CURDIR)/$(DEMO_DIR)/cache MISTUDIO_DB_URL=sqlite:///$(CURDIR)/$(DEMO_DIR)/catalog.sqlite
@@ -33,7 +38,7 @@ demo: install
 	$(DEMO_ENV) $(BIN)/jupyter lab --port $(PORT) --ServerApp.root_dir=notebooks \
 		$$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
-test: install browser-deps
+test: install browser-deps postgres-deps
 	$(MAKE) check-lint test-js test-python
 
 test-python:

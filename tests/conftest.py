@@ -39,7 +39,49 @@ import pytest  # noqa: E402
 
 from mistudio_jupyter.core.service import ModelManager  # noqa: E402
 from mistudio_jupyter.core.settings import Settings  # noqa: E402
+from tests import postgres  # noqa: E402
 from tests.hubserver import HubServer, RepoSpec, build_fixtures, default_root  # noqa: E402
+from tests.prerequisites import missing  # noqa: E402
+
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "each_backend(*names): run the test on a SQLite and on a PostgreSQL catalog (or on those named)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("each_backend")
+    if marker and "catalog_backend" in metafunc.fixturenames:
+        metafunc.parametrize("catalog_backend", marker.args or BACKENDS, indirect=True)
+
+
+@pytest.fixture
+def catalog_backend(request: pytest.FixtureRequest) -> str:
+    """The catalog's database: SQLite, or each of SQLite and PostgreSQL in tests marked `each_backend`."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[postgres.PostgresCluster]:
+    """A PostgreSQL server of this test session, started on first use."""
+    reason = postgres.missing_reason()
+    if reason:
+        missing(reason)
+    with postgres.PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def db_url(catalog_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A catalog URL of this test's own database (a new SQLite file, or a new migrated PostgreSQL database)."""
+    if catalog_backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+        return
+    with request.getfixturevalue("postgres_server").database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -90,11 +132,11 @@ def manager(settings: Settings) -> Iterator[ModelManager]:
 
 
 @pytest.fixture
-def settings(hub: HubServer, hf_cache: Path, tmp_path: Path) -> Settings:
-    """Settings over `hf_cache`, a fresh SQLite catalog and the test Hub."""
+def settings(hub: HubServer, hf_cache: Path, db_url: str, tmp_path: Path) -> Settings:
+    """Settings over `hf_cache`, a fresh catalog and the test Hub."""
     return Settings.from_env(
         cache_dir=hf_cache,
-        db_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
+        db_url=db_url,
         hub_endpoint=hub.url,
         runtime_dir=tmp_path / "runtime",
     )

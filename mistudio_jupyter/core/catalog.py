@@ -1,7 +1,8 @@
 """The catalog: one SQL table of models, the coordination point of every process.
 
-SQLAlchemy 2 typed ORM over SQLite (WAL) by default; any SQLAlchemy URL works. The schema is
-owned by the Alembic migrations in `core/migrations`, applied automatically when a Catalog opens.
+SQLAlchemy 2 typed ORM over SQLite (WAL) by default, or PostgreSQL (`postgresql+psycopg://…`, the
+`mistudio-jupyter[postgres]` extra) for a catalog that several hosts share. The schema is owned by the
+Alembic migrations in `core/migrations`, applied automatically when a Catalog opens.
 """
 
 from __future__ import annotations
@@ -170,7 +171,11 @@ def make_engine(db_url: str) -> Engine:
         engine = create_engine(db_url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(db_url, pool_pre_ping=True)
+    try:
+        return create_engine(db_url, pool_pre_ping=True)
+    except ImportError as error:
+        hint = " (pip install 'mistudio-jupyter[postgres]')" if db_url.startswith("postgresql+psycopg") else ""
+        raise InvalidArgument(f"the catalog URL needs a database driver that is not installed{hint}: {error}") from None
 
 
 class Catalog:
@@ -341,18 +346,16 @@ class Catalog:
         """
         now = utcnow()
         stale_before = now - dt.timedelta(seconds=stale_after_s)
+        claimable = or_(
+            ModelRecord.status.in_(RESUMABLE),
+            (ModelRecord.status == "downloading") & (ModelRecord.heartbeat_at < stale_before),
+            (ModelRecord.status == "downloading")
+            & (ModelRecord.heartbeat_at.is_(None))
+            & (ModelRecord.worker.is_(None)),
+        )
         statement = (
             update(ModelRecord)
-            .where(ModelRecord.id == model_id)
-            .where(
-                or_(
-                    ModelRecord.status.in_(RESUMABLE),
-                    (ModelRecord.status == "downloading") & (ModelRecord.heartbeat_at < stale_before),
-                    (ModelRecord.status == "downloading")
-                    & (ModelRecord.heartbeat_at.is_(None))
-                    & (ModelRecord.worker.is_(None)),
-                )
-            )
+            .where(ModelRecord.id == model_id, claimable)
             .values(
                 status="downloading",
                 worker=worker,
@@ -363,6 +366,10 @@ class Catalog:
                 updated_at=now,
             )
         )
+        if self.engine.dialect.name == "postgresql":
+            # A row another claimant has locked is skipped, not waited for: that claimant wins.
+            locked = select(ModelRecord.id).where(ModelRecord.id == model_id, claimable)
+            statement = statement.where(ModelRecord.id.in_(locked.with_for_update(skip_locked=True)))
         with self._session() as session, session.begin():
             return session.execute(statement).rowcount == 1
 
@@ -449,5 +456,6 @@ def _sort_columns(sort: str) -> Iterator[Any]:
     if field not in SORTABLE:
         raise InvalidArgument(f"cannot sort by {field!r}; expected one of: {', '.join(SORTABLE)}")
     column = getattr(ModelRecord, field)
-    yield column.desc() if descending else column.asc()
+    # Entries without a value come first in ascending order, last in descending, on every backend.
+    yield column.desc().nulls_last() if descending else column.asc().nulls_first()
     yield ModelRecord.id

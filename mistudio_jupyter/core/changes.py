@@ -5,7 +5,8 @@ Downloads write their progress to the catalog from their own processes, and the 
 server may add or delete entries at any time. A `ChangeTracker` finds all of it the same way: it
 compares every entry's `updated_at` with the previous look (one narrow query when nothing moved) and
 reads the full rows only of what did. Deletions show up as ids that are gone, and no two hosts'
-clocks have to agree.
+clocks have to agree. On PostgreSQL the catalog notifies the id of every entry written
+(`LISTEN mistudio_models`), so a look reads only the notified rows instead of every entry's version.
 
 A `CatalogPoller` runs one tracker on one thread while anyone subscribes (download handles, the
 widgets' watcher, the server's event hub), so a process looks at its catalog once per tick however
@@ -14,13 +15,14 @@ many downloads and views are open.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .catalog import ModelRecord
@@ -77,6 +79,70 @@ class ChangeTracker:
         self._versions = {**versions, **{record.id: record.updated_at for record in changed}}
         return CatalogChanges(changed, deleted)
 
+    def close(self) -> None:
+        """Release what the tracker holds between looks (nothing here); the next look starts again."""
+
+
+class NotifiedChangeTracker(ChangeTracker):
+    """A tracker of a PostgreSQL catalog: it listens to the ids the catalog notifies and reads only those.
+
+    Its first look after `close()` compares every entry's version, as the polling tracker does, to
+    learn what changed while it was not listening.
+    """
+
+    CHANNEL = "mistudio_models"
+
+    def __init__(self, manager: ModelManager) -> None:
+        super().__init__(manager)
+        self._listener: Any = None
+
+    def look(self) -> CatalogChanges:
+        if self._listener is None:
+            self._listen()
+            return super().look()
+        self._manager.downloads.refresh_all()
+        try:
+            notified = self._notified_ids()
+        except Exception:  # the connection broke: the next look listens again and compares everything
+            self.close()
+            raise
+        if not notified:
+            return NO_CHANGES
+        records = self._manager.catalog.get_many(notified)
+        found = {record.id for record in records}
+        changed = [record for record in records if self._versions.get(record.id) != record.updated_at]
+        deleted = [model_id for model_id in notified - found if self._versions.pop(model_id, None) is not None]
+        self._versions.update({record.id: record.updated_at for record in changed})
+        return CatalogChanges(changed, deleted)
+
+    def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(Exception):
+                listener.close()
+
+    def _listen(self) -> None:
+        """Open a connection of our own (not the pool's) and listen on it."""
+        pooled = self._manager.catalog.engine.raw_connection()
+        connection = pooled.driver_connection
+        pooled.detach()
+        connection.rollback()  # the pool's liveness check may have opened a transaction
+        connection.autocommit = True
+        connection.execute(f"LISTEN {self.CHANNEL}")
+        self._listener = connection
+
+    def _notified_ids(self) -> set[str]:
+        """Ids notified by every write committed before this call (a round trip brings them all in)."""
+        self._listener.execute("SELECT 1")
+        return {notice.payload for notice in self._listener.notifies(timeout=0)}
+
+
+def change_tracker(manager: ModelManager) -> ChangeTracker:
+    """The tracker for the manager's catalog: notified on PostgreSQL, polling elsewhere."""
+    if manager.catalog.engine.dialect.name == "postgresql":
+        return NotifiedChangeTracker(manager)
+    return ChangeTracker(manager)
+
 
 Listener = Callable[[CatalogChanges], None]
 
@@ -103,7 +169,7 @@ class CatalogPoller:
 
     def __init__(self, manager: ModelManager) -> None:
         self._manager = manager
-        self._tracker = ChangeTracker(manager)
+        self._tracker = change_tracker(manager)
         self._subscriptions: list[Subscription] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -137,6 +203,7 @@ class CatalogPoller:
                 self._wake.clear()
                 if not self._subscriptions:
                     self._thread = None
+                    self._tracker.close()
                     return
                 subscriptions = list(self._subscriptions)
             self._deliver(subscriptions, self._look())

@@ -1,20 +1,29 @@
-"""The catalog against real SQLite files: CRUD, filters, migrations, claims across processes, adoption."""
+"""The catalog against real SQLite files and a real PostgreSQL server: CRUD, filters, migrations, claims
+across processes, adoption."""
 
 from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
-import sqlite3
 
 import pytest
+from sqlalchemy import create_engine, inspect, text
 
 from mistudio_jupyter.core.catalog import Catalog, utcnow
 from mistudio_jupyter.core.errors import InvalidArgument, NotFound
+from mistudio_jupyter.core.migrations import HEAD
+
+pytestmark = pytest.mark.each_backend
 
 
 @pytest.fixture
-def db_url(tmp_path):
-    return f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+def fresh_db_url(catalog_backend, tmp_path, request):
+    """A database with no schema yet."""
+    if catalog_backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+        return
+    with request.getfixturevalue("postgres_server").database(migrated=False) as url:
+        yield url
 
 
 @pytest.fixture
@@ -39,16 +48,28 @@ def _populate(catalog: Catalog) -> dict[str, str]:
     return ids
 
 
-def test_migrations_create_the_schema_from_empty(db_url, tmp_path):
-    Catalog(db_url).close()
-    with sqlite3.connect(tmp_path / "catalog.sqlite") as connection:
-        tables = {row[0] for row in connection.execute("select name from sqlite_master where type='table'")}
-        version = connection.execute("select version_num from alembic_version").fetchone()[0]
-        journal = connection.execute("pragma journal_mode").fetchone()[0]
-    assert {"models", "alembic_version"} <= tables
-    assert version == "0003"
-    assert journal == "wal"
-    Catalog(db_url).close()  # reopening an up-to-date catalog is a no-op
+def test_migrations_create_the_schema_from_empty(fresh_db_url, catalog_backend):
+    Catalog(fresh_db_url).close()
+    engine = create_engine(fresh_db_url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+        with engine.connect() as connection:
+            version = connection.execute(text("select version_num from alembic_version")).scalar()
+            if catalog_backend == "sqlite":
+                assert connection.execute(text("pragma journal_mode")).scalar() == "wal"
+            else:
+                triggers = connection.execute(text("select tgname from pg_trigger where not tgisinternal")).scalars()
+                assert list(triggers) == ["mistudio_models_changed"]
+    finally:
+        engine.dispose()
+    assert {"models", "cache_scans", "alembic_version"} <= tables
+    assert version == HEAD == "0004"
+    Catalog(fresh_db_url).close()  # reopening an up-to-date catalog is a no-op
+
+
+def test_a_catalog_url_whose_driver_is_missing_is_refused_saying_so():
+    with pytest.raises(InvalidArgument, match="needs a database driver that is not installed"):
+        Catalog("mysql+mysqldb://user@localhost/catalog")
 
 
 def test_add_get_update_delete(catalog):
@@ -167,6 +188,31 @@ def test_a_stale_claim_can_be_taken_over(catalog):
     assert catalog.get(record.id).worker == "host:2"
 
 
+@pytest.mark.each_backend("postgres")  # SQLite has no row locks: it serialises every writer
+def test_a_claim_does_not_wait_for_a_row_another_claimant_holds(catalog):
+    """On PostgreSQL a claim locks the row (`FOR UPDATE SKIP LOCKED`): while another transaction holds
+    it, a claim loses at once instead of waiting (a wait would end in this claimant's lock timeout);
+    once released, the row can be claimed."""
+    record, _ = catalog.add("tiny/gpt2")
+    impatient = Catalog(catalog.db_url + "&options=-c%20lock_timeout%3D3000")
+    try:
+        with catalog.engine.connect() as holder, holder.begin():
+            holder.execute(text("select id from models where id = :id for update"), {"id": record.id})
+            assert impatient.claim(record.id, "host:1") is False
+        assert impatient.claim(record.id, "host:2")
+    finally:
+        impatient.close()
+    assert catalog.get(record.id).worker == "host:2"
+
+
+def test_entries_without_a_value_sort_first_ascending_and_last_descending(catalog):
+    catalog.add("tiny/none")
+    catalog.add("tiny/small", params=10)
+    catalog.add("tiny/large", params=1000)
+    assert [r.repo_id for r in catalog.list(sort="params")] == ["tiny/none", "tiny/small", "tiny/large"]
+    assert [r.repo_id for r in catalog.list(sort="-params")] == ["tiny/large", "tiny/small", "tiny/none"]
+
+
 def _claim_in_process(db_url: str, model_id: str, worker: str, start, results) -> None:
     catalog = Catalog(db_url)
     start.wait()
@@ -197,8 +243,8 @@ def _open_catalog(db_url: str) -> None:
     Catalog(db_url).close()
 
 
-def test_concurrent_first_opens_migrate_once(tmp_path):
-    db_url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+def test_concurrent_first_opens_migrate_once(fresh_db_url):
+    db_url = fresh_db_url
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_open_catalog, args=(db_url,)) for _ in range(3)]
     for process in processes:
@@ -209,6 +255,7 @@ def test_concurrent_first_opens_migrate_once(tmp_path):
     catalog = Catalog(db_url)
     catalog.add("tiny/gpt2")
     assert len(catalog.list()) == 1
+    catalog.close()
 
 
 def test_adoption_of_a_cache_filled_by_huggingface_hub(hub, settings):

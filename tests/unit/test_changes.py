@@ -1,4 +1,4 @@
-"""The change tracker over a real SQLite catalog, with another process writing to it."""
+"""The change tracker over a real SQLite and a real PostgreSQL catalog, with another process writing to it."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from mistudio_jupyter.core.changes import CatalogChanges, ChangeTracker
+from mistudio_jupyter.core.changes import CatalogChanges, NotifiedChangeTracker, change_tracker
 from mistudio_jupyter.core.service import ModelManager
 from mistudio_jupyter.core.settings import Settings
 from tests.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.each_backend
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def in_another_process(settings: Settings, code: str) -> None:
 
 def test_a_tracker_sees_what_other_processes_add_update_and_delete(manager: ModelManager, settings: Settings) -> None:
     first, second = manager.add("tiny/gpt2"), manager.add("tiny/llama")
-    tracker = ChangeTracker(manager)
+    tracker = change_tracker(manager)
 
     changes = tracker.look()
     assert [r.id for r in changes.changed] == [first.id, second.id] and changes.deleted == []
@@ -57,7 +58,7 @@ def test_a_tracker_sees_what_other_processes_add_update_and_delete(manager: Mode
 def test_a_first_look_reads_a_large_catalog_whole(manager: ModelManager) -> None:
     ids = {manager.catalog.add(f"org/model-{n}")[0].id for n in range(1_234)}
 
-    changes = ChangeTracker(manager).look()
+    changes = change_tracker(manager).look()
 
     assert {record.id for record in changes.changed} == ids
     updated = [record.updated_at for record in changes.changed]
@@ -85,3 +86,32 @@ def test_one_poller_serves_each_subscriber_at_its_own_pace(manager: ModelManager
     manager.changes.unsubscribe(eager.append)
     manager.changes.unsubscribe(patient.append)
     wait_for(lambda: not manager.changes.running, timeout=2, what="the poller to stop")
+
+
+@pytest.mark.each_backend("postgres")
+def test_on_postgresql_a_tracker_reads_only_the_notified_rows(manager: ModelManager, monkeypatch) -> None:
+    """After its first look, a PostgreSQL tracker learns what changed from the catalog's notifications:
+    it never lists every entry's version again, and a look when nothing was written reads no row."""
+    quiet, busy = manager.add("tiny/gpt2"), manager.add("tiny/llama")
+    tracker = change_tracker(manager)
+    assert isinstance(tracker, NotifiedChangeTracker)
+    assert {record.id for record in tracker.look().changed} == {quiet.id, busy.id}
+
+    def no_scan() -> None:
+        raise AssertionError("the tracker listed every entry's version")
+
+    read: list[set[str]] = []
+    get_many = manager.catalog.get_many
+    monkeypatch.setattr(manager.catalog, "versions", no_scan)
+    monkeypatch.setattr(manager.catalog, "get_many", lambda ids: read.append(set(ids)) or get_many(ids))
+    assert not tracker.look() and read == []
+
+    in_another_process(manager.settings, f"manager.catalog.update({busy.id!r}, bytes_done=5)")
+    manager.delete(quiet.id)
+    changes = tracker.look()
+
+    assert [(record.id, record.bytes_done) for record in changes.changed] == [(busy.id, 5)]
+    assert changes.deleted == [quiet.id] and read == [{busy.id, quiet.id}]
+    tracker.close()
+    monkeypatch.undo()
+    assert not tracker.look(), "a tracker that listens again compares versions and finds nothing new"

@@ -7,7 +7,8 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 HERE = Path(__file__).parent
-HEAD = "0003"  # the newest revision in versions/; a test keeps the two in step
+HEAD = "0004"  # the newest revision in versions/; a test keeps the two in step
+MIGRATION_LOCK_KEY = 0x6D6973747564696F  # "mistudio": the PostgreSQL advisory lock of migrations
 
 
 def _stored_revision(engine: Engine) -> str | None:
@@ -42,7 +43,7 @@ def _current_and_head(engine: Engine) -> tuple[str | None, str | None]:
 
 
 def upgrade_to_head(engine: Engine, db_url: str) -> None:
-    """Bring the schema to the newest revision; concurrent openers of one SQLite file take turns.
+    """Bring the schema to the newest revision; concurrent openers of one catalog take turns.
 
     An up-to-date schema costs one query: Alembic is imported only when there is work to do.
     """
@@ -52,9 +53,12 @@ def upgrade_to_head(engine: Engine, db_url: str) -> None:
     if current == head:
         return
     from alembic import command
+    from sqlalchemy import text
 
     with _migration_lock(db_url):
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":  # held until this transaction ends
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             command.upgrade(_alembic_config(connection), "head")
 
 
