@@ -13,9 +13,9 @@ from .live import JupyterServer
 
 
 @pytest.fixture
-def server(hub: HubServer, tmp_path: Path) -> Iterator[JupyterServer]:
+def server(hub: HubServer, tmp_path: Path, db_url: str) -> Iterator[JupyterServer]:
     """A `jupyter server` process with the extension over a fresh catalog and cache and the test Hub."""
-    live = JupyterServer(tmp_path / "jupyter", hub.url).start()
+    live = JupyterServer(tmp_path / "jupyter", hub.url, db_url=db_url).start()
     try:
         yield live
     finally:

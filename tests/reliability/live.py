@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -64,13 +63,22 @@ def partials(cache: Path) -> list[Path]:
     return [p for pattern in ("*.incomplete", "*.part", "*.journal") for p in cache.rglob(pattern)]
 
 
-def worker_pids(db_path: Path) -> list[int]:
+def worker_pids(db_url: str) -> list[int]:
     """Download workers of this catalog that still run on this host (from the rows' `host:pid`)."""
-    if not db_path.exists():
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import DBAPIError
+
+    if db_url.startswith("sqlite:///") and not Path(db_url.split(":///", 1)[1]).exists():
         return []
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as db:
+            workers = db.execute(text("SELECT worker FROM models WHERE worker IS NOT NULL")).scalars().all()
+    except DBAPIError:  # no catalog yet
+        return []
+    finally:
+        engine.dispose()
     host = socket.gethostname()
-    with contextlib.closing(sqlite3.connect(db_path, timeout=10)) as db:
-        workers = [row[0] for row in db.execute("SELECT worker FROM models WHERE worker IS NOT NULL")]
     pids = []
     for worker in workers:
         name, _, pid = worker.rpartition(":")
@@ -83,14 +91,15 @@ def worker_pids(db_path: Path) -> list[int]:
     return pids
 
 
-def kill_workers(db_path: Path) -> None:
-    for pid in worker_pids(db_path):
+def kill_workers(db_url: str) -> None:
+    for pid in worker_pids(db_url):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
 
 class JupyterServer:
-    """`jupyter server` with the mistudio extension, in its own process, over a tmp catalog and cache.
+    """`jupyter server` with the mistudio extension, in its own process, over a cache in `root` and a
+    catalog at `db_url` (by default a SQLite file in `root`).
 
     Its JUPYTER_RUNTIME_DIR is `root/runtime`, so worker logs land in `root/runtime/mistudio/downloads/`.
     """
@@ -100,6 +109,7 @@ class JupyterServer:
         root: Path,
         hub_url: str,
         *,
+        db_url: str | None = None,
         max_parallel: int = 2,
         token: str = "e2e-test-token",
         env: dict[str, str] | None = None,
@@ -109,8 +119,7 @@ class JupyterServer:
         self.hub_url = hub_url
         self.token = token
         self.cache = root / "cache"
-        self.db_path = root / "catalog.sqlite"
-        self.db_url = f"sqlite:///{self.db_path}"
+        self.db_url = db_url or f"sqlite:///{root / 'catalog.sqlite'}"
         self.tmp = root / "tmp"
         self.max_parallel = max_parallel
         self.extra_env = env or {}
@@ -190,7 +199,7 @@ class JupyterServer:
 
     def close(self) -> None:
         self.stop()
-        kill_workers(self.db_path)
+        kill_workers(self.db_url)
 
     def request(
         self,

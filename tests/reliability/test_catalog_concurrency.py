@@ -1,5 +1,5 @@
-"""Two processes on one SQLite catalog — the Jupyter server and the `mistudio` CLI — racing downloads,
-cancels, resumes and deletes; and a process SIGKILLed in the middle of catalog writes."""
+"""Two processes on one catalog (SQLite, and PostgreSQL) — the Jupyter server and the `mistudio` CLI —
+racing downloads, cancels, resumes and deletes; and a process SIGKILLed in the middle of catalog writes."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import textwrap
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
+
+import pytest
 
 from mistudio_jupyter.core.catalog import Catalog
 from mistudio_jupyter.core.downloads.cache import RepoCache
@@ -23,6 +24,8 @@ from tests.polling import wait_for
 
 from .conftest import cdn_bytes, lfs_file
 from .live import REPO_ROOT, JupyterServer, kill_workers, partials, worker_pids
+
+pytestmark = pytest.mark.each_backend
 
 REPOS = ("tiny/llama", "tiny/qwen2", "tiny/gemma")
 DONE = {"ready", "failed", "cancelled", "interrupted"}
@@ -105,7 +108,7 @@ def test_cli_cancel_is_not_lost_under_worker_heartbeats_and_resume_races_delete(
     code, record, err = cli(server, "cancel", model_id)
     assert code == 0, err
     assert record["status"] == "cancelled"
-    wait_for(lambda: not worker_pids(server.db_path), 20, what="the worker to exit after writing `cancelled`")
+    wait_for(lambda: not worker_pids(server.db_url), 20, what="the worker to exit after writing `cancelled`")
     time.sleep(1.5)  # a lost update would show here: a late heartbeat putting `downloading` back
     after = server.record(model_id)
     assert after["status"] == "cancelled" and after["bytes_done"] < big.size
@@ -118,14 +121,14 @@ def test_cli_cancel_is_not_lost_under_worker_heartbeats_and_resume_races_delete(
         status, body = deleted.result()
     assert code in (0, 1) and status in (200, 404, 409), (code, err, status, body)
     if status == 200:
-        wait_for(lambda: not worker_pids(server.db_path), 10, what="no worker for a deleted entry")
+        wait_for(lambda: not worker_pids(server.db_url), 10, what="no worker for a deleted entry")
         assert server.request("GET", f"/models/{model_id}")[0] == 404
         server.request("POST", "/cache/prune", {})
         assert partials(server.cache) == []
     else:
         final = server.wait_status(model_id, DONE, 60)
         assert final["status"] == "ready", final
-    kill_workers(server.db_path)
+    kill_workers(server.db_url)
 
 
 WRITER = textwrap.dedent("""
@@ -140,11 +143,9 @@ WRITER = textwrap.dedent("""
 """)
 
 
-def test_sigkill_during_catalog_writes_leaves_a_consistent_database(tmp_path: Path) -> None:
+def test_sigkill_during_catalog_writes_leaves_a_consistent_database(db_url: str, catalog_backend: str) -> None:
     """A process hammering the catalog (updates and inserts) is SIGKILLed three times: SQLite's
     integrity check passes, every row reads back whole, and the catalog keeps working."""
-    db_path = tmp_path / "catalog.sqlite"
-    db_url = f"sqlite:///{db_path}"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     model_id = None
     for _ in range(3):
@@ -154,8 +155,9 @@ def test_sigkill_during_catalog_writes_leaves_a_consistent_database(tmp_path: Pa
         time.sleep(0.4)
         writer.send_signal(signal.SIGKILL)
         writer.wait(10)
-    with sqlite3.connect(db_path) as db:
-        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    if catalog_backend == "sqlite":
+        with sqlite3.connect(db_url.split(":///", 1)[1]) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     catalog = Catalog(db_url)
     try:
         rows = catalog.list(limit=10_000)
@@ -169,9 +171,8 @@ def test_sigkill_during_catalog_writes_leaves_a_consistent_database(tmp_path: Pa
         catalog.close()
 
 
-def test_concurrent_add_from_many_processes_makes_one_row(tmp_path: Path) -> None:
+def test_concurrent_add_from_many_processes_makes_one_row(db_url: str) -> None:
     """Four processes add the same repo+options at once: one row, and every process gets its id."""
-    db_url = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
     Catalog(db_url).close()  # migrate first, as a server would
     script = (
         "import sys; from mistudio_jupyter.core.catalog import Catalog; "

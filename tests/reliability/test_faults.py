@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from mistudio_jupyter.core.downloads.cache import RepoCache
 from mistudio_jupyter.core.downloads.journal import read_written
 from tests.hubserver import HubServer, RepoSpec
@@ -23,6 +25,8 @@ from tests.prerequisites import missing
 
 from .conftest import cdn_bytes, lfs_file
 from .live import HubProcess, JupyterServer, jupyter, kill_workers, partials, sha256_of, worker_pids
+
+pytestmark = pytest.mark.each_backend
 
 BIG = "tiny/big"
 THROTTLE = 20_000_000  # 50 MB in 2.5 s (loopback answers at once: one stream)
@@ -47,30 +51,31 @@ def test_server_and_workers_sigkilled_mid_download_resume_byte_identical(
     hub: HubServer,
     fixture_repos: dict[str, RepoSpec],
     tmp_path: Path,
+    db_url: str,
 ) -> None:
     """A crash of the whole box (server and its download worker SIGKILLed at ~40%): after a restart the
     model is `interrupted`, resume continues from the bytes on disk and ends byte-identical."""
     big = lfs_file(fixture_repos, BIG)
     hub.faults.set(path="/cdn/", throttle_bps=THROTTLE)
     root = tmp_path / "jupyter"
-    first = JupyterServer(root, hub.url).start()
+    first = JupyterServer(root, hub.url, db_url=db_url).start()
     try:
         model_id = first.create(BIG)["id"]
         assert first.request("POST", f"/models/{model_id}/download", {})[0] == 202
         wait_for(lambda: _partial_size(first.cache, big.sha256) > big.size * 0.4, 30, what="40% on disk")
-        workers = worker_pids(first.db_path)
+        workers = worker_pids(first.db_url)
         assert len(workers) == 1
         first.kill()
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not worker_pids(first.db_path), 10, what="the worker to die")
+        wait_for(lambda: not worker_pids(first.db_url), 10, what="the worker to die")
     finally:
         first.close()
     on_disk = _partial_size(first.cache, big.sha256)
     assert 0 < on_disk < big.size
 
     hub.clear_log()
-    with jupyter(root, hub.url) as second:
+    with jupyter(root, hub.url, db_url=db_url) as second:
         record = second.record(model_id)
         assert record["status"] == "interrupted", record
         assert record["bytes_done"] <= on_disk
@@ -86,6 +91,7 @@ def test_server_sigkilled_alone_worker_finishes_and_restart_joins_it(
     hub: HubServer,
     fixture_repos: dict[str, RepoSpec],
     tmp_path: Path,
+    db_url: str,
 ) -> None:
     """Only the server dies: its worker (own session) keeps going; the next server process on that
     catalog (started alongside, so that it is up before the 5 s transfer ends) shows it downloading, a
@@ -93,7 +99,7 @@ def test_server_sigkilled_alone_worker_finishes_and_restart_joins_it(
     big = lfs_file(fixture_repos, BIG)
     hub.faults.set(path="/cdn/", throttle_bps=THROTTLE // 2)
     root = tmp_path / "jupyter"
-    first, second = JupyterServer(root, hub.url), JupyterServer(root, hub.url)
+    first, second = JupyterServer(root, hub.url, db_url=db_url), JupyterServer(root, hub.url, db_url=db_url)
     starting = threading.Thread(target=second.start)
     starting.start()
     try:
@@ -102,11 +108,11 @@ def test_server_sigkilled_alone_worker_finishes_and_restart_joins_it(
         model_id = first.create(BIG)["id"]
         assert first.request("POST", f"/models/{model_id}/download", {})[0] == 202
         wait_for(lambda: _partial_size(first.cache, big.sha256) > big.size * 0.2, 30, what="20% on disk")
-        (worker,) = worker_pids(first.db_path)
+        (worker,) = worker_pids(first.db_url)
         first.kill()
         assert second.record(model_id)["status"] == "downloading"
         assert second.request("POST", f"/models/{model_id}/download", {})[0] == 202
-        assert worker_pids(second.db_path) == [worker]
+        assert worker_pids(second.db_url) == [worker]
         final = second.wait_status(model_id, {"ready", "failed", "cancelled", "interrupted"}, 60)
         _assert_complete(second.cache, BIG, final, big.sha256)
         assert cdn_bytes(hub, BIG) == big.size  # one transfer, never restarted
@@ -115,14 +121,16 @@ def test_server_sigkilled_alone_worker_finishes_and_restart_joins_it(
         second.close()
 
 
-def test_hub_process_dies_mid_download_and_comes_back(fixture_repos: dict[str, RepoSpec], tmp_path: Path) -> None:
+def test_hub_process_dies_mid_download_and_comes_back(
+    fixture_repos: dict[str, RepoSpec], tmp_path: Path, db_url: str
+) -> None:
     """The Hub's process is SIGKILLed mid-body and restarted on the same port a second later: the same
     job retries from its current byte and completes, verified; nothing corrupt reaches the cache."""
     big = lfs_file(fixture_repos, BIG)
     faults = {"/cdn/": {"throttle_bps": THROTTLE}}
     hub = HubProcess(faults=faults).start()
     try:
-        with jupyter(tmp_path / "jupyter", hub.url) as server:
+        with jupyter(tmp_path / "jupyter", hub.url, db_url=db_url) as server:
             model_id = server.create(BIG)["id"]
             assert server.request("POST", f"/models/{model_id}/download", {})[0] == 202
             wait_for(lambda: _partial_size(server.cache, big.sha256) > big.size * 0.3, 30, what="30% on disk")
@@ -144,12 +152,13 @@ def test_insufficient_disk_fails_cleanly_then_resumes_when_space_is_back(
     hub: HubServer,
     fixture_repos: dict[str, RepoSpec],
     tmp_path: Path,
+    db_url: str,
 ) -> None:
     """With the cache volume reported full, the job fails with `insufficient_disk` before any byte of
     the weights, with "needs X MB, 1 KB free in DIR"; the catalog row and the cache stay consistent, and
     the same entry downloads once there is room (a restarted server)."""
     root = tmp_path / "jupyter"
-    with jupyter(root, hub.url, env={"MISTUDIO_FREE_DISK_BYTES": "1000"}) as server:
+    with jupyter(root, hub.url, db_url=db_url, env={"MISTUDIO_FREE_DISK_BYTES": "1000"}) as server:
         events = server.ws()
         try:
             events.subscribe("models")
@@ -168,7 +177,7 @@ def test_insufficient_disk_fails_cleanly_then_resumes_when_space_is_back(
             assert status == 200 and [m["id"] for m in listing["models"]] == [model_id]
         finally:
             events.close()
-    with jupyter(root, hub.url) as server:
+    with jupyter(root, hub.url, db_url=db_url) as server:
         assert server.record(model_id)["status"] == "failed"
         assert server.request("POST", f"/models/{model_id}/resume", {})[0] == 202
         final = server.wait_status(model_id, {"ready", "failed", "cancelled", "interrupted"}, 60)
@@ -196,6 +205,7 @@ def test_disk_really_fills_mid_download_reports_insufficient_disk(
     hub: HubServer,
     fixture_repos: dict[str, RepoSpec],
     tmp_path: Path,
+    db_url: str,
 ) -> None:
     """A 30 MB volume whose free space the pre-check is lied to about: the disk really fills at ~60% of
     the 50 MB file. The failure must be `insufficient_disk`, nothing reaches `blobs/`, the catalog is
@@ -205,7 +215,7 @@ def test_disk_really_fills_mid_download_reports_insufficient_disk(
     root = tmp_path / "jupyter"
     root.mkdir()
     with _small_volume(root / "cache", "30m"):
-        with jupyter(root, hub.url, env={"MISTUDIO_FREE_DISK_BYTES": str(10**12)}) as server:
+        with jupyter(root, hub.url, db_url=db_url, env={"MISTUDIO_FREE_DISK_BYTES": str(10**12)}) as server:
             model_id = server.create(BIG)["id"]
             assert server.request("POST", f"/models/{model_id}/download", {})[0] == 202
             record = server.wait_status(model_id, {"ready", "failed", "cancelled", "interrupted"}, 60)
@@ -258,4 +268,4 @@ def test_corrupt_bytes_never_reach_blobs(
     final = server.wait_status(model_id, {"ready", "failed", "cancelled", "interrupted"}, 30)
     assert final["status"] == "ready" and sha256_of(blobs / weights.sha256) == weights.sha256
     assert partials(server.cache) == []
-    kill_workers(server.db_path)
+    kill_workers(server.db_url)

@@ -9,21 +9,25 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from tests.hubserver import HubServer, RepoSpec
 from tests.polling import wait_for
 
 from .conftest import cdn_bytes, lfs_file
 from .live import JupyterServer, sha256_of
 
+pytestmark = pytest.mark.each_backend
+
 DOWNLOADS = ("tiny/llama", "tiny/qwen3", "tiny/phi3", "tiny/mistral")
 PREVIEWS = ("tiny/gpt2", "tiny/pythia", "tiny/gemma", "tiny/gemma2", "tiny/qwen2")  # none downloaded here
 
 
 def test_downloads_previews_and_sockets_at_once(
-    hub: HubServer, fixture_repos: dict[str, RepoSpec], tmp_path: Path
+    hub: HubServer, fixture_repos: dict[str, RepoSpec], tmp_path: Path, db_url: str
 ) -> None:
     hub.faults.set(path="/cdn/", throttle_bps=50_000)  # each weights file ~12 s, so all four overlap
-    server = JupyterServer(tmp_path / "jupyter", hub.url, max_parallel=4).start()
+    server = JupyterServer(tmp_path / "jupyter", hub.url, db_url=db_url, max_parallel=4).start()
     sockets = [server.ws() for _ in range(5)]
     probe_ms: list[float] = []
     probe_errors: list[int | str] = []

@@ -169,7 +169,7 @@ def test_action_bodies_on_an_existing_entry(live: JupyterServer, body: Any, acti
     if status in (200, 202):
         assert payload["id"] == model_id
         wait_for(
-            lambda: not worker_pids(live.db_path) and live.record(model_id)["status"] != "downloading",
+            lambda: not worker_pids(live.db_url) and live.record(model_id)["status"] != "downloading",
             30,
             what="the accepted job to end",
         )

@@ -23,6 +23,8 @@ from mistudio_jupyter.server.errors import STATUS_BY_CODE, error_response
 
 from .conftest import API, Api
 
+pytestmark = pytest.mark.each_backend
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -16,6 +16,8 @@ from mistudio_jupyter.server import openapi
 
 from .conftest import API
 
+pytestmark = pytest.mark.each_backend
+
 REPO = Path(__file__).resolve().parents[2]
 MODEL_ID = "0b7a3c52-0000-4000-8000-000000000000"
 ROUTES = [

@@ -16,6 +16,8 @@ from mistudio_jupyter.server.events import EventHub
 
 from .conftest import check_event
 
+pytestmark = pytest.mark.each_backend
+
 
 class Sink:
     def __init__(self, alive: bool = True) -> None:

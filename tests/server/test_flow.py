@@ -20,6 +20,8 @@ from tests.hubserver import HubServer
 
 from .conftest import API, Api, check_event
 
+pytestmark = pytest.mark.each_backend
+
 BIG = "tiny/big"
 BIG_FILE = "model.safetensors"
 REPO = Path(__file__).resolve().parents[2]

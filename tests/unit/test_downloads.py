@@ -1,4 +1,5 @@
-"""Downloads end to end: real child processes, real huggingface_hub parts, the test Hub with faults."""
+"""Downloads end to end on a SQLite and a PostgreSQL catalog: real child processes, real huggingface_hub parts, the test
+Hub with faults."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ BIG = "tiny/big"
 BIG_FILE = "model.safetensors"
 
 
-pytestmark = pytest.mark.usefixtures("no_download_summary")
+pytestmark = [pytest.mark.usefixtures("no_download_summary"), pytest.mark.each_backend]
 
 
 def on_disk(settings, repo_id: str, file) -> int:

@@ -22,7 +22,7 @@ BIG_FILE = "model.safetensors"
 WAN = WanProfile(per_conn_bps=2e6, link_bps=24e6, rtt_ms=20)
 
 
-pytestmark = pytest.mark.usefixtures("no_download_summary")
+pytestmark = [pytest.mark.usefixtures("no_download_summary"), pytest.mark.each_backend]
 
 
 def requested(record: Any) -> tuple[int, int]:
