@@ -157,6 +157,18 @@ def server_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def server_postgres_rows(r: dict[str, Any]) -> list[Row]:
+    return [
+        (
+            f"GET /models on PostgreSQL, {r['rows']:,} rows, p50 (p95)",
+            f"{r['p50_ms']:.1f} ms ({r['p95_ms']:.1f} ms)",
+            f"the same rows on SQLite {r['sqlite_p50_ms']:.1f} ms",
+            _ratio(r["p50_ms"], r["sqlite_p50_ms"]),
+            f"≤ {r['goal_p50_ms']:.0f} ms",
+        )
+    ]
+
+
 def import_rows(r: dict[str, Any]) -> list[Row]:
     return [
         (
@@ -275,6 +287,7 @@ FORMATTERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "bench_anatomy": anatomy_rows,
     "bench_estimates": estimates_rows,
     "bench_server": server_rows,
+    "bench_server_postgres": server_postgres_rows,
     "bench_import": import_rows,
     "bench_preview": preview_rows,
     "bench_server_memory": memory_rows,
