@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.sql import Select
 
 from .errors import InvalidArgument, NotFound
 from .options import DTYPES, QUANTIZATIONS, SORTABLE, STATUSES, validate_choice
@@ -289,55 +290,17 @@ class Catalog:
             session.delete(record)
         return record
 
-    def list(
-        self,
-        *,
-        family: str | None = None,
-        quantization: str | None = None,
-        status: str | None = None,
-        min_params: int | None = None,
-        max_params: int | None = None,
-        q: str | None = None,
-        repo_id: str | None = None,
-        sort: str = "-created_at",
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> list[ModelRecord]:
-        """Entries matching every given filter; `sort` is a field name, `-` first for descending."""
-        for name, value in (
-            ("min_params", min_params),
-            ("max_params", max_params),
-            ("limit", limit),
-            ("offset", offset),
-        ):
-            if value is not None and not 0 <= value <= INT64_MAX:
-                raise InvalidArgument(f"{name} must be between 0 and {INT64_MAX}, got {value}")
-        query = select(ModelRecord)
-        if family:
-            query = query.where(ModelRecord.family == family)
-        if quantization:
-            query = query.where(
-                ModelRecord.quantization == validate_choice("quantization", quantization, QUANTIZATIONS)
-            )
-        if status:
-            query = query.where(ModelRecord.status == validate_choice("status", status, STATUSES))
-        if min_params is not None:
-            query = query.where(ModelRecord.params >= min_params)
-        if max_params is not None:
-            query = query.where(ModelRecord.params <= max_params)
-        if repo_id:
-            query = query.where(ModelRecord.repo_id == repo_id)
-        if q:
-            pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            query = query.where(
-                or_(ModelRecord.name.ilike(pattern, escape="\\"), ModelRecord.repo_id.ilike(pattern, escape="\\"))
-            )
-        query = query.order_by(*_sort_columns(sort))
-        if limit is not None:
-            query = query.limit(limit)
-        query = query.offset(offset)
+    def list(self, **filters: Any) -> list[ModelRecord]:
+        """Entries matching every given filter (family, quantization, status, min_params, max_params, q,
+        repo_id), sorted by `sort` (a field name, `-` first for descending), then `limit` and `offset`."""
         with self._session() as session:
-            return list(session.scalars(query))
+            return list(session.scalars(_listing(select(ModelRecord), **filters)))
+
+    def list_versions(self, **filters: Any) -> list[tuple[str, dt.datetime]]:
+        """The id and last update of each entry `list(**filters)` returns, in its order: what a cache of
+        entries checks itself against without reading whole rows."""
+        with self._session() as session:
+            return list(session.execute(_listing(select(ModelRecord.id, ModelRecord.updated_at), **filters)).tuples())
 
     def claim(self, model_id: str, worker: str, *, stale_after_s: float = 30.0) -> bool:
         """Atomically make `worker` the downloader of an entry; exactly one of racing claimants wins.
@@ -448,6 +411,53 @@ class Catalog:
         query = select(ModelRecord.id).where(ModelRecord.repo_id == repo_id, ModelRecord.commit == commit)
         with self._session() as session:
             return session.scalars(query).first() is not None
+
+
+def _listing(
+    query: Select[Any],
+    *,
+    family: str | None = None,
+    quantization: str | None = None,
+    status: str | None = None,
+    min_params: int | None = None,
+    max_params: int | None = None,
+    q: str | None = None,
+    repo_id: str | None = None,
+    sort: str = "-created_at",
+    limit: int | None = None,
+    offset: int = 0,
+) -> Select[Any]:
+    """`query` narrowed to the entries matching every filter, sorted, limited and offset."""
+    for name, value in (
+        ("min_params", min_params),
+        ("max_params", max_params),
+        ("limit", limit),
+        ("offset", offset),
+    ):
+        if value is not None and not 0 <= value <= INT64_MAX:
+            raise InvalidArgument(f"{name} must be between 0 and {INT64_MAX}, got {value}")
+    if family:
+        query = query.where(ModelRecord.family == family)
+    if quantization:
+        query = query.where(ModelRecord.quantization == validate_choice("quantization", quantization, QUANTIZATIONS))
+    if status:
+        query = query.where(ModelRecord.status == validate_choice("status", status, STATUSES))
+    if min_params is not None:
+        query = query.where(ModelRecord.params >= min_params)
+    if max_params is not None:
+        query = query.where(ModelRecord.params <= max_params)
+    if repo_id:
+        query = query.where(ModelRecord.repo_id == repo_id)
+    if q:
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            or_(ModelRecord.name.ilike(pattern, escape="\\"), ModelRecord.repo_id.ilike(pattern, escape="\\"))
+        )
+    query = query.order_by(*_sort_columns(sort))
+    if limit is not None:
+        query = query.limit(limit)
+    query = query.offset(offset)
+    return query
 
 
 def _sort_columns(sort: str) -> Iterator[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,9 +52,19 @@ class ModelManager:
     def list(self, **filters: Any) -> list[ModelRecord]:
         """Catalog entries matching the filters (family, quantization, status, min_params,
         max_params, q, sort, limit, offset), with the models that appeared in the cache adopted."""
+        self._catch_up()
+        return self.catalog.list(**filters)
+
+    def list_versions(self, **filters: Any) -> list[tuple[str, dt.datetime]]:
+        """The id and last update of each entry `list(**filters)` returns, in its order."""
+        self._catch_up()
+        return self.catalog.list_versions(**filters)
+
+    def _catch_up(self) -> None:
+        """Before a listing: entries whose download worker is gone become `interrupted`, and the models
+        that appeared in the cache are adopted."""
         self.downloads.refresh_all()
         self.adopt_cache(if_changed=True)
-        return self.catalog.list(**filters)
 
     def dataframe(self, **filters: Any) -> pandas.DataFrame:
         """The catalog entries as a pandas DataFrame, one row per entry."""

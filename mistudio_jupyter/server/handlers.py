@@ -40,25 +40,25 @@ T = TypeVar("T")
 
 
 class RecordJSON:
-    """Records as JSON text, each cached by (id, updated_at): listing a large catalog re-encodes only
-    the rows that changed since the last listing. Every catalog write moves `updated_at`."""
+    """Records as JSON text, each cached by (id, updated_at): listing a large catalog reads and encodes
+    only the rows that changed since the last listing. Every catalog write moves `updated_at`."""
 
     MAX_ENTRIES = 50_000
 
     def __init__(self) -> None:
         self._cache: dict[str, tuple[Any, str]] = {}
 
-    def encode(self, records: list[ModelRecord]) -> str:
-        """A JSON array of the records' `to_dict()`s."""
+    def listing(self, manager: ModelManager, filters: dict[str, Any]) -> str:
+        """A JSON array of the `to_dict()`s of the entries `manager.list(**filters)` returns."""
         if len(self._cache) > self.MAX_ENTRIES:  # ids of deleted entries pile up; start over
             self._cache = {}
-        parts = []
-        for record in records:
-            cached = self._cache.get(record.id)
-            if cached is None or cached[0] != record.updated_at:
-                cached = self._cache[record.id] = (record.updated_at, json.dumps(record.to_dict()))
-            parts.append(cached[1])
-        return "[" + ",".join(parts) + "]"
+        versions = manager.list_versions(**filters)
+        stale = {model_id: at for model_id, at in versions if self._cache.get(model_id, (None,))[0] != at}
+        for record in manager.catalog.get_many(stale) if stale else []:
+            # Keyed by the version listed: a row updated since is read again next time.
+            self._cache[record.id] = (stale[record.id], json.dumps(record.to_dict()))
+        parts = (self._cache.get(model_id) for model_id, _ in versions)
+        return "[" + ",".join(part[1] for part in parts if part is not None) + "]"
 
 
 class JSONErrors:
@@ -142,7 +142,7 @@ class ModelsHandler(MiStudioHandler):
     @authorized
     async def get(self) -> None:
         filters = self.query()
-        models = await self.quick(lambda: self.app.record_json.encode(self.manager.list(**filters)))
+        models = await self.quick(self.app.record_json.listing, self.manager, filters)
         self.reply_encoded('{"models": ' + models + "}")
 
     @web.authenticated

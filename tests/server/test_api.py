@@ -233,6 +233,23 @@ async def test_bad_input_is_rejected_and_changes_nothing(
         catalog.close()
 
 
+async def test_a_listing_shows_what_another_process_wrote_since_the_last(api: Api, settings: Settings) -> None:
+    """Entries are encoded once and kept: a listing after another process's write shows the new values."""
+    from mistudio_jupyter.core.catalog import Catalog
+
+    catalog = Catalog(settings.db_url)
+    try:
+        first, _ = catalog.add("tiny/gpt2")
+        gone, _ = catalog.add("tiny/llama")
+        assert [m["bytes_done"] for m in (await api("GET", "/models"))[1]["models"]] == [0, 0]
+        catalog.update(first.id, bytes_done=7)
+        catalog.delete(gone.id)
+        _, listed = await api("GET", "/models")
+    finally:
+        catalog.close()
+    assert [(m["id"], m["bytes_done"]) for m in listed["models"]] == [(first.id, 7)]
+
+
 async def test_internal_errors_show_no_traceback_or_token(
     api: Api, mistudio: MiStudio, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -241,7 +258,7 @@ async def test_internal_errors_show_no_traceback_or_token(
     def explode(**_: Any) -> None:
         raise RuntimeError("database at /secret/path exploded with hf_supersecrettoken123")
 
-    monkeypatch.setattr(manager, "list", explode)
+    monkeypatch.setattr(manager, "list_versions", explode)
     status, body = await api("GET", "/models")
     assert status == 500 and body["error"]["code"] == "internal_error"
     assert "secret" not in json.dumps(body) and "Traceback" not in json.dumps(body)
@@ -255,7 +272,7 @@ async def test_domain_error_messages_are_scrubbed_of_tokens(
     def refuse(**_: Any) -> None:
         raise core_errors.InvalidToken("the token hf_test_bad_token_value was refused (Bearer abc.def)")
 
-    monkeypatch.setattr(manager, "list", refuse)
+    monkeypatch.setattr(manager, "list_versions", refuse)
     status, body = await api("GET", "/models")
     assert status == 401 and body["error"]["code"] == "invalid_token"
     assert "hf_test_bad_token_value" not in body["error"]["message"] and "abc.def" not in body["error"]["message"]

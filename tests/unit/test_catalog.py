@@ -145,6 +145,13 @@ def test_sort_limit_offset(catalog):
     assert [r.params for r in catalog.list(sort="params", limit=2, offset=1)] == by_params[1:3]
 
 
+@pytest.mark.parametrize("filters", [{}, {"sort": "params", "limit": 2, "offset": 1}, {"q": "gpt2"}])
+def test_versions_list_the_same_entries_in_the_same_order(catalog, filters):
+    _populate(catalog)
+    expected = [(record.id, record.updated_at) for record in catalog.list(**filters)]
+    assert catalog.list_versions(**filters) == expected and expected
+
+
 @pytest.mark.parametrize(
     "bad",
     [{"sort": "secret"}, {"status": "bogus"}, {"quantization": "int3"}, {"limit": -1}, {"offset": -5}],
