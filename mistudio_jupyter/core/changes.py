@@ -97,15 +97,18 @@ class NotifiedChangeTracker(ChangeTracker):
         self._listener: Any = None
 
     def look(self) -> CatalogChanges:
-        if self._listener is None:
-            self._listen()
-            return super().look()
-        self._manager.downloads.refresh_all()
         try:
-            notified = self._notified_ids()
-        except Exception:  # the connection broke: the next look listens again and compares everything
+            if self._listener is None:
+                self._listen()
+                return super().look()
+            return self._notified_changes()
+        except Exception:  # notifications may have been missed: the next look listens again, compares all
             self.close()
             raise
+
+    def _notified_changes(self) -> CatalogChanges:
+        self._manager.downloads.refresh_all()
+        notified = self._notified_ids()
         if not notified:
             return NO_CHANGES
         records = self._manager.catalog.get_many(notified)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from mistudio_jupyter.core.changes import CatalogChanges, NotifiedChangeTracker, change_tracker
 from mistudio_jupyter.core.service import ModelManager
@@ -115,3 +116,25 @@ def test_on_postgresql_a_tracker_reads_only_the_notified_rows(manager: ModelMana
     tracker.close()
     monkeypatch.undo()
     assert not tracker.look(), "a tracker that listens again compares versions and finds nothing new"
+
+
+@pytest.mark.each_backend("postgres")
+def test_on_postgresql_a_lost_listening_connection_loses_no_change(manager: ModelManager) -> None:
+    """The tracker's listening session is killed by the server: that look fails, and the next one
+    listens again and still reports what was written while nobody listened."""
+    from psycopg import OperationalError
+
+    entry = manager.add("tiny/gpt2")
+    tracker = change_tracker(manager)
+    tracker.look()
+    listener_pid = tracker._listener.info.backend_pid
+    with manager.catalog.engine.begin() as connection:
+        connection.execute(text("select pg_terminate_backend(:pid)"), {"pid": listener_pid})
+    manager.catalog.update(entry.id, bytes_done=3)
+
+    with pytest.raises(OperationalError):
+        tracker.look()
+    changes = tracker.look()
+
+    assert [(record.id, record.bytes_done) for record in changes.changed] == [(entry.id, 3)]
+    tracker.close()
