@@ -59,8 +59,8 @@ test-js:
 	npm test
 	$(BIN)/python -m tests.js_contract
 
-bench: install
-	$(BIN)/pip install -q -e ".[test,bench]"
+bench: install postgres-deps
+	$(BIN)/pip install -q -e ".[test,bench,postgres]"
 	@command -v aria2c >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq aria2 >/dev/null)
 	$(BIN)/python -m benchmarks
 

@@ -517,6 +517,15 @@ def server_figures(r: dict[str, Any], runs: list[history.Run]) -> dict[str, str]
     }
 
 
+def server_postgres_figures(r: dict[str, Any], runs: list[history.Run]) -> dict[str, str]:
+    return {
+        "pg_list_rows": f"{r['rows']:,}",
+        "pg_list_p50": f"{r['p50_ms']:.1f} ms",
+        "pg_sqlite_p50": f"{r['sqlite_p50_ms']:.1f} ms",
+        "pg_list_size": f"{r['bytes'] / 1e6:.1f} MB",
+    }
+
+
 def server_memory_figures(r: dict[str, Any], runs: list[history.Run]) -> dict[str, str]:
     return {
         "server_growth": f"{r['server_peak_growth_bytes'] / 1e6:.1f} MB",
@@ -549,6 +558,7 @@ FIGURES: dict[str, Callable[[dict[str, Any], list[history.Run]], dict[str, str]]
     "bench_anatomy": anatomy_figures,
     "bench_estimates": estimates_figures,
     "bench_server": server_figures,
+    "bench_server_postgres": server_postgres_figures,
     "bench_server_memory": server_memory_figures,
     "bench_cli_startup": cli_startup_figures,
 }
