@@ -148,8 +148,16 @@ def test_sort_limit_offset(catalog):
 @pytest.mark.parametrize("filters", [{}, {"sort": "params", "limit": 2, "offset": 1}, {"q": "gpt2"}])
 def test_versions_list_the_same_entries_in_the_same_order(catalog, filters):
     _populate(catalog)
-    expected = [(record.id, record.updated_at) for record in catalog.list(**filters)]
-    assert catalog.list_versions(**filters) == expected and expected
+    listed = [record.id for record in catalog.list(**filters)]
+    assert [model_id for model_id, _ in catalog.list_versions(**filters)] == listed and listed
+
+
+def test_a_version_moves_with_every_write(catalog):
+    record, _ = catalog.add("tiny/gpt2")
+    ((model_id, before),) = catalog.list_versions()
+    catalog.update(record.id, bytes_done=1)
+    ((_, after),) = catalog.list_versions()
+    assert model_id == record.id and after != before
 
 
 @pytest.mark.parametrize(
