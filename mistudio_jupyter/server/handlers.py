@@ -40,8 +40,8 @@ T = TypeVar("T")
 
 
 class RecordJSON:
-    """Records as JSON text, each cached by (id, updated_at): listing a large catalog reads and encodes
-    only the rows that changed since the last listing. Every catalog write moves `updated_at`."""
+    """Records as JSON text, each cached by id and version: listing a large catalog reads and encodes
+    only the rows that changed since the last listing. Every catalog write moves the version."""
 
     MAX_ENTRIES = 50_000
 
@@ -57,8 +57,9 @@ class RecordJSON:
         for record in manager.catalog.get_many(stale) if stale else []:
             # Keyed by the version listed: a row updated since is read again next time.
             self._cache[record.id] = (stale[record.id], json.dumps(record.to_dict()))
-        parts = (self._cache.get(model_id) for model_id, _ in versions)
-        return "[" + ",".join(part[1] for part in parts if part is not None) + "]"
+        # An entry deleted between the two reads is left out, not shown as it was.
+        parts = ((self._cache.get(model_id), at) for model_id, at in versions)
+        return "[" + ",".join(part[1] for part, at in parts if part is not None and part[0] == at) + "]"
 
 
 class JSONErrors:
