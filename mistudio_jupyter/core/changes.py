@@ -131,6 +131,14 @@ class CatalogPoller:
             self._subscriptions = [s for s in self._subscriptions if s.listener != listener]
         self._wake.set()
 
+    def deliver_now(self, listener: Listener) -> None:
+        """Look at the catalog now and call `listener` without waiting for its next beat."""
+        with self._lock:
+            for subscription in self._subscriptions:
+                if subscription.listener == listener:
+                    subscription.due = time.monotonic()
+        self._wake.set()
+
     def _run(self) -> None:
         while True:
             with self._lock:

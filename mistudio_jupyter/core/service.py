@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .adoption import cache_fingerprint
 from .catalog import Catalog, ModelRecord
 from .changes import CatalogPoller
-from .errors import EntryNotFound, InvalidArgument, NotFound, UnsafeRepo
+from .errors import EntryNotFound, InvalidArgument, MiStudioError, NotFound, UnsafeRepo
 from .hub import HubClient, validate_repo_id, validate_revision
 from .options import ACTIVE_STATUSES, LoadChoice, entry_choice, load_choice
 from .settings import Settings
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     import pandas
 
     from .anatomy.hooks import HookPoint
-    from .downloads import DownloadHandle, DownloadManager
+    from .downloads.manager import DownloadHandle, DownloadManager
 
 
 class ModelManager:
@@ -120,7 +121,7 @@ class ModelManager:
     def downloads(self) -> DownloadManager:
         """The download jobs of this catalog (started lazily)."""
         if self._downloads is None:
-            from .downloads import DownloadManager
+            from .downloads.manager import DownloadManager
 
             self._downloads = DownloadManager(self.settings, self.catalog, self.hub, self.changes)
         return self._downloads
@@ -150,16 +151,23 @@ class ModelManager:
         if record is None:
             revision, choice = _valid_entry(repo_or_id, revision, option, quantization, dtype)
             record = self.catalog.find(repo_or_id, revision, choice.quantization, choice.dtype)
+        plan = None
         if record is None or _never_started(record):
-            self.hub.check_downloadable(
-                record.repo_id if record else repo_or_id, record.revision if record else revision, token
-            )
+            wanted = (record.repo_id, record.revision) if record else (repo_or_id, revision)
+            info = self.hub.check_downloadable(*wanted, token)
+            with contextlib.suppress(MiStudioError):  # the worker asks again and records why it cannot
+                plan = self.hub.plan_of(info, *wanted, token)
         if record is None:
             record, _ = self.catalog.add(
                 repo_or_id, revision=revision, quantization=choice.quantization, dtype=choice.dtype
             )
         return self.downloads.start(
-            record, token=token, allow_pickle=allow_pickle, allow_remote_code=allow_remote_code, on_progress=on_progress
+            record,
+            token=token,
+            plan=plan,
+            allow_pickle=allow_pickle,
+            allow_remote_code=allow_remote_code,
+            on_progress=on_progress,
         )
 
     def _entry_by_id(self, repo_or_id: str) -> ModelRecord | None:

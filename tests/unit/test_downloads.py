@@ -138,7 +138,7 @@ def test_sharded_repo_loads_with_transformers_offline_and_gets_its_summary(
 
 def test_sigkill_at_half_then_resume_refetches_under_one_percent(manager, settings, fixture_repos, hub):
     big = fixture_repos[BIG].files[BIG_FILE]
-    hub.faults.wan = WanProfile(per_conn_bps=2e6, rtt_ms=20)  # a CDN's path: many streams
+    hub.faults.wan = WanProfile(per_conn_bps=1e6, rtt_ms=20)  # a CDN's path: many streams
     handle = manager.download(BIG)
     wait_for(lambda: on_disk(settings, BIG, big) >= big.size // 2, timeout=60)
     os.kill(local_worker_pid(manager.get(handle.model_id)), signal.SIGKILL)

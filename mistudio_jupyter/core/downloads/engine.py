@@ -158,8 +158,11 @@ class Engine:
         self.headers = dict(build_hf_headers(token=token or False, library_name="mistudio-jupyter"))
         self.headers["Accept-Encoding"] = "identity"
 
-    def fetch(self, plan: FilePlan) -> Path:
-        """Fetch every file of `plan`; returns the snapshot folder once all of them are in place."""
+    def fetch(self, plan: FilePlan, on_start: Callable[[], None] | None = None) -> Path:
+        """Fetch every file of `plan`; returns the snapshot folder once all of them are in place.
+
+        `on_start()` is called once the first answer has come (never when nothing was left to fetch).
+        """
         repo = RepoCache(self.cache_dir, plan.repo_id)
         snapshot = repo.snapshot(plan.commit)
         self.progress.bytes_total = plan.download_bytes
@@ -167,7 +170,7 @@ class Engine:
         # The ref first: `hf cache prune` removes revisions that no ref names, a running download's too.
         snapshot.mkdir(parents=True, exist_ok=True)
         repo.write_ref(plan.revision, plan.commit)
-        _Download(self, repo, plan.commit, plan.files).run()
+        _Download(self, repo, plan.commit, plan.files, on_start).run()
         return snapshot
 
     def fetch_file(self, repo: RepoCache, commit: str, file: PlannedFile) -> Path:
@@ -231,8 +234,16 @@ class Engine:
 class _Download:
     """One scheduler over the files of a plan: ranges, streams, hash threads, completion."""
 
-    def __init__(self, engine: Engine, repo: RepoCache, commit: str, files: list[PlannedFile]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        repo: RepoCache,
+        commit: str,
+        files: list[PlannedFile],
+        on_start: Callable[[], None] | None = None,
+    ) -> None:
         self.engine, self.repo, self.commit = engine, repo, commit
+        self._on_start = on_start
         self._urls: dict[str, str] = {}  # file path → the URL that last answered for it (the CDN's)
         self.files = sorted(files, key=lambda file: file.size)  # small files first
         self._cond = threading.Condition()
@@ -266,6 +277,8 @@ class _Download:
         try:
             for index, file in enumerate(self.files):
                 self._start_file(index, file)
+            with self._cond:  # one stream for each file that can start now, within the bounds
+                self._wanted = min(self.engine.max_connections, max(self._wanted, len(self._queue)))
             self._spawn_streams()
             self._supervise()
         except BaseException:
@@ -566,6 +579,8 @@ class _Download:
                 self._wanted, self._growing = 1, False
                 for target, held in self._held.items():
                     self._held[target] = _joined(held)
+        if self._on_start is not None:
+            self._on_start()
 
     def _ranges_work(self, target: PartialFile) -> None:
         with self._cond:

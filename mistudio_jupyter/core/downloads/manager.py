@@ -26,22 +26,16 @@ from typing import Any
 from ..catalog import ACTIVE, Catalog, ModelRecord, utcnow
 from ..changes import CatalogChanges, CatalogPoller
 from ..errors import ALL_ERRORS, Cancelled, Conflict, DownloadFailed, MiStudioError, NotFound
-from ..hub import HubClient
+from ..hub import FilePlan, HubClient
 from ..settings import Settings
 from .cache import RepoCache, delete_revision, free_bytes, repo_caches, sweep_partials
+from .worker import EXIT_LOST, WORKER_MODULE, worker_name
 
-WORKER_MODULE = "mistudio_jupyter.core.downloads.worker"
-EXIT_LOST = 3  # the worker lost its claim (cancelled before start, or another worker took over)
 POLL_S = 0.2  # how often a handle hears from the catalog poller
 STOP_POLL_S = 0.025
 CANCEL_WAIT_S = 5.0
 
 ProgressCallback = Callable[[ModelRecord], None]
-
-
-def worker_name(pid: int | None = None) -> str:
-    """How a worker is recorded in the catalog: `host:pid`."""
-    return f"{socket.gethostname()}:{pid or os.getpid()}"
 
 
 def local_worker_pid(record: ModelRecord) -> int | None:
@@ -118,6 +112,8 @@ class DownloadHandle:
         self._final: ModelRecord | None = None
         self._last: ModelRecord | None = None
         manager.changes.subscribe(self._on_changes, POLL_S)
+        if process is not None:
+            threading.Thread(target=self._on_exit, args=(process,), name="mistudio-reaper", daemon=True).start()
 
     @property
     def record(self) -> ModelRecord:
@@ -166,6 +162,11 @@ class DownloadHandle:
             self._notify(record)
         self._check_finished()
 
+    def _on_exit(self, process: subprocess.Popen[bytes]) -> None:
+        """The job ends when its worker exits: look at once rather than at the poller's next beat."""
+        process.wait()
+        self._manager.changes.deliver_now(self._on_changes)
+
     def _check_finished(self) -> None:
         record = self._last
         if self._process is not None:
@@ -207,6 +208,11 @@ class DownloadHandle:
             callback(record)
 
 
+def _plans(plan: FilePlan, record: ModelRecord) -> bool:
+    """Whether `plan` is of `record`'s repo and revision."""
+    return plan.repo_id == record.repo_id and plan.revision == (record.revision or "main")
+
+
 def _progress_state(record: ModelRecord) -> tuple[Any, ...]:
     return record.status, record.bytes_done, record.bytes_total, record.current_file, record.updated_at
 
@@ -225,11 +231,13 @@ class DownloadManager:
         record: ModelRecord,
         *,
         token: str | None = None,
+        plan: FilePlan | None = None,
         allow_pickle: bool = False,
         allow_remote_code: bool = False,
         on_progress: ProgressCallback | None = None,
     ) -> DownloadHandle:
-        """Download `record`'s revision, or join the job already downloading it."""
+        """Download `record`'s revision, or join the job already downloading it. A `plan` of that
+        revision just made saves the worker from asking the Hub again."""
         record = self.refresh(record)
         if self._running(record) or self._complete(record):
             return DownloadHandle(self, record.id, None, on_progress)
@@ -238,6 +246,7 @@ class DownloadManager:
             "token": self.hub.resolve_token(token),
             "allow_pickle": allow_pickle,
             "allow_remote_code": allow_remote_code,
+            "plan": plan.to_json() if plan is not None and _plans(plan, record) else None,
         }
         # Claim first, spawn once: of racing requests only the one that wins the row starts a process.
         reservation = f"{socket.gethostname()}:starting-{os.getpid()}-{uuid.uuid4().hex[:8]}"
