@@ -241,8 +241,12 @@ class _ProgressBar:
         from tqdm.auto import tqdm
 
         self._bar = tqdm(unit="B", unit_scale=True, unit_divisor=1000, file=sys.stderr, dynamic_ncols=True)
+        self._noted = False
 
     def update(self, record: ModelRecord) -> None:
+        if record.note and not self._noted:
+            self._bar.write(f"mistudio: note: {record.note}", file=sys.stderr)
+            self._noted = True
         if record.bytes_total and self._bar.total != record.bytes_total:
             self._bar.total = record.bytes_total
         self._bar.set_description(record.current_file or record.status, refresh=False)

@@ -25,6 +25,7 @@ export function record(overrides = {}) {
     current_file: null,
     connections: null,
     error: null,
+    note: null,
     gated: true,
     summary: { hidden_size: 2304, num_layers: 26, num_heads: 8 },
     measured_memory_bytes: null,

@@ -46,7 +46,7 @@ function stats(record) {
   return parts.join(" · ");
 }
 
-/** Bar, stats line, current file and error of a record (shared with the model card). */
+/** Bar, stats line, current file, error and note of a record (shared with the model card). */
 export function progressDetails(record) {
   return el(
     "div",
@@ -57,6 +57,7 @@ export function progressDetails(record) {
       ? el("p", { class: "mistudio-progress__file" }, "File: ", el("code", {}, record.current_file))
       : null,
     errorLine(record.error),
+    record.note ? el("p", { class: "mistudio-note mistudio-muted", role: "status" }, record.note) : null,
   );
 }
 

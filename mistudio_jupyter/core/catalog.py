@@ -95,6 +95,7 @@ class ModelRecord(Base):
     connections: Mapped[int | None] = mapped_column(Integer)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
     gated: Mapped[bool] = mapped_column(Boolean, default=False)
     worker: Mapped[str | None] = mapped_column(String(255))
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -131,6 +132,7 @@ class ModelRecord(Base):
             "current_file": self.current_file,
             "connections": self.connections,
             "error": error,
+            "note": self.note,
             "gated": self.gated,
             "summary": (self.architecture or {}).get("summary"),
             "measured_memory_bytes": self.measured_memory_bytes,
@@ -360,6 +362,7 @@ class Catalog:
                 cancel_requested=False,
                 error_code=None,
                 error_message=None,
+                note=None,
                 updated_at=now,
             )
         )

@@ -170,11 +170,12 @@ class CatalogPoller:
             elif now < subscription.due:
                 continue
             delivered, subscription.pending = subscription.pending, NO_CHANGES
-            subscription.due = now + subscription.interval_s
             try:
                 subscription.listener(delivered)
             except Exception:
                 log.exception("mistudio: a catalog subscriber failed")
+            # From the end of the call: what a listener sends is at least `interval_s` apart, however long it took.
+            subscription.due = time.monotonic() + subscription.interval_s
 
     def _everything(self) -> CatalogChanges:
         return CatalogChanges(self._manager.catalog.list(sort="updated_at"), [], complete=True)

@@ -180,6 +180,23 @@ def test_resume_with_another_stream_count_fetches_only_the_gaps(manager, setting
     assert (Path(record.file_path) / BIG_FILE).read_bytes() == big.read_bytes()
 
 
+def test_a_paused_download_whose_partials_were_pruned_starts_again_and_says_so(manager, settings, fixture_repos, hub):
+    big = fixture_repos[BIG].files[BIG_FILE]
+    hub.faults.wan = WanProfile(per_conn_bps=2e6, rtt_ms=20)
+    handle = manager.download(BIG)
+    wait_for(lambda: (manager.get(handle.model_id).bytes_done or 0) > big.size // 4, timeout=60)
+    handle.cancel()
+    assert manager.prune_cache()["freed_bytes"] > 0
+    hub.clear_log()
+    hub.faults.reset()
+
+    record = manager.resume(handle.model_id).wait(60)
+
+    assert "no longer on disk" in (record.note or "") and "fetched again" in record.note
+    assert sum(r.bytes_sent for r in hub.cdn_gets(BIG_FILE)) == big.size
+    assert (Path(record.file_path) / BIG_FILE).read_bytes() == big.read_bytes()
+
+
 def test_cut_connection_resumes_inside_the_same_job(manager, fixture_repos, hub):
     hub.faults.set(path="/cdn/", cut_after_bytes=300_000, cut_times=1)
     record = manager.download("tiny/gpt2").wait(60)

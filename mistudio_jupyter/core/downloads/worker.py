@@ -26,7 +26,8 @@ from ..errors import Cancelled, MiStudioError, NotFound
 from ..hub import FilePlan, HubClient, TensorInfo
 from ..settings import Settings
 from ..snapshot import count_params, local_tensors, read_json
-from .cache import ensure_disk_space
+from ..units import format_bytes
+from .cache import ensure_disk_space, missing_bytes
 from .engine import Engine, Progress
 
 if TYPE_CHECKING:
@@ -242,10 +243,18 @@ class Job:
         return completion_fields(plan, snapshot)
 
     def _plan(self) -> FilePlan:
-        """The plan, asked of the Hub (a resume, or a parent that had none)."""
+        """The plan, asked of the Hub (a resume, or a parent that had none); notes bytes fetched before
+        that are gone from the disk."""
         record = self.reporter.opened().get(self.model_id)
         with self.hub.errors(record.repo_id, self.token):
-            return self.hub.file_plan(record.repo_id, record.revision, self.token)
+            plan = self.hub.file_plan(record.repo_id, record.revision, self.token)
+        lost = record.bytes_done - (plan.download_bytes - missing_bytes(self.settings.cache_dir, plan))
+        if lost > 0:
+            self._report(
+                note=f"{format_bytes(lost)} fetched before were no longer on disk (removed by a clean-up of the "
+                "cache, such as `mistudio prune` or deleting its folder); they are fetched again"
+            )
+        return plan
 
     @contextlib.contextmanager
     def _slot(self) -> Iterator[None]:
