@@ -13,6 +13,7 @@ from .changes import CatalogPoller
 from .errors import EntryNotFound, InvalidArgument, MiStudioError, NotFound, UnsafeRepo
 from .hub import HubClient, validate_repo_id, validate_revision
 from .options import ACTIVE_STATUSES, LoadChoice, entry_choice, load_choice
+from .records import resolve, valid_id
 from .settings import Settings
 from .snapshot import local_tensors, read_json
 
@@ -47,7 +48,7 @@ class ModelManager:
 
     def get(self, model_id: str) -> ModelRecord:
         """The catalog entry with this id (`interrupted` at once if its download worker is gone)."""
-        return self.downloads.refresh(self.catalog.get(_valid_id(model_id)))
+        return self.downloads.refresh(self.catalog.get(valid_id(model_id)))
 
     def list(self, **filters: Any) -> list[ModelRecord]:
         """Catalog entries matching the filters (family, quantization, status, min_params,
@@ -109,11 +110,7 @@ class ModelManager:
 
     def resolve(self, repo_or_id: str) -> ModelRecord | None:
         """The catalog entry named by an id, else the newest entry of a repo id; None when neither."""
-        try:
-            return self.catalog.get(repo_or_id)
-        except NotFound:
-            matches = self.catalog.list(repo_id=repo_or_id, sort="-updated_at", limit=1)
-            return matches[0] if matches else None
+        return resolve(self.catalog, repo_or_id)
 
     # -- downloads -----------------------------------------------------------------------------
 
@@ -174,7 +171,7 @@ class ModelManager:
         if "/" in repo_or_id:
             return None
         try:
-            return self.catalog.get(_valid_id(repo_or_id))
+            return self.catalog.get(valid_id(repo_or_id))
         except NotFound:
             return None
 
@@ -185,11 +182,11 @@ class ModelManager:
 
     def cancel(self, model_id: str, *, discard: bool = False) -> ModelRecord:
         """Stop a download within a second, from any process; `discard` also removes its partial files."""
-        return self.downloads.cancel(_valid_id(model_id), discard=discard)
+        return self.downloads.cancel(valid_id(model_id), discard=discard)
 
     def delete(self, model_id: str) -> dict[str, Any]:
         """Remove an entry and the cached files no other entry shares: {id, freed_bytes}."""
-        return self.downloads.delete(_valid_id(model_id))
+        return self.downloads.delete(valid_id(model_id))
 
     def cache_info(self) -> dict[str, Any]:
         """Size of the model cache, its partial files and the free space on its volume."""
@@ -395,12 +392,6 @@ def _valid_entry(
 def _never_started(record: ModelRecord) -> bool:
     """A pending entry no download has claimed yet (a queued download is pending with a worker)."""
     return record.status == "pending" and not record.worker
-
-
-def _valid_id(model_id: object) -> str:
-    if not isinstance(model_id, str) or not model_id or len(model_id) > 64 or "/" in model_id or ".." in model_id:
-        raise InvalidArgument(f"{model_id!r} is not a model id")
-    return model_id
 
 
 def _count(name: str, value: object, *, minimum: int = 0) -> int:

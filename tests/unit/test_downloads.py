@@ -21,7 +21,7 @@ from mistudio_jupyter.core.catalog import ModelRecord
 from mistudio_jupyter.core.downloads.cache import RepoCache
 from mistudio_jupyter.core.downloads.engine import CHUNK_BYTES
 from mistudio_jupyter.core.downloads.journal import journal_path
-from mistudio_jupyter.core.downloads.manager import local_worker_pid, log_dir, worker_alive
+from mistudio_jupyter.core.downloads.manager import log_dir
 from mistudio_jupyter.core.errors import (
     Cancelled,
     Conflict,
@@ -33,6 +33,7 @@ from mistudio_jupyter.core.errors import (
     RepoNotFound,
     RevisionNotFound,
 )
+from mistudio_jupyter.core.jobs import local_worker_pid, worker_alive
 from mistudio_jupyter.core.service import ModelManager
 from tests.hubserver.wan import WanProfile
 from tests.polling import wait_for

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from mistudio_jupyter.core.downloads.engine import MEMORY_PER_STREAM_BYTES
-from mistudio_jupyter.core.downloads.manager import local_worker_pid
 from mistudio_jupyter.core.downloads.partial import BLOCK_BYTES
+from mistudio_jupyter.core.jobs import local_worker_pid
 from mistudio_jupyter.core.service import ModelManager
 from tests.hubserver import HubServer, build_fixtures, default_root
 from tests.hubserver.wan import WanProfile

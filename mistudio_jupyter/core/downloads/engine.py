@@ -167,8 +167,8 @@ class Engine:
         """
         repo = RepoCache(self.cache_dir, plan.repo_id)
         snapshot = repo.snapshot(plan.commit)
-        self.progress.bytes_total = plan.download_bytes
         self.progress.bytes_done = sum(repo.bytes_on_disk(file) for file in plan.files)
+        self.progress.bytes_total = plan.download_bytes  # last: a total tells readers the count is in
         # The ref first: `hf cache prune` removes revisions that no ref names, a running download's too.
         snapshot.mkdir(parents=True, exist_ok=True)
         repo.write_ref(plan.revision, plan.commit)

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import Cancelled, MiStudioError, NotFound
 from ..hub import FilePlan, HubClient, TensorInfo
+from ..jobs import worker_name
 from ..settings import Settings
 from ..snapshot import count_params, local_tensors, read_json
 from ..units import format_bytes
@@ -32,19 +32,14 @@ from .engine import Engine, Progress
 
 if TYPE_CHECKING:
     from ..catalog import Catalog
+    from ..sqlite_catalog import SQLiteCatalog
 
 log = logging.getLogger("mistudio_jupyter.downloads.worker")
 
-WORKER_MODULE = "mistudio_jupyter.core.downloads.worker"
 EXIT_LOST = 3  # the worker lost its claim (cancelled before start, or another worker took over)
 REPORT_EVERY_S = 1.0
 SLOT_POLL_S = 0.2
 SUMMARY_ENV = "MISTUDIO_DOWNLOAD_SUMMARY"
-
-
-def worker_name(pid: int | None = None) -> str:
-    """How a worker is recorded in the catalog: `host:pid`."""
-    return f"{socket.gethostname()}:{pid or os.getpid()}"
 
 
 class _LostClaim(Exception):
@@ -72,21 +67,35 @@ class _Interrupt:
         signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
 
 
+def open_catalog(db_url: str) -> Catalog | SQLiteCatalog:
+    """The catalog at `db_url`: an SQLite file at the newest schema through the standard library, any
+    other through SQLAlchemy (which the parent has already migrated)."""
+    from ..sqlite_catalog import SQLiteCatalog
+
+    catalog = SQLiteCatalog.open(db_url)
+    if catalog is not None:
+        return catalog
+    from ..catalog import Catalog
+
+    return Catalog(db_url)
+
+
 class _Reporter(threading.Thread):
     """Opens the catalog, then writes progress and the heartbeat once a second and turns a cancel
     request into a stop.
 
-    Opening the catalog imports its database layer (a third of a second of CPU). It waits for `open()`,
-    which the job calls once the transfer has its first answer (or when it needs the catalog itself), so
-    that the import slows neither the first requests nor the engine's judgement of the path by that
-    answer. State changes reported before the catalog is open are written by its first beat.
+    Opening a catalog other than a current SQLite file imports SQLAlchemy (a third of a second of CPU),
+    so the reporter waits for `open()`, which the job calls once the transfer has its first answer (or
+    when it needs the catalog itself): the import then slows neither the first requests nor the engine's
+    judgement of the path by that answer. State changes reported before the catalog is open are written
+    by its first beat.
     """
 
     def __init__(self, db_url: str, model_id: str, worker: str, progress: Progress, interrupt: _Interrupt) -> None:
         super().__init__(name="mistudio-reporter", daemon=True)
         self.db_url, self.model_id, self.worker = db_url, model_id, worker
         self.progress, self.interrupt = progress, interrupt
-        self.catalog: Catalog | None = None
+        self.catalog: Catalog | SQLiteCatalog | None = None
         self.failure: BaseException | None = None
         self.status = "downloading"  # as the parent's claim wrote it
         self.unwritten: dict[str, Any] = {}
@@ -95,15 +104,13 @@ class _Reporter(threading.Thread):
         self._open = threading.Event()
         self._halt = threading.Event()
         self._lock = threading.Lock()
-        self._last = (time.monotonic(), progress.bytes_done)
+        self._last: tuple[float, int] | None = None  # when and where progress was last written
         self._speed: float | None = None
 
     def run(self) -> None:
         self._wanted.wait()
         try:
-            from ..catalog import Catalog
-
-            self.catalog = Catalog(self.db_url)
+            self.catalog = open_catalog(self.db_url)
         except BaseException as error:  # noqa: BLE001 - the main thread raises it
             self.failure = error
             self.interrupt.trigger()
@@ -128,7 +135,7 @@ class _Reporter(threading.Thread):
         """Open the catalog now (on this thread)."""
         self._wanted.set()
 
-    def opened(self) -> Catalog:
+    def opened(self) -> Catalog | SQLiteCatalog:
         """The catalog, once open; raises why it could not be opened."""
         self.open()
         self._open.wait()
@@ -148,16 +155,19 @@ class _Reporter(threading.Thread):
             return self.catalog.heartbeat(self.model_id, self.worker, **self.fields())
 
     def fields(self) -> dict[str, Any]:
-        """State changes not yet written and progress, with the speed smoothed over the last seconds."""
+        """State changes not yet written and, once the transfer has counted what is on disk, progress
+        with the speed smoothed over the last seconds."""
         progress = self.progress
+        unwritten, self.unwritten = self.unwritten, {}
+        if not progress.bytes_total:  # the record keeps what the last run reached
+            return {**unwritten, "status": self.status}
         now, done = time.monotonic(), progress.bytes_done
-        then, before = self._last
+        then, before = self._last or (now, done)
         self._last = (now, done)
         if self.status == "downloading" and now > then:
             sample = max(done - before, 0) / (now - then)
             self._speed = sample if self._speed is None else 0.5 * self._speed + 0.5 * sample
         remaining = max(progress.bytes_total - done, 0)
-        unwritten, self.unwritten = self.unwritten, {}
         return {
             **unwritten,
             "status": self.status,
