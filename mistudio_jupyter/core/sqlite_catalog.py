@@ -25,6 +25,7 @@ from .records import RecordView, check_counts, like_pattern, resolve, sort_order
 
 _SQLITE_FILE_URL = re.compile(r"sqlite(\+pysqlite)?:///(?P<path>[^?]+)")
 _BUSY_TIMEOUT_S = 30
+_NEEDS_SQLITE = (3, 35)  # UPDATE ... RETURNING
 _ILIKE = "lower({}) LIKE lower(?) ESCAPE '\\'"  # as SQLAlchemy writes `ilike` for SQLite
 
 
@@ -87,7 +88,7 @@ class SQLiteCatalog:
     def open(cls, db_url: str) -> SQLiteCatalog | None:
         """The catalog at `db_url` when it is an existing SQLite file at the newest schema, else None."""
         path = sqlite_file(db_url)
-        if path is None:
+        if path is None or sqlite3.sqlite_version_info < _NEEDS_SQLITE:
             return None
         uri = f"file:{urllib.parse.quote(str(path))}?mode=rw"  # never creates the file
         try:

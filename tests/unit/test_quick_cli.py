@@ -257,3 +257,25 @@ def test_list_and_cancel_run_in_a_process_that_never_imports_sqlalchemy(tmp_path
         assert "mistudio_jupyter" in modules
         assert not modules & {"sqlalchemy", "alembic", "huggingface_hub", "torch"}, words
         assert "org/model" in done.stdout
+
+
+def test_a_worker_heartbeat_through_sqlite3_is_what_sqlalchemy_reads(catalog: Catalog, env: Settings) -> None:
+    """Download workers write progress through the stdlib catalog: the same row, read by SQLAlchemy."""
+    record, _ = catalog.add("org/model")
+    assert catalog.claim(record.id, "host:1", stale_after_s=30)
+    quick = SQLiteCatalog.open(env.db_url)
+    assert quick is not None
+    try:
+        cancel = quick.heartbeat(record.id, "host:1", status="downloading", bytes_done=5, bytes_total=10, note="n")
+        quick.update(record.id, architecture={"summary": {"num_layers": 2}})
+        with pytest.raises(NotFound):
+            quick.heartbeat(record.id, "host:2", bytes_done=6)
+        catalog.request_cancel(record.id)
+        cancel_later = quick.heartbeat(record.id, "host:1", bytes_done=7)
+    finally:
+        quick.close()
+
+    seen = catalog.get(record.id)
+    assert (cancel, cancel_later) == (False, True)
+    assert (seen.bytes_done, seen.bytes_total, seen.note, seen.status) == (7, 10, "n", "downloading")
+    assert seen.architecture == {"summary": {"num_layers": 2}} and seen.heartbeat_at is not None
