@@ -583,6 +583,7 @@ class _Download:
             first = self._answers == 1
             if answer_s < LOCAL_ANSWER_S:
                 self._local, self._wanted, self._growing = True, 1, False
+                self._queue = collections.deque(_joined(list(self._queue)))  # streams beyond the first retire
                 for target, held in self._held.items():
                     self._held[target] = _joined(held)
             elif self._answers >= PATH_SAMPLES:
@@ -660,10 +661,10 @@ def _chunks(start: int, end: int, size: int | None) -> Iterator[tuple[int, int]]
 
 
 def _joined(ranges: list[_Range]) -> list[_Range]:
-    """Adjacent ranges of one file as one."""
+    """Adjacent ranges of a file as one."""
     joined: list[_Range] = []
     for piece in ranges:
-        if joined and joined[-1].end == piece.pos:
+        if joined and joined[-1].target is piece.target and joined[-1].end == piece.pos:
             joined[-1].end = piece.end
         else:
             joined.append(piece)
