@@ -60,6 +60,18 @@ export function progressDetails(record) {
   );
 }
 
+/** A thin bar and one line of stats, for a row of the model list. */
+export function compactProgress(record) {
+  const line = stats(record);
+  return el(
+    "div",
+    { class: "mistudio-progress mistudio-progress--compact" },
+    progressBar(fraction(record), `Download of ${record.name}`),
+    el("p", { class: "mistudio-progress__stats mistudio-truncate", title: line }, line),
+    errorLine(record.error, { class: "mistudio-error mistudio-truncate", title: record.error?.message }),
+  );
+}
+
 /** The whole progress block: name, status, details, Cancel / Resume. */
 export function progressBlock(record, send) {
   return el(
