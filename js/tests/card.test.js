@@ -49,21 +49,21 @@ describe("model row", () => {
     expect(send).toHaveBeenCalledOnce();
   });
 
-  it("downloading: a thin bar with bytes, speed, ETA, and Cancel", () => {
+  it("downloading: a thin bar with bytes, speed, ETA; Open and Cancel", () => {
     const { root, send } = setup(downloading());
     expect(root.querySelector(".mistudio-progress--compact [role=progressbar]").getAttribute("aria-valuenow")).toBe(
       "50",
     );
     expect(root.textContent).toContain("10.5 MB/s");
     expect(root.textContent).toContain("ETA 25s");
-    expect(buttonTexts(root)).toEqual(["Cancel download"]);
+    expect(buttonTexts(root)).toEqual(["Open", "Cancel download"]);
     button(root, "Cancel download").click();
     expect(send).toHaveBeenCalledWith({ action: "cancel", id: "m2" });
   });
 
-  it.each(["cancelled", "failed", "interrupted"])("%s: Resume and Delete", (status) => {
+  it.each(["cancelled", "failed", "interrupted"])("%s: Open, Resume and Delete", (status) => {
     const { root, send } = setup(downloading({ status }));
-    expect(buttonTexts(root)).toEqual(["Resume", "Delete"]);
+    expect(buttonTexts(root)).toEqual(["Open", "Resume", "Delete"]);
     button(root, "Resume").click();
     expect(send).toHaveBeenCalledWith({ action: "resume", id: "m2" });
   });

@@ -31,7 +31,9 @@ describe("model page: header, memory, parameters", () => {
     expect(root.querySelector("header .mistudio-badge").textContent).toBe("ready");
     expect(facts(root.querySelector("header"))).toMatchObject({ Parameters: "2.6B", Size: "1.5 GB" });
     expect(root.querySelector("header [role=progressbar]")).toBeNull();
-    model.kernelSet("entry", downloading());
+    model.kernelSet("entry", downloading({ summary: null, params: null }));
+    // from the architecture, until the download knows them
+    expect(facts(root.querySelector("header"))).toMatchObject({ Parameters: "124M", Hidden: "768", Layers: "12" });
     expect(root.querySelector("h2").textContent).toBe("tiny/gpt2");
     expect(root.querySelector("header [role=progressbar]").getAttribute("aria-valuenow")).toBe("50");
   });

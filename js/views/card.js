@@ -48,7 +48,7 @@ function actions(record, send, setConfirming) {
   return el(
     "div",
     { class: "mistudio-actions mistudio-item__actions" },
-    record.status === "ready" ? actionButton("Open", "architecture", record, send) : null,
+    actionButton("Open", "architecture", record, send),
     ACTIVE.has(record.status) ? actionButton("Cancel download", "cancel", record, send) : null,
     RESUMABLE.has(record.status) ? actionButton("Resume", "resume", record, send) : null,
     ACTIVE.has(record.status)

@@ -13,7 +13,13 @@ const ESTIMATE_DELAY_MS = 300;
 const MAX_CONTEXT = 10_000_000;
 const MAX_BATCH = 4096;
 
-function header(entry) {
+/** The entry's header; what the record lacks before its download (dimensions, parameters) comes from
+ * the architecture's summary. */
+function header(entry, architecture) {
+  const summary = architecture?.summary;
+  const facts = summary
+    ? { ...entry, params: entry.params ?? summary.params, summary: entry.summary ?? summary }
+    : entry;
   return el(
     "header",
     { class: "mistudio-page__header" },
@@ -26,7 +32,7 @@ function header(entry) {
     entry.repo_id !== entry.name || entry.revision !== "main"
       ? el("p", { class: "mistudio-muted mistudio-truncate" }, `${entry.repo_id}@${entry.revision}`)
       : null,
-    modelFacts(entry),
+    modelFacts(facts),
     ACTIVE.has(entry.status) || entry.error ? progressDetails(entry) : null,
   );
 }
@@ -109,7 +115,7 @@ export function render({ model, el: root, actions = [] }) {
 
   function updateHead() {
     const entry = model.get("entry");
-    keepFocus(head, () => head.replaceChildren(...(entry ? [header(entry)] : [])));
+    keepFocus(head, () => head.replaceChildren(...(entry ? [header(entry, model.get("architecture"))] : [])));
   }
 
   function update() {
@@ -128,7 +134,7 @@ export function render({ model, el: root, actions = [] }) {
   const cleanups = [
     renderPicker({ model, el: picker }),
     watch(model, ["architecture", "error"], update),
-    watch(model, ["entry"], updateHead),
+    watch(model, ["entry", "architecture"], updateHead),
     watch(model, ["selected"], updateActions),
   ];
   if (memory) cleanups.push(memory.cleanup);
