@@ -49,13 +49,14 @@ describe("model row", () => {
     expect(send).toHaveBeenCalledOnce();
   });
 
-  it("downloading: a thin bar with bytes, speed, ETA; Open and Cancel", () => {
+  it("downloading: a thin bar, percent, speed and ETA (bytes in the tooltip); Open and Cancel", () => {
     const { root, send } = setup(downloading());
     expect(root.querySelector(".mistudio-progress--compact [role=progressbar]").getAttribute("aria-valuenow")).toBe(
       "50",
     );
-    expect(root.textContent).toContain("10.5 MB/s");
-    expect(root.textContent).toContain("ETA 25s");
+    const stats = root.querySelector(".mistudio-progress__stats");
+    expect(stats.textContent).toBe("50% · 10.5 MB/s · ETA 25s");
+    expect(stats.title).toBe("256 MB of 512 MB · 50% · 10.5 MB/s · ETA 25s · 8 connections");
     expect(buttonTexts(root)).toEqual(["Open", "Cancel download"]);
     button(root, "Cancel download").click();
     expect(send).toHaveBeenCalledWith({ action: "cancel", id: "m2" });

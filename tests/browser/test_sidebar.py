@@ -117,6 +117,8 @@ def test_sidebar_flow(browser: Browser, lab: Lab, hub: HubServer) -> None:
         while time.monotonic() < deadline and "ready" not in (gpt2.locator(".mistudio-badge").text_content() or ""):
             if gpt2.get_by_role("progressbar").count():
                 seen.append(progress_of(gpt2))
+                stats = gpt2.locator(".mistudio-progress__stats")
+                assert stats.evaluate("(node) => node.scrollWidth <= node.clientWidth"), stats.text_content()
                 if len(set(seen)) == 2:
                     shot(page, "03-downloading")
             time.sleep(0.2)
