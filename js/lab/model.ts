@@ -1,5 +1,5 @@
 // The anywidget model interface over the REST API and the events socket, so that the notebook
-// widgets' views (js/views) render unchanged in the sidebar.
+// widgets' views (js/views) render unchanged in the sidebar and the model pages.
 import { ServerConnection } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
 

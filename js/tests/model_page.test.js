@@ -134,6 +134,9 @@ describe("hook picker", () => {
     expect(row.querySelector(".mistudio-hook__module").textContent).toBe("transformer.h.1.attn.c_proj (input)");
     expect(row.querySelector(".mistudio-hook__shape").textContent).toBe("[batch, seq, 12, 64]");
     expect(row.title).toBe("attention heads output");
+    // long names and paths are cut to their column; the whole text is their tooltip
+    expect(row.querySelector(".mistudio-hook__name").title).toBe("blocks.1.attn.hook_z");
+    expect(row.querySelector(".mistudio-hook__module").title).toBe("transformer.h.1.attn.c_proj (input)");
     expect(root.textContent).toContain("0 selected · 11 of 11 shown");
   });
 

@@ -79,6 +79,14 @@ def assert_nothing_clips(page: Locator) -> None:
     assert page.evaluate("(root) => root.scrollWidth <= root.clientWidth + 1"), "the page scrolls sideways"
 
 
+# Hook rows whose name runs over the module column.
+OVERLAPS = """(root) => [...root.querySelectorAll(".mistudio-hook")].flatMap((row) => {
+  const name = row.querySelector(".mistudio-hook__name").getBoundingClientRect();
+  const module = row.querySelector(".mistudio-hook__module").getBoundingClientRect();
+  return name.right <= module.left + 0.5 ? [] : [row.textContent];
+})"""
+
+
 def set_theme(page: Page, name: str) -> None:
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Settings$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Theme$")).click()
@@ -138,6 +146,7 @@ def test_model_page(browser: Browser, lab: Lab, hub: HubServer) -> None:
         narrow = model_page.evaluate("(node) => node.getBoundingClientRect().width")
         assert abs(narrow - width) <= 40, (narrow, width)
         assert_nothing_clips(model_page)
+        assert model_page.evaluate(OVERLAPS) == []
         shot(page, "12-model-page-narrow")
         page.set_viewport_size({"width": 1400, "height": 900})
         toggle_sidebar(page)
