@@ -116,9 +116,10 @@ describe("models panel", () => {
     expect(model.saves).toHaveLength(11);
   });
 
-  it("applies filters set by the kernel to the inputs and the cards", () => {
+  it("applies filters set by the kernel to the inputs and the rows, unfolding the filters", () => {
     const { model, root } = setup({ filters: { status: "ready", min_params: 2_500_000_000 } });
     expect(names(root)).toEqual(["google/gemma-2-2b"]);
+    expect(root.querySelector("details.mistudio-filters").open).toBe(true);
     expect(control(root, "Status").value).toBe("ready");
     expect(control(root, "Min params (B)").value).toBe("2.5");
     model.kernelSet("filters", { family: "llama" });

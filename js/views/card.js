@@ -88,7 +88,7 @@ export function modelRow(record, { send, confirming = false, setConfirming }) {
       el("h3", { class: "mistudio-item__name mistudio-truncate", title: `${record.name}${origin}` }, record.name),
       statusBadge(record.status),
     ),
-    el("p", { class: "mistudio-item__meta mistudio-muted mistudio-truncate" }, meta(record)),
+    el("p", { class: "mistudio-item__meta mistudio-muted" }, meta(record)),
     ACTIVE.has(record.status) || record.error ? compactProgress(record) : null,
     confirming ? confirmDelete(record, send, setConfirming) : actions(record, send, setConfirming),
   );

@@ -110,6 +110,7 @@ export function render({ model, el: root, onDownload = null, onOpen = null }) {
     for (const key of ["text", "family", "quantization", "status"])
       if (shown[key] !== f[key]) inputs[key].value = f[key];
     for (const key of ["min_params", "max_params"]) if (shown[key] !== f[key]) inputs[key].value = toBillions(f[key]);
+    if (Object.keys(EMPTY_FILTERS).some((key) => f[key] !== EMPTY_FILTERS[key])) row.open = true; // say why rows are missing
   }
 
   function updateFamilies() {

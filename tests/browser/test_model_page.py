@@ -192,4 +192,9 @@ def test_model_page(browser: Browser, lab: Lab, hub: HubServer) -> None:
         expect(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="Meta-Llama-3-8B")).to_be_visible()
         open_command_palette(page)
         page.keyboard.insert_text("miStudio: open model")
-        expect(page.locator(".lm-CommandPalette-item", has_text="miStudio: open model…")).to_be_visible()
+        page.locator(".lm-CommandPalette-item", has_text="miStudio: open model…").click()
+        page.locator(".jp-Dialog select").select_option(label="tiny/llama (ready)")
+        page.locator(".jp-Dialog").get_by_role("button", name="OK").click()
+        expect(
+            page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current", has_text="tiny/llama")
+        ).to_be_visible()
