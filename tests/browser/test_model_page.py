@@ -84,7 +84,8 @@ def assert_nothing_clips(page: Locator) -> None:
 OVERLAPS = """(root) => [...root.querySelectorAll(".mistudio-hook")].flatMap((row) => {
   const name = row.querySelector(".mistudio-hook__name").getBoundingClientRect();
   const module = row.querySelector(".mistudio-hook__module").getBoundingClientRect();
-  return name.right <= module.left + 0.5 ? [] : [row.textContent];
+  const apart = name.right <= module.left + 0.5 || name.bottom <= module.top + 0.5;
+  return apart ? [] : [row.textContent];
 })"""
 
 
