@@ -1,10 +1,11 @@
 """`python -m mistudio_jupyter.core.downloads.worker MODEL_ID`: run one download job.
 
 The parent has already claimed the catalog row for this process (`host:pid`) and sends the
-settings, token and options as one JSON object on stdin, so the token never shows in argv. The job
-waits for one of `max_parallel_downloads` slots (status `pending`), then downloads with the engine,
-reporting progress and a heartbeat to the row at most once a second, and checks its cancel flag.
-SIGTERM stops it at once (even inside a stalled read); the partial files stay for a resume.
+settings, token, options and, when it has just asked the Hub, the file plan as one JSON object on
+stdin, so the token never shows in argv. The job waits for one of `max_parallel_downloads` slots
+(status `pending`), then downloads with the engine, reporting progress and a heartbeat to the row at
+most once a second, and checks its cancel flag. SIGTERM stops it at once (even inside a stalled read);
+the partial files stay for a resume.
 """
 
 from __future__ import annotations
