@@ -232,7 +232,7 @@ def _manager(hub: HubServer, root: Path) -> ModelManager:
 
 
 def _worker_pid(manager: ModelManager, model_id: str) -> int | None:
-    from mistudio_jupyter.core.downloads.manager import local_worker_pid
+    from mistudio_jupyter.core.jobs import local_worker_pid
 
     return local_worker_pid(manager.catalog.get(model_id))
 

@@ -21,6 +21,9 @@ from .core.units import MISSING, format_bytes
 
 if TYPE_CHECKING:
     from .core.catalog import ModelRecord
+    from .core.records import RecordView
+    from .core.settings import Settings
+    from .core.sqlite_catalog import CatalogRow, SQLiteCatalog
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -96,11 +99,12 @@ ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"list": _list
 
 @command("list", "List the models in the catalog.")
 def list_models(manager: Any, args: argparse.Namespace) -> list[ModelRecord]:
-    filters = {
-        key: getattr(args, key)
-        for key in ("family", "quantization", "status", "min_params", "max_params", "q", "sort", "limit", "offset")
-    }
-    return manager.list(**filters)
+    return manager.list(**_list_filters(args))
+
+
+def _list_filters(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("family", "quantization", "status", "min_params", "max_params", "q", "sort", "limit", "offset")
+    return {key: getattr(args, key) for key in keys}
 
 
 def _entry_arguments(parser: argparse.ArgumentParser, target: str = "Hub repo id") -> None:
@@ -241,8 +245,12 @@ class _ProgressBar:
         from tqdm.auto import tqdm
 
         self._bar = tqdm(unit="B", unit_scale=True, unit_divisor=1000, file=sys.stderr, dynamic_ncols=True)
+        self._noted = False
 
     def update(self, record: ModelRecord) -> None:
+        if record.note and not self._noted:
+            self._bar.write(f"mistudio: note: {record.note}", file=sys.stderr)
+            self._noted = True
         if record.bytes_total and self._bar.total != record.bytes_total:
             self._bar.total = record.bytes_total
         self._bar.set_description(record.current_file or record.status, refresh=False)
@@ -440,9 +448,9 @@ TEXT_FORMATTERS: dict[str, Callable[[Any], str]] = {
 
 
 def to_jsonable(result: Any) -> Any:
-    from .core.catalog import ModelRecord
+    from .core.records import RecordView
 
-    if isinstance(result, ModelRecord):
+    if isinstance(result, RecordView):
         return result.to_dict()
     if isinstance(result, (list, tuple)):
         return [to_jsonable(item) for item in result]
@@ -455,20 +463,20 @@ def to_jsonable(result: Any) -> Any:
 
 def format_text(result: Any, command_name: str | None = None) -> str:
     """A terminal rendering of a command's result."""
-    from .core.catalog import ModelRecord
+    from .core.records import RecordView
 
     if command_name in TEXT_FORMATTERS:
         return TEXT_FORMATTERS[command_name](result)
-    if isinstance(result, list) and all(isinstance(item, ModelRecord) for item in result):
+    if isinstance(result, list) and all(isinstance(item, RecordView) for item in result):
         return _records_table(result)
-    if isinstance(result, ModelRecord):
+    if isinstance(result, RecordView):
         return "\n".join(f"{key}: {value}" for key, value in result.to_dict().items() if key != "summary")
     if isinstance(result, str):
         return result
     return json.dumps(to_jsonable(result), indent=2, default=str)
 
 
-def _records_table(records: list[ModelRecord]) -> str:
+def _records_table(records: list[RecordView]) -> str:
     if not records:
         return "No models in the catalog. Try: mistudio download REPO"
     rows = [("ID", "REPO", "REVISION", "STATUS", "QUANT", "PARAMS", "SIZE")]
@@ -488,7 +496,7 @@ def _records_table(records: list[ModelRecord]) -> str:
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
 
 
-def _status_text(record: ModelRecord) -> str:
+def _status_text(record: RecordView) -> str:
     if record.status == "downloading" and record.bytes_total:
         return f"downloading {100 * record.bytes_done / record.bytes_total:.0f}%"
     return record.status
@@ -503,12 +511,68 @@ def human_count(value: int | None) -> str:
     return str(value)
 
 
-def execute(argv: Sequence[str], manager_factory: Callable[[], Any]) -> tuple[argparse.Namespace, Any]:
-    """Parse `argv` and run its command; raises UsageError or MiStudioError."""
+def execute(
+    argv: Sequence[str], manager_factory: Callable[[], Any], *, quick: bool = False
+) -> tuple[argparse.Namespace, Any]:
+    """Parse `argv` and run its command; raises UsageError or MiStudioError.
+
+    With `quick`, `list` and `cancel` read a current SQLite catalog directly when they can, rather
+    than build a manager (which imports SQLAlchemy): what a shell command starting in a new process wants.
+    """
     args = build_parser().parse_args(list(argv))
     if args.command is None:
         raise UsageError("a command is required; see `mistudio --help`")
+    if quick and args.command in QUICK_COMMANDS:
+        try:
+            return args, _run_quick(args)
+        except _NeedsManager:
+            pass
     return args, COMMANDS[args.command](manager_factory(), args)
+
+
+class _NeedsManager(Exception):
+    """The quick form of a command cannot answer: the manager must."""
+
+
+def _run_quick(args: argparse.Namespace) -> Any:
+    from .core.settings import Settings
+    from .core.sqlite_catalog import SQLiteCatalog
+
+    settings = Settings.from_env()
+    catalog = SQLiteCatalog.open(settings.db_url)
+    if catalog is None:
+        raise _NeedsManager
+    try:
+        return QUICK_COMMANDS[args.command](catalog, settings, args)
+    finally:
+        catalog.close()
+
+
+def _quick_list(catalog: SQLiteCatalog, settings: Settings, args: argparse.Namespace) -> list[CatalogRow]:
+    """`list` when the cache has not changed since the last adoption (else the manager adopts first)."""
+    from .core import jobs
+    from .core.adoption import cache_fingerprint
+
+    jobs.refresh_all(catalog, settings.heartbeat_timeout_s)
+    if cache_fingerprint(settings.cache_dir) != catalog.cache_fingerprint(settings.cache_dir):
+        raise _NeedsManager
+    return catalog.list(**_list_filters(args))
+
+
+def _quick_cancel(catalog: SQLiteCatalog, settings: Settings, args: argparse.Namespace) -> CatalogRow:
+    """`cancel` without --discard (removing partial files is the manager's)."""
+    from .core import jobs
+    from .core.records import valid_id
+
+    if args.discard:
+        raise _NeedsManager
+    return jobs.stop(catalog, valid_id(_model_id(catalog, args.model)), settings.heartbeat_timeout_s)
+
+
+QUICK_COMMANDS: dict[str, Callable[[SQLiteCatalog, Settings, argparse.Namespace], Any]] = {
+    "list": _quick_list,
+    "cancel": _quick_cancel,
+}
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
@@ -517,7 +581,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     argv = list(sys.argv[1:] if argv is None else argv)
     wants_json = "--json" in argv
     try:
-        args, result = execute(argv, _default_manager)
+        args, result = execute(argv, _default_manager, quick=True)
     except _HelpShown:
         return 0
     except UsageError as error:

@@ -4,6 +4,8 @@ The magic parses with the CLI's parser and runs the CLI's commands; only the pre
 lists become DataFrames, downloads and architectures become live widgets, errors one printed line.
 
     %mistudio                          the models panel
+    %mistudio open ID|REPO             the model page of a catalog entry: in JupyterLab a tab opens;
+                                       elsewhere the page shows in the output (the architecture viewer)
     %mistudio list --family gpt2       a DataFrame
     %mistudio preview gpt2             facts, then the memory estimates as a DataFrame
     %mistudio download gpt2            a live progress widget; returns at once
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +29,7 @@ from .core.units import format_bytes
 from .shared import shared_manager
 
 DETACHED = ("download", "resume")  # the magic shows these as a live widget instead of waiting
+OPEN_MIME = "application/vnd.mistudio.open+json"  # JupyterLab's miStudio extension opens the model page
 
 Presenter = Callable[[argparse.Namespace, Any], Any]
 PRESENTERS: dict[str, Presenter] = {}
@@ -53,6 +57,8 @@ def run_line(line: str) -> Any:
             from .widgets import ModelsPanel
 
             return ModelsPanel(shared_manager())
+        if argv[0] == "open":
+            return _open(argv[1:])
         if argv[0] in DETACHED and "--detach" not in argv:
             argv.append("--detach")
         args, result = cli.execute(argv, shared_manager)
@@ -65,6 +71,52 @@ def run_line(line: str) -> Any:
     except (cli.UsageError, MiStudioError) as error:
         print(f"mistudio: error: {getattr(error, 'message', error)}")
         return None
+
+
+def _open_parser() -> argparse.ArgumentParser:
+    parser = cli._Parser(
+        prog="%mistudio open",
+        description="Open the model page of a catalog entry: a JupyterLab tab, or this output elsewhere.",
+    )
+    parser.add_argument("model", help="catalog id or repo id of a model in the catalog")
+    return parser
+
+
+def _open(argv: list[str]) -> ModelPage:
+    args = _open_parser().parse_args(argv)
+    manager = shared_manager()
+    record = manager.resolve(args.model)
+    if record is None:
+        raise cli.UsageError(f"{args.model!r} is not in the catalog; add it with `%mistudio add {args.model}`")
+    from .widgets import ArchitectureViewer
+
+    return ModelPage(record.to_dict(), ArchitectureViewer(record.id, manager=manager))
+
+
+class ModelPage:
+    """What `%mistudio open` displays. Its output carries two forms of the page: JupyterLab's miStudio
+    extension renders the first, opening the model page in a main-area tab (with a button to open it
+    again); other front ends render the second, the architecture viewer widget (the same views)."""
+
+    def __init__(self, record: dict[str, Any], viewer: Any) -> None:
+        self.record = record
+        self.viewer = viewer
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = self.viewer._repr_mimebundle_(**kwargs)
+        data = dict(bundle[0] if isinstance(bundle, tuple) else bundle)
+        data[OPEN_MIME] = {
+            "id": self.record["id"],
+            "name": self.record["name"],
+            "repo_id": self.record["repo_id"],
+            "requested_at": time.time(),
+        }
+        data["text/plain"] = f"The model page of {self.record['name']} (id {self.record['id']})"
+        return data
+
+    def close(self) -> None:
+        """Close the viewer widget behind the output."""
+        self.viewer.close()
 
 
 def _print_text(args: argparse.Namespace, result: Any) -> None:
@@ -131,9 +183,10 @@ def _present_preview(_args: argparse.Namespace, preview: dict[str, Any]) -> Any:
 def _present_arch(args: argparse.Namespace, architecture: dict[str, Any]) -> Any:
     from .widgets import ArchitectureViewer
 
-    manager = shared_manager()
-    hooks = manager.hook_points(args.repo_id, revision=args.revision, token=cli._token_from_env(args.token_env))
-    return ArchitectureViewer(manager=manager, architecture=architecture, hooks=hooks)
+    token = cli._token_from_env(args.token_env)
+    return ArchitectureViewer(
+        args.repo_id, revision=args.revision, token=token, manager=shared_manager(), architecture=architecture
+    )
 
 
 @presenter("hooks")

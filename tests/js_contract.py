@@ -25,6 +25,7 @@ ROUTE_OF_FIXTURE = {  # fixtures.js export -> the route and method whose 200 ans
     "downloading": ("/models/{id}", "get"),
     "preview": ("/models/preview", "post"),
     "architecture": ("/models/{id}/architecture", "get"),
+    "estimate": ("/models/{id}/estimate", "get"),
     "hooks": ("/models/{id}/hooks", "get"),
 }
 

@@ -1,5 +1,5 @@
 // The anywidget model interface over the REST API and the events socket, so that the notebook
-// widgets' views (js/views) render unchanged in the sidebar.
+// widgets' views (js/views) render unchanged in the sidebar and the model pages.
 import { ServerConnection } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
 
@@ -15,7 +15,7 @@ export interface IRecord {
 }
 
 export type Message = { action: string; [field: string]: unknown };
-type Listener = (model: RestModel, value: unknown) => void;
+type Listener = (model: TraitModel, value: unknown) => void;
 
 /** The subset of the anywidget model that the views use. */
 export interface IWidgetModel {
@@ -34,52 +34,13 @@ export const ALL_MODELS = 'models';
 const MODEL_CHANNEL = 'model/';
 
 /** The endpoint of one catalog entry. */
-const modelPath = (id: string): string => `models/${encodeURIComponent(id)}`;
+export const modelPath = (id: string): string => `models/${encodeURIComponent(id)}`;
 
 /** The fields of a record that a `download_progress` event carries. */
 const PROGRESS_FIELDS = ['progress', 'bytes_done', 'bytes_total', 'speed_bps', 'eta_s', 'current_file'];
 
-/**
- * The traits of the models panel (`models`, `filters`, `error`), of its download form (`preview`,
- * `record`) and of its architecture viewer (`architecture`, `hooks`, `selected`), kept in this
- * object. Messages the views send become REST calls whose answers, and the server's events, change
- * the traits. Nothing needs saving: `save_changes` is a no-op, as trait writes are local.
- */
-export class RestModel implements IWidgetModel, IDisposable {
-  constructor(
-    private readonly _settings: ServerConnection.ISettings,
-    readonly events: EventSocket = new EventSocket(_settings),
-  ) {
-    events.message.connect((_, message) => this._onEvent(message));
-    events.connectionChanged.connect((_, connected) => {
-      if (connected) {
-        void this.refresh().catch((error) => this._fail(error));
-      }
-    });
-  }
-
-  /** The record whose architecture is loaded (the hooks in `selected` are its). */
-  get architectureRecord(): IRecord | null {
-    return this._architectureRecord;
-  }
-
-  get isDisposed(): boolean {
-    return this.events.isDisposed;
-  }
-
-  /** Load the models, then follow every model's events; rejects with ApiError if the API is unavailable. */
-  async start(): Promise<void> {
-    await this.refresh();
-    this.events.subscribe(ALL_MODELS);
-    this.events.connect();
-  }
-
-  /** Re-read the whole list (on start and after each reconnect, when events may have been missed). */
-  async refresh(): Promise<void> {
-    const { models } = await this._request<{ models: IRecord[] }>('models');
-    this.set('models', models);
-  }
-
+/** Traits in a map, with change listeners: the anywidget model's state, kept in the browser. */
+export abstract class TraitModel implements IWidgetModel {
   get(name: string): unknown {
     return this._state.get(name);
   }
@@ -110,13 +71,77 @@ export class RestModel implements IWidgetModel, IDisposable {
     // Trait writes (filters, selected) are this front end's own state: there is no kernel to sync.
   }
 
+  abstract send(content: Message): void;
+
+  /** Show a failure as the `error` trait. */
+  protected fail(error: unknown): void {
+    const reason = error instanceof ApiError ? error : new ApiError(0, 'internal_error', String(error));
+    this.set('error', reason.toJSON());
+  }
+
+  private _state = new Map<string, unknown>();
+  private _listeners = new Map<string, Set<Listener>>();
+}
+
+/**
+ * The traits of the models panel (`models`, `filters`, `error`) and of its download form (`preview`,
+ * `record`), kept in this object. Messages the views send become REST calls whose answers, and the
+ * server's events, change the traits. Nothing needs saving: trait writes are local.
+ */
+export class RestModel extends TraitModel implements IDisposable {
+  constructor(
+    readonly settings: ServerConnection.ISettings,
+    readonly events: EventSocket = new EventSocket(settings),
+  ) {
+    super();
+    events.message.connect((_, message) => this._onEvent(message));
+    events.connectionChanged.connect((_, connected) => {
+      if (connected) {
+        void this.refresh().catch((error) => this.fail(error));
+      }
+    });
+  }
+
+  get isDisposed(): boolean {
+    return this.events.isDisposed;
+  }
+
+  /**
+   * Load the models, then follow every model's events; rejects with ApiError if the API is unavailable
+   * (a later call tries again). The sidebar and the model pages share one start.
+   */
+  start(): Promise<void> {
+    this._started ??= this._start().catch((error) => {
+      this._started = null;
+      throw error;
+    });
+    return this._started;
+  }
+
+  /** Re-read the whole list (on start and after each reconnect, when events may have been missed). */
+  async refresh(): Promise<void> {
+    const { models } = await this._request<{ models: IRecord[] }>('models');
+    this.set('models', models);
+  }
+
   send(message: Message): void {
-    void this._dispatch(message).catch((error) => this._fail(error));
+    void this._dispatch(message).catch((error) => this.fail(error));
   }
 
   dispose(): void {
     this.events.dispose();
-    this._listeners.clear();
+    this.off();
+  }
+
+  /** The models' list: the `models` trait. */
+  models(): IRecord[] {
+    return (this.get('models') as IRecord[] | undefined) ?? [];
+  }
+
+  private async _start(): Promise<void> {
+    await this.refresh();
+    this.events.subscribe(ALL_MODELS);
+    this.events.connect();
   }
 
   private async _dispatch(message: Message): Promise<void> {
@@ -132,8 +157,6 @@ export class RestModel implements IWidgetModel, IDisposable {
       case 'delete':
         await this._request(modelPath(id), 'DELETE');
         return this._remove(id);
-      case 'architecture':
-        return this._architecture(id);
       default:
         throw new ApiError(400, 'invalid_argument', `Unknown action ${message.action}`);
     }
@@ -150,23 +173,6 @@ export class RestModel implements IWidgetModel, IDisposable {
     const created = await this._request<IRecord>('models', 'POST', { repo_id, revision, option, ...body });
     this.set('record', created);
     this._upsert(await this._request<IRecord>(`${modelPath(created.id)}/download`, 'POST', body));
-  }
-
-  private async _architecture(id: string): Promise<void> {
-    const record = this._models().find((m) => m.id === id) ?? null;
-    this._architectureRecord = record;
-    this.set('error', null);
-    this.set('architecture', null);
-    this.set('hooks', []);
-    this.set('selected', []);
-    const [architecture, hooks] = await Promise.all([
-      this._request(`${modelPath(id)}/architecture`),
-      this._request(`${modelPath(id)}/hooks`),
-    ]);
-    if (this._architectureRecord === record) {
-      this.set('architecture', architecture);
-      this.set('hooks', hooks);
-    }
   }
 
   private _onEvent({ channel, event, data }: IEventMessage): void {
@@ -186,7 +192,7 @@ export class RestModel implements IWidgetModel, IDisposable {
   }
 
   private _patchProgress(id: string, data: Record<string, unknown>): void {
-    const current = this._models().find((m) => m.id === id);
+    const current = this.models().find((m) => m.id === id);
     if (current) {
       const patch = Object.fromEntries(PROGRESS_FIELDS.filter((f) => f in data).map((f) => [f, data[f]]));
       this._upsert({ ...current, ...patch });
@@ -195,7 +201,7 @@ export class RestModel implements IWidgetModel, IDisposable {
 
   /** Replace (or add, newest first) a record, in `models` and in the form's `record`. */
   private _upsert(record: IRecord): void {
-    const models = this._models();
+    const models = this.models();
     const index = models.findIndex((m) => m.id === record.id);
     this.set('models', index < 0 ? [record, ...models] : models.map((m, i) => (i === index ? record : m)));
     if ((this.get('record') as IRecord | null)?.id === record.id) {
@@ -204,7 +210,7 @@ export class RestModel implements IWidgetModel, IDisposable {
   }
 
   private _remove(id: string): void {
-    const models = this._models();
+    const models = this.models();
     if (models.some((m) => m.id === id)) {
       this.set(
         'models',
@@ -213,24 +219,88 @@ export class RestModel implements IWidgetModel, IDisposable {
     }
   }
 
-  private _models(): IRecord[] {
-    return (this.get('models') as IRecord[] | undefined) ?? [];
-  }
-
-  private _fail(error: unknown): void {
-    const reason = error instanceof ApiError ? error : new ApiError(0, 'internal_error', String(error));
-    this.set('error', reason.toJSON());
-  }
-
   private _request<T = unknown>(
     endpoint: string,
     method?: 'GET' | 'POST' | 'DELETE',
     body?: Record<string, unknown>,
   ): Promise<T> {
-    return requestAPI<T>(this._settings, endpoint, { method, body });
+    return requestAPI<T>(this.settings, endpoint, { method, body });
   }
 
-  private _state = new Map<string, unknown>();
-  private _listeners = new Map<string, Set<Listener>>();
-  private _architectureRecord: IRecord | null = null;
+  private _started: Promise<void> | null = null;
+}
+
+/**
+ * The traits of one model page: `entry` (the catalog record, live from the list's events), `estimate`
+ * (the API's Estimate JSON), `architecture`, `hooks`, `selected` and `error`. The view's
+ * `{action: "estimate", context, batch}` asks the server again.
+ */
+export class PageModel extends TraitModel implements IDisposable {
+  constructor(
+    private readonly _list: RestModel,
+    readonly id: string,
+  ) {
+    super();
+    this.set('entry', _list.models().find((m) => m.id === id) ?? null);
+    this.set('estimate', null);
+    this.set('architecture', null);
+    this.set('hooks', []);
+    this.set('selected', []);
+    this.set('error', null);
+    _list.on('change:models', this._onModels);
+  }
+
+  get isDisposed(): boolean {
+    return this._isDisposed;
+  }
+
+  /** Fetch the entry, the estimate, the architecture and the hook points; each failure shows as `error`. */
+  async load(): Promise<void> {
+    const path = modelPath(this.id);
+    await Promise.all(
+      [
+        this._list.start().catch(() => undefined), // live progress; the page works without it
+        this._request<IRecord>(path).then((entry) => this.set('entry', entry)),
+        this._estimate({ context: 0, batch: 1 }),
+        Promise.all([this._request(`${path}/architecture`), this._request(`${path}/hooks`)]).then(
+          ([architecture, hooks]) => {
+            this.set('hooks', hooks);
+            this.set('architecture', architecture);
+          },
+        ),
+      ].map((step) => step.catch((error) => this.fail(error))),
+    );
+  }
+
+  send(message: Message): void {
+    if (message.action !== 'estimate') {
+      this.fail(new ApiError(400, 'invalid_argument', `Unknown action ${message.action}`));
+      return;
+    }
+    void this._estimate(message).catch((error) => this.fail(error));
+  }
+
+  dispose(): void {
+    this._isDisposed = true;
+    this._list.off('change:models', this._onModels);
+    this.off();
+  }
+
+  private async _estimate({ context, batch }: Record<string, unknown>): Promise<void> {
+    const query = new URLSearchParams({ context: String(context), batch: String(batch) });
+    this.set('estimate', await this._request(`${modelPath(this.id)}/estimate?${query}`));
+  }
+
+  private _onModels = (): void => {
+    const entry = this._list.models().find((m) => m.id === this.id);
+    if (entry && entry !== this.get('entry')) {
+      this.set('entry', entry);
+    }
+  };
+
+  private _request<T = unknown>(endpoint: string): Promise<T> {
+    return requestAPI<T>(this._list.settings, endpoint);
+  }
+
+  private _isDisposed = false;
 }

@@ -1,17 +1,19 @@
-// The left-sidebar panel: the shared models panel view over a RestModel, plus what only JupyterLab
-// has: the state of the server extension, and "Insert into notebook" for the picked hooks.
+// The left-sidebar panel: the shared models panel view over a RestModel (a list of models; the
+// download form and each model open in the main area), plus the state of the server extension.
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { renderModelsPanel } from '../views/index.js';
 import { el } from '../views/util.js';
 import { ApiError } from './api';
-import { RestModel } from './model';
+import { IRecord, RestModel } from './model';
 
 export interface ISidebarOptions {
   model: RestModel;
-  /** Insert the selected hooks into a notebook. */
-  onInsert: () => void;
+  /** Open the model page of a catalog entry. */
+  openModel: (id: string) => void;
+  /** Open the download form. */
+  openDownload: () => void;
 }
 
 const FIX_COMMANDS = ['pip install mistudio-jupyter', 'jupyter server extension enable mistudio_jupyter'];
@@ -36,18 +38,13 @@ function unavailableNotice(error: ApiError, retry: () => void): HTMLElement {
 }
 
 export class MiStudioSidebar extends Widget {
-  constructor({ model, onInsert }: ISidebarOptions) {
+  constructor({ model, openModel, openDownload }: ISidebarOptions) {
     super();
     this.addClass('mistudio-lab-sidebar');
     this._model = model;
-    this._insert = el(
-      'button',
-      { type: 'button', class: 'mistudio-button mistudio-button--primary', onclick: onInsert },
-      'Insert into notebook',
-    );
-    this._footer = el('div', { class: 'mistudio mistudio-lab-sidebar__footer', hidden: true }, this._insert);
-    this.node.append(this._banner, this._body, this._footer);
-    model.on('change:selected', () => this._updateFooter());
+    this._openModel = openModel;
+    this._openDownload = openDownload;
+    this.node.append(this._banner, this._body);
     model.events.connectionChanged.connect((_, connected) => {
       this._banner.textContent = connected ? '' : 'Live updates lost: reconnecting…';
     });
@@ -88,21 +85,19 @@ export class MiStudioSidebar extends Widget {
       this._body.replaceChildren(unavailableNotice(reason, () => void this._start()));
       return;
     }
-    this._cleanup = renderModelsPanel({ model: this._model, el: this._body });
-  }
-
-  private _updateFooter(): void {
-    const count = ((this._model.get('selected') as string[] | undefined) ?? []).length;
-    const record = this._model.architectureRecord;
-    this._footer.hidden = count === 0 || !record;
-    this._insert.textContent = `Insert ${count} hook${count === 1 ? '' : 's'} of ${record?.name} into notebook`;
+    this._cleanup = renderModelsPanel({
+      model: this._model,
+      el: this._body,
+      onOpen: (record: IRecord) => this._openModel(record.id),
+      onDownload: () => this._openDownload(),
+    });
   }
 
   private readonly _model: RestModel;
+  private readonly _openModel: (id: string) => void;
+  private readonly _openDownload: () => void;
   private readonly _banner = el('div', { class: 'mistudio-lab-sidebar__banner', role: 'status' });
   private readonly _body = el('div', { class: 'mistudio-lab-sidebar__body' });
-  private readonly _footer: HTMLElement;
-  private readonly _insert: HTMLElement;
   private _cleanup: (() => void) | null = null;
   private _started = false;
 }

@@ -4,7 +4,7 @@
 export function hooksCell(modelId: string, modelName: string, hooks: string[]): string {
   const names = hooks.map((name) => `    ${JSON.stringify(name)},`).join('\n');
   return [
-    `# Hooks picked in the miStudio sidebar for ${modelName.replace(/\s+/g, ' ')}`,
+    `# Hooks picked in miStudio for ${modelName.replace(/\s+/g, ' ')}`,
     'from mistudio_jupyter import ModelManager, capture',
     '',
     `hooks = [\n${names}\n]`,

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from "vitest";
-import { modelCard } from "../views/card.js";
+import { modelFacts, modelRow } from "../views/card.js";
 import { button, buttonTexts, facts, mount } from "./dom.js";
 import { downloading, record } from "./fixtures.js";
 
@@ -7,14 +7,23 @@ function setup(rec, confirming = false) {
   const send = vi.fn();
   const setConfirming = vi.fn();
   const root = mount();
-  root.append(modelCard(rec, { send, confirming, setConfirming }));
+  root.append(modelRow(rec, { send, confirming, setConfirming }));
   return { root, send, setConfirming };
 }
 
-describe("model card", () => {
-  it("shows name, facts and status", () => {
+describe("model row", () => {
+  it("shows name, status and one line of parameters, quantization and size", () => {
     const { root } = setup(record());
     expect(root.querySelector("h3").textContent).toBe("google/gemma-2-2b");
+    expect(root.querySelector("h3").title).toBe("google/gemma-2-2b");
+    expect(root.querySelector(".mistudio-item__meta").textContent).toBe("2.6B · bnb-4bit · 1.5 GB");
+    expect(root.querySelector(".mistudio-badge").textContent).toBe("ready");
+    expect(root.querySelector("[role=progressbar]")).toBeNull();
+  });
+
+  it("model facts: parameters, hidden size, layers, quantization, size", () => {
+    const root = mount();
+    root.append(modelFacts(record()));
     expect(facts(root)).toEqual({
       Parameters: "2.6B",
       Hidden: "2304",
@@ -22,39 +31,40 @@ describe("model card", () => {
       Quantization: "bnb-4bit",
       Size: "1.5 GB",
     });
-    expect(root.querySelector(".mistudio-badge").textContent).toBe("ready");
-    expect(root.querySelector("[role=progressbar]")).toBeNull();
   });
 
-  it("shows the dtype with the quantization and the repo when the name differs", () => {
+  it("shows the dtype with the quantization, and the repo in the name's tooltip when they differ", () => {
     const { root } = setup(record({ name: "gemma fp16", quantization: "none", dtype: "float16" }));
-    expect(facts(root).Quantization).toBe("none (float16)");
-    expect(root.textContent).toContain("google/gemma-2-2b@main");
+    expect(root.querySelector(".mistudio-item__meta").textContent).toContain("none (float16)");
+    expect(root.querySelector("h3").title).toBe("gemma fp16 (google/gemma-2-2b@main)");
   });
 
-  it("ready: Architecture and Delete", () => {
+  it("ready: Open and Delete", () => {
     const { root, send, setConfirming } = setup(record());
-    expect(buttonTexts(root)).toEqual(["Architecture", "Delete"]);
-    button(root, "Architecture").click();
+    expect(buttonTexts(root)).toEqual(["Open", "Delete"]);
+    button(root, "Open").click();
     expect(send).toHaveBeenCalledWith({ action: "architecture", id: "m1" });
     button(root, "Delete").click();
     expect(setConfirming).toHaveBeenCalledWith(true);
     expect(send).toHaveBeenCalledOnce();
   });
 
-  it("downloading: progress with bytes, speed, ETA and Cancel", () => {
+  it("downloading: a thin bar, percent, speed and ETA (bytes in the tooltip); Open and Cancel", () => {
     const { root, send } = setup(downloading());
-    expect(root.querySelector("[role=progressbar]").getAttribute("aria-valuenow")).toBe("50");
-    expect(root.textContent).toContain("10.5 MB/s");
-    expect(root.textContent).toContain("ETA 25s");
-    expect(buttonTexts(root)).toEqual(["Cancel download"]);
+    expect(root.querySelector(".mistudio-progress--compact [role=progressbar]").getAttribute("aria-valuenow")).toBe(
+      "50",
+    );
+    const stats = root.querySelector(".mistudio-progress__stats");
+    expect(stats.textContent).toBe("50% · 10.5 MB/s · ETA 25s");
+    expect(stats.title).toBe("256 MB of 512 MB · 50% · 10.5 MB/s · ETA 25s · 8 connections");
+    expect(buttonTexts(root)).toEqual(["Open", "Cancel download"]);
     button(root, "Cancel download").click();
     expect(send).toHaveBeenCalledWith({ action: "cancel", id: "m2" });
   });
 
-  it.each(["cancelled", "failed", "interrupted"])("%s: Resume and Delete", (status) => {
+  it.each(["cancelled", "failed", "interrupted"])("%s: Open, Resume and Delete", (status) => {
     const { root, send } = setup(downloading({ status }));
-    expect(buttonTexts(root)).toEqual(["Resume", "Delete"]);
+    expect(buttonTexts(root)).toEqual(["Open", "Resume", "Delete"]);
     button(root, "Resume").click();
     expect(send).toHaveBeenCalledWith({ action: "resume", id: "m2" });
   });

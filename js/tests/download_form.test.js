@@ -139,30 +139,10 @@ describe("download form: memory options", () => {
       "fits on GPU",
     ]);
     expect(row(root, "fp16").querySelector(".mistudio-mem__total").textContent).toBe("16 GB");
-    expect(row(root, "fp32").querySelector(".mistudio-mem__fill").classList.contains("mistudio-mem__fill--none")).toBe(
-      true,
-    );
-  });
-
-  it("scales bars to the largest of options, GPU and RAM, with GPU-free and RAM-available markers", () => {
-    const { root } = previewed();
-    // scale = max(32 GB fp32, 16 GB GPU, 32 GB RAM) = 32 GB
-    expect(row(root, "fp32").querySelector(".mistudio-mem__fill").style.width).toBe("100%");
-    expect(row(root, "fp16").querySelector(".mistudio-mem__fill").style.width).toBe("50%");
-    expect(row(root, "fp16").querySelector(".mistudio-mem__mark--gpu").style.left).toBe("37.5%");
-    expect(row(root, "fp16").querySelector(".mistudio-mem__mark--ram").style.left).toBe("75%");
+    expect(row(root, "fp32").classList.contains("mistudio-fit--none")).toBe(true);
     const legend = root.querySelector(".mistudio-legend").textContent;
     expect(legend).toContain("GPU 0 NVIDIA T4: 12 GB free of 16 GB");
     expect(legend).toContain("RAM: 24 GB available of 32 GB");
-  });
-
-  it("says when there is no GPU and draws no GPU marker", () => {
-    const { root } = previewed(
-      {},
-      preview({ system: { gpus: [], ram: { total_bytes: 2 ** 35, available_bytes: 2 ** 34 } } }),
-    );
-    expect(root.querySelector(".mistudio-legend").textContent).toContain("No GPU");
-    expect(root.querySelector(".mistudio-mem__mark--gpu")).toBeNull();
   });
 
   it("defaults to the first option that fits the GPU; double quant is chosen when loading", () => {
@@ -172,7 +152,7 @@ describe("download form: memory options", () => {
     expect(row(root, "bnb-4bit-dq").querySelector(".mistudio-mem__label").textContent).toBe(
       "4-bit, double quant (bnb), chosen when loading",
     );
-    expect(root.querySelector(".mistudio-breakdown summary").textContent).toBe("Breakdown for 8-bit (bnb)");
+    expect(row(root, "bnb-8bit").classList.contains("mistudio-mem__row--chosen")).toBe(true);
   });
 
   it("falls back to RAM, then to the smallest option", () => {
@@ -184,17 +164,14 @@ describe("download form: memory options", () => {
     expect(radio(previewed({}, noGpu).root, "bnb-4bit").checked).toBe(true);
   });
 
-  it("choosing an option updates the breakdown and keeps focus on the radio", () => {
+  it("choosing an option marks its row and keeps focus on the radio", () => {
     const { root } = previewed();
     radio(root, "bf16").focus();
     radio(root, "bf16").click();
     expect(radio(root, "bf16").checked).toBe(true);
     expect(document.activeElement).toBe(radio(root, "bf16"));
-    expect(root.querySelector(".mistudio-breakdown summary").textContent).toBe("Breakdown for bf16");
-    expect(facts(root.querySelector(".mistudio-breakdown"))).toMatchObject({
-      Total: "16 GB",
-      "Peak while loading": "19.2 GB",
-    });
+    expect(row(root, "bf16").classList.contains("mistudio-mem__row--chosen")).toBe(true);
+    expect(row(root, "bnb-8bit").classList.contains("mistudio-mem__row--chosen")).toBe(false);
   });
 });
 

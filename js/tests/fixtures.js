@@ -25,6 +25,7 @@ export function record(overrides = {}) {
     current_file: null,
     connections: null,
     error: null,
+    note: null,
     gated: true,
     summary: { hidden_size: 2304, num_layers: 26, num_heads: 8 },
     measured_memory_bytes: null,
@@ -123,6 +124,38 @@ export function preview(overrides = {}) {
   };
 }
 
+const line = (weights, quant, overhead, kv, peak) => ({
+  weights_bytes: weights * GB,
+  quant_state_bytes: quant * GB,
+  overhead_bytes: overhead * GB,
+  kv_cache_bytes: kv * GB,
+  peak_load_bytes: peak * GB,
+  total_bytes: (weights + quant + overhead + kv) * GB,
+});
+
+/** An estimate with round numbers: 80 GB GPU (16 GB free), 64 GB RAM (48 GB available). */
+export function estimate(overrides = {}) {
+  return {
+    repo_id: "tiny/llama",
+    params: 8_030_261_248,
+    memory: {
+      fp32: line(32, 0, 4, 4, 52),
+      bf16: line(16, 0, 2, 2, 22),
+      "bnb-4bit": line(6, 1, 2, 1, 10),
+    },
+    fit: {
+      fp32: { gpu: false, ram: false, verdict: "none" },
+      bf16: { gpu: false, ram: true, verdict: "cpu" },
+      "bnb-4bit": { gpu: true, ram: true, verdict: "gpu" },
+    },
+    system: {
+      gpus: [{ index: 0, name: "NVIDIA H100", total_bytes: 80 * GB, free_bytes: 16 * GB }],
+      ram: { total_bytes: 64 * GB, available_bytes: 48 * GB },
+    },
+    ...overrides,
+  };
+}
+
 const linear = (path, name, rows, cols) => ({
   path,
   name,
@@ -168,31 +201,45 @@ export function architecture() {
           children: [
             { ...linear("transformer.wte", "wte", 50257, 768), class_name: "Embedding" },
             {
-              path: "transformer.h.0",
-              name: "h.0",
-              class_name: "GPT2Block",
+              path: "transformer.h",
+              name: "h",
+              class_name: "ModuleList",
               own_params: 0,
-              total_params: 7_087_872,
+              total_params: 85_054_464,
               parameters: [],
-              repeated: 12,
+              repeated: 1,
               children: [
-                linear("transformer.h.0.attn.c_attn", "c_attn", 768, 2304),
                 {
-                  path: "transformer.h.0.act",
-                  name: "act",
-                  class_name: "NewGELU",
+                  path: "transformer.h.0",
+                  name: "0",
+                  class_name: "GPT2Block",
                   own_params: 0,
-                  total_params: 0,
+                  total_params: 7_087_872,
                   parameters: [],
-                  repeated: 1,
-                  children: [],
+                  repeated: 12,
+                  children: [
+                    linear("transformer.h.0.attn.c_attn", "c_attn", 768, 2304),
+                    {
+                      path: "transformer.h.0.act",
+                      name: "act",
+                      class_name: "NewGELU",
+                      own_params: 0,
+                      total_params: 0,
+                      parameters: [],
+                      repeated: 1,
+                      children: [],
+                    },
+                  ],
                 },
               ],
             },
+            { ...linear("transformer.ln_f", "ln_f", 2, 768), class_name: "LayerNorm" },
           ],
         },
         {
           ...linear("lm_head", "lm_head", 50257, 768),
+          own_params: 0, // tied: counted at transformer.wte
+          total_params: 0,
           parameters: [{ name: "weight", shape: [50257, 768], dtype: "float32", tied_to: "transformer.wte.weight" }],
         },
       ],

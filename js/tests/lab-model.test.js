@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { RestModel } from "../lab/model.ts";
-import { architecture, downloading, hooks, preview, record } from "./fixtures.js";
+import { PageModel, RestModel } from "../lab/model.ts";
+import { architecture, downloading, estimate, hooks, preview, record } from "./fixtures.js";
 import { FakeSocket, fakeServer } from "./lab-fakes.js";
 
 const ready = record();
@@ -146,44 +146,77 @@ describe("RestModel: view messages become REST calls", () => {
     await vi.waitFor(() => expect(model.get("error")).toEqual({ code: "conflict", message: "m2 is downloading" }));
     expect(model.get("models")).toEqual([ready, running]);
   });
+});
 
-  it("architecture: loads the tree and the hooks, and starts a new selection", async () => {
-    const { model, server } = await started({
-      "GET models/m1/architecture": [200, architecture()],
-      "GET models/m1/hooks": [200, hooks()],
-    });
-    model.set("selected", ["old.hook"]);
-    const seen = changes(model, ["architecture", "selected"]);
-    model.send({ action: "architecture", id: "m1" });
-    await vi.waitFor(() => expect(model.get("hooks")).toEqual(hooks()));
-    expect(model.get("architecture")).toEqual(architecture());
-    expect(model.architectureRecord).toEqual(ready);
-    expect(seen.slice(0, 2)).toEqual([
-      ["architecture", null],
-      ["selected", []],
-    ]);
-    expect(server.requests.map(({ method, path }) => [method, path]).sort()).toEqual([
-      ["GET", "models/m1/architecture"],
-      ["GET", "models/m1/hooks"],
+describe("PageModel: one model page's traits", () => {
+  const pageRoutes = {
+    "GET models/m2": [200, running],
+    "GET models/m2/estimate": [200, estimate()],
+    "GET models/m2/architecture": [200, architecture()],
+    "GET models/m2/hooks": [200, hooks()],
+  };
+
+  it("loads the entry, the estimate, the architecture and the hook points", async () => {
+    const { model, server } = await started(pageRoutes);
+    const page = new PageModel(model, "m2");
+    expect(page.get("entry")).toEqual(running); // from the list at once
+    expect(page.get("estimate")).toBeNull();
+    await page.load();
+    expect(page.get("estimate")).toEqual(estimate());
+    expect(page.get("architecture")).toEqual(architecture());
+    expect(page.get("hooks")).toEqual(hooks());
+    expect(page.get("error")).toBeNull();
+    expect(server.requests.map(({ method, path, search }) => [method, path, search]).sort()).toEqual([
+      ["GET", "models/m2", ""],
+      ["GET", "models/m2/architecture", ""],
+      ["GET", "models/m2/estimate", "?context=0&batch=1"],
+      ["GET", "models/m2/hooks", ""],
     ]);
   });
 
-  it("architecture: a slower answer for a model no longer shown is dropped", async () => {
-    let answerFirst;
+  it("asks for the estimate again with the context and batch the view sends", async () => {
+    const { model, server } = await started(pageRoutes);
+    const page = new PageModel(model, "m2");
+    page.send({ action: "estimate", context: 4096, batch: 8 });
+    await vi.waitFor(() => expect(page.get("estimate")).toEqual(estimate()));
+    expect(server.requests.map((r) => r.search)).toEqual(["?context=4096&batch=8"]);
+    page.send({ action: "delete" });
+    expect(page.get("error")).toEqual({ code: "invalid_argument", message: "Unknown action delete" });
+  });
+
+  it("follows its entry through the list's events, until disposed", async () => {
+    const { model, socket } = await started(pageRoutes);
+    const page = new PageModel(model, "m2");
+    const update = (progress) => ({ channel: "model/m2", event: "download_progress", data: { progress } });
+    socket.push(update(0.75));
+    expect(page.get("entry").progress).toBe(0.75);
+    page.dispose();
+    socket.push(update(0.9));
+    expect(page.get("entry").progress).toBe(0.75);
+  });
+
+  it("a failed estimate shows as `error`; the architecture and hooks still load", async () => {
     const { model } = await started({
-      "GET models/m1/architecture": () => new Promise((resolve) => (answerFirst = resolve)),
-      "GET models/m1/hooks": [200, hooks()],
-      "GET models/m2/architecture": [200, { ...architecture(), summary: { num_layers: 2 } }],
-      "GET models/m2/hooks": [200, []],
+      ...pageRoutes,
+      "GET models/m2/estimate": [404, { error: { code: "entry_not_found", message: "no config.json" } }],
     });
-    model.send({ action: "architecture", id: "m1" });
-    await vi.waitFor(() => expect(answerFirst).toBeTypeOf("function"));
-    model.send({ action: "architecture", id: "m2" });
-    await vi.waitFor(() => expect(model.get("architecture")?.summary).toEqual({ num_layers: 2 }));
-    answerFirst([200, architecture()]);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    expect(model.get("architecture").summary).toEqual({ num_layers: 2 });
-    expect(model.architectureRecord.id).toBe("m2");
+    const page = new PageModel(model, "m2");
+    await page.load();
+    expect(page.get("error")).toEqual({ code: "entry_not_found", message: "no config.json" });
+    expect(page.get("hooks")).toEqual(hooks());
+  });
+});
+
+describe("RestModel: one start for the sidebar and the pages", () => {
+  it("is shared while it runs, and tried again after a failure", async () => {
+    const routes = {};
+    const server = fakeServer(routes);
+    const model = new RestModel(server.settings);
+    await expect(model.start()).rejects.toMatchObject({ code: "no_extension" });
+    routes["GET models"] = [200, { models: [ready] }];
+    await Promise.all([model.start(), model.start()]);
+    expect(server.requests.filter((r) => r.path === "models")).toHaveLength(2);
+    expect(model.models()).toEqual([ready]);
   });
 });
 

@@ -6,7 +6,7 @@ describe("hooksCell", () => {
     const code = hooksCell("m1", "tiny/gpt2", ["blocks.0.hook_resid_pre", 'odd"name']);
     expect(code).toBe(
       [
-        "# Hooks picked in the miStudio sidebar for tiny/gpt2",
+        "# Hooks picked in miStudio for tiny/gpt2",
         "from mistudio_jupyter import ModelManager, capture",
         "",
         "hooks = [",

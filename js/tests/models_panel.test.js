@@ -19,7 +19,7 @@ const models = () => [
   }),
 ];
 
-function setup(state = {}) {
+function setup(state = {}, hosts = {}) {
   const model = new FakeModel({
     models: models(),
     filters: {},
@@ -29,14 +29,15 @@ function setup(state = {}) {
     architecture: null,
     hooks: [],
     selected: [],
+    estimate: null,
     ...state,
   });
   const root = mount();
-  const cleanup = render({ model, el: root });
+  const cleanup = render({ model, el: root, ...hosts });
   return { model, root, cleanup };
 }
 
-const names = (root) => [...root.querySelectorAll(".mistudio-cards h3")].map((h) => h.textContent);
+const names = (root) => [...root.querySelectorAll(".mistudio-list h3")].map((h) => h.textContent);
 const card = (root, id) => root.querySelector(`[data-id="${id}"]`);
 
 beforeEach(() => vi.useFakeTimers());
@@ -115,9 +116,10 @@ describe("models panel", () => {
     expect(model.saves).toHaveLength(11);
   });
 
-  it("applies filters set by the kernel to the inputs and the cards", () => {
+  it("applies filters set by the kernel to the inputs and the rows, unfolding the filters", () => {
     const { model, root } = setup({ filters: { status: "ready", min_params: 2_500_000_000 } });
     expect(names(root)).toEqual(["google/gemma-2-2b"]);
+    expect(root.querySelector("details.mistudio-filters").open).toBe(true);
     expect(control(root, "Status").value).toBe("ready");
     expect(control(root, "Min params (B)").value).toBe("2.5");
     model.kernelSet("filters", { family: "llama" });
@@ -154,7 +156,7 @@ describe("models panel", () => {
 
   it("Download opens the download form in place and toggles it", () => {
     const { model, root } = setup();
-    const download = button(root, "+ Download");
+    const download = button(root, "Download…");
     expect(download.getAttribute("aria-expanded")).toBe("false");
     download.click();
     expect(download.getAttribute("aria-expanded")).toBe("true");
@@ -170,18 +172,19 @@ describe("models panel", () => {
 
   it("the form's Cancel closes it", () => {
     const { root } = setup();
-    button(root, "+ Download").click();
+    button(root, "Download…").click();
     button(root, "Cancel").click();
     expect(root.querySelector("form")).toBeNull();
-    expect(button(root, "+ Download").getAttribute("aria-expanded")).toBe("false");
+    expect(button(root, "Download…").getAttribute("aria-expanded")).toBe("false");
   });
 
-  it("Architecture sends the request and opens the viewer with the hook picker", () => {
+  it("Open sends the request and opens the model page with memory, parameters and the hook picker", () => {
     const { model, root } = setup();
-    button(card(root, "m1"), "Architecture").click();
+    button(card(root, "m1"), "Open").click();
     expect(model.sent).toEqual([{ action: "architecture", id: "m1" }]);
-    expect(root.textContent).toContain("Architecture: google/gemma-2-2b");
+    expect(root.querySelector("[aria-label='Model google/gemma-2-2b'] h3").textContent).toBe("google/gemma-2-2b");
     expect(root.textContent).toContain("Loading architecture…");
+    expect(root.textContent).toContain("Estimating memory…");
     model.kernelSet("architecture", architecture());
     model.kernelSet("hooks", hooks());
     root.querySelector('input[data-hook="hook_embed"]').click();
@@ -191,18 +194,39 @@ describe("models panel", () => {
     expect(document.activeElement.dataset.focus).toBe("m1:architecture");
   });
 
+  it("a host with places of its own opens the form and the pages there, not in the panel", () => {
+    const onDownload = vi.fn();
+    const onOpen = vi.fn();
+    const { model, root } = setup({}, { onDownload, onOpen });
+    expect(button(root, "Download…").hasAttribute("aria-expanded")).toBe(false);
+    button(root, "Download…").click();
+    expect(onDownload).toHaveBeenCalledOnce();
+    button(card(root, "m1"), "Open").click();
+    expect(onOpen).toHaveBeenCalledWith(expect.objectContaining({ id: "m1" }));
+    expect(root.querySelector("form, .mistudio-picker")).toBeNull();
+    expect(model.sent).toEqual([]);
+  });
+
+  it("folds the filters away until asked", () => {
+    const { root } = setup();
+    const filters = root.querySelector("details.mistudio-filters");
+    expect(filters.open).toBe(false);
+    expect(filters.querySelector("summary").textContent).toBe("Filters");
+    expect(filters.querySelector("[role=search]")).not.toBeNull();
+  });
+
   it("shows `error` itself only while no form or viewer is open", () => {
     const { model, root } = setup();
     model.kernelSet("error", { code: "conflict", message: "still downloading" });
     expect(root.querySelectorAll("[role=alert]")).toHaveLength(1);
-    button(root, "+ Download").click();
+    button(root, "Download…").click();
     expect(root.querySelectorAll("[role=alert]")).toHaveLength(1);
     expect(root.querySelector("form [role=alert]")).not.toBeNull();
   });
 
   it("cleanup removes every listener, including the open form's", () => {
     const { model, root, cleanup } = setup();
-    button(root, "+ Download").click();
+    button(root, "Download…").click();
     cleanup();
     expect(model.listenerCount()).toBe(0);
   });

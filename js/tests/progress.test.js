@@ -56,6 +56,13 @@ describe("download progress", () => {
     expect(model.sent).toEqual([{ action: "resume", id: "m2" }]);
   });
 
+  it("shows the note of a download that had to start again", () => {
+    const note = "25 MB fetched before were no longer on disk; they are fetched again";
+    const { root } = setup(downloading({ note }));
+    expect(root.querySelector(".mistudio-note").textContent).toBe(note);
+    expect(setup(downloading()).root.querySelector(".mistudio-note")).toBeNull();
+  });
+
   it("shows a full bar and no buttons when ready", () => {
     const { root } = setup(record());
     expect(bar(root).getAttribute("aria-valuenow")).toBe("100");

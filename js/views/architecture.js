@@ -1,5 +1,5 @@
-// Architecture: config table, parameter summary and a collapsible layer tree.
-import { el, formatParams } from "./util.js";
+// Architecture: config table and a collapsible module tree.
+import { dataTable, el, formatParams } from "./util.js";
 
 const CONFIG_ROWS = [
   ["hidden_size", "Hidden size"],
@@ -12,51 +12,11 @@ const CONFIG_ROWS = [
   ["context_length", "Context length"],
 ];
 
-function table(caption, head, rows) {
-  return el(
-    "table",
-    { class: "mistudio-table" },
-    el("caption", {}, caption),
-    el(
-      "thead",
-      {},
-      el(
-        "tr",
-        {},
-        head.map((h) => el("th", { scope: "col" }, h)),
-      ),
-    ),
-    el(
-      "tbody",
-      {},
-      rows.map(([k, ...cells]) =>
-        el(
-          "tr",
-          {},
-          el("th", { scope: "row" }, k),
-          cells.map((c) => el("td", {}, String(c ?? "—"))),
-        ),
-      ),
-    ),
-  );
-}
-
 export function configTable(summary) {
-  return table(
+  return dataTable(
     "Config",
     ["Setting", "Value"],
     CONFIG_ROWS.map(([key, label]) => [label, summary[key]]),
-  );
-}
-
-export function paramSummary(summary) {
-  const total = summary.params ?? 0;
-  const share = (n) => (total ? `${((n / total) * 100).toFixed(1)}%` : "—");
-  const rows = Object.entries(summary.params_by_type ?? {}).map(([type, n]) => [type, formatParams(n), share(n)]);
-  return table(
-    `Parameters: ${formatParams(summary.params)} (${total.toLocaleString("en-US")})`,
-    ["Type", "Parameters", "Share"],
-    rows,
   );
 }
 
@@ -116,18 +76,14 @@ export function treeNode(node, depth = 0) {
   );
 }
 
-/** Config, parameter summary and layer tree of an architecture (the API's Architecture JSON). */
+/** Config and module tree of an architecture (the API's Architecture JSON). */
 export function architectureSection(architecture) {
   return el(
     "section",
     { class: "mistudio-arch", "aria-label": "Architecture" },
-    el(
-      "div",
-      { class: "mistudio-row" },
-      configTable(architecture.summary ?? {}),
-      paramSummary(architecture.summary ?? {}),
-    ),
-    el("h3", {}, "Layers"),
-    el("ul", { class: "mistudio-tree" }, treeNode(architecture.tree)),
+    el("h3", {}, "Architecture"),
+    el("div", { class: "mistudio-scroll" }, configTable(architecture.summary ?? {})),
+    el("h4", {}, "Modules"),
+    el("div", { class: "mistudio-scroll" }, el("ul", { class: "mistudio-tree" }, treeNode(architecture.tree))),
   );
 }

@@ -1,5 +1,6 @@
-// Model card: metadata, status, progress while downloading, and actions.
-import { ACTIVE, RESUMABLE, actionButton, progressDetails } from "./progress.js";
+// A model in the list: a compact row (name, status, size, a thin progress bar while downloading,
+// actions), and the facts of a model that the model page shows in its header.
+import { ACTIVE, RESUMABLE, actionButton, compactProgress } from "./progress.js";
 import { el, formatBytes, formatParams, statusBadge } from "./util.js";
 
 function quantizationText(record) {
@@ -7,7 +8,8 @@ function quantizationText(record) {
   return record.dtype && record.dtype !== "auto" ? `${q} (${record.dtype})` : q;
 }
 
-function facts(record) {
+/** Parameters, hidden size, layers, quantization and size of a catalog entry. */
+export function modelFacts(record) {
   const summary = record.summary ?? {};
   const rows = [
     ["Parameters", formatParams(record.params)],
@@ -45,8 +47,8 @@ function confirmDelete(record, send, setConfirming) {
 function actions(record, send, setConfirming) {
   return el(
     "div",
-    { class: "mistudio-actions" },
-    record.status === "ready" ? actionButton("Architecture", "architecture", record, send) : null,
+    { class: "mistudio-actions mistudio-item__actions" },
+    actionButton("Open", "architecture", record, send),
     ACTIVE.has(record.status) ? actionButton("Cancel download", "cancel", record, send) : null,
     RESUMABLE.has(record.status) ? actionButton("Resume", "resume", record, send) : null,
     ACTIVE.has(record.status)
@@ -64,20 +66,30 @@ function actions(record, send, setConfirming) {
   );
 }
 
+function meta(record) {
+  const size = record.size_bytes ?? record.bytes_total;
+  return [formatParams(record.params), quantizationText(record), size == null ? null : formatBytes(size)]
+    .filter((part) => part && part !== "—")
+    .join(" · ");
+}
+
 /**
- * One card. `send(msg)` receives `{action, id}` for architecture/delete/cancel/resume; Delete first asks
- * for confirmation, whose state the caller keeps (`confirming`, `setConfirming`) across re-renders.
+ * One row. `send(msg)` receives `{action, id}` for architecture (the Open button)/delete/cancel/resume;
+ * Delete first asks for confirmation, whose state the caller keeps (`confirming`, `setConfirming`).
  */
-export function modelCard(record, { send, confirming = false, setConfirming }) {
+export function modelRow(record, { send, confirming = false, setConfirming }) {
+  const origin = record.repo_id !== record.name ? ` (${record.repo_id}@${record.revision})` : "";
   return el(
     "article",
-    { class: "mistudio-card", "aria-label": record.name, "data-id": record.id },
-    el("header", { class: "mistudio-card__header" }, el("h3", {}, record.name), statusBadge(record.status)),
-    record.repo_id !== record.name
-      ? el("p", { class: "mistudio-muted" }, `${record.repo_id}@${record.revision}`)
-      : null,
-    facts(record),
-    ACTIVE.has(record.status) || record.error ? progressDetails(record) : null,
+    { class: "mistudio-item", "aria-label": record.name, "data-id": record.id },
+    el(
+      "div",
+      { class: "mistudio-item__main" },
+      el("h3", { class: "mistudio-item__name mistudio-truncate", title: `${record.name}${origin}` }, record.name),
+      statusBadge(record.status),
+    ),
+    el("p", { class: "mistudio-item__meta mistudio-muted" }, meta(record)),
+    ACTIVE.has(record.status) || record.error ? compactProgress(record) : null,
     confirming ? confirmDelete(record, send, setConfirming) : actions(record, send, setConfirming),
   );
 }

@@ -1,6 +1,6 @@
 // Download form: repo id → live preview, memory per option with fit verdict, token, start,
 // and the progress of the started download (trait `record`).
-import { availableOptions, defaultOption, memoryOptions } from "./memory.js";
+import { availableOptions, defaultOption, memoryChart } from "./memory.js";
 import { progressBlock } from "./progress.js";
 import { debounce, el, errorLine, field, formatBytes, formatParams, keepFocus, watch } from "./util.js";
 
@@ -50,7 +50,7 @@ function previewSection(p, chosen, onChoose) {
           p.warnings.map((w) => el("li", {}, w)),
         )
       : null,
-    memoryOptions(p, chosen, onChoose),
+    memoryChart(p, { chosen, onChoose, title: "Load as (memory estimate)" }),
   );
 }
 

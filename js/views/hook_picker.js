@@ -35,10 +35,10 @@ function hookRow(hook, checked, onToggle) {
         "data-hook": hook.name,
         onchange: (e) => onToggle(hook.name, e.target.checked),
       }),
-      el("code", { class: "mistudio-hook__name" }, hook.name),
+      el("code", { class: "mistudio-hook__name", title: hook.name }, hook.name),
       el(
         "span",
-        { class: "mistudio-hook__module" },
+        { class: "mistudio-hook__module", title: `${hook.module} (${hook.kind})` },
         hook.module,
         el("span", { class: "mistudio-muted" }, ` (${hook.kind})`),
       ),

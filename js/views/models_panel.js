@@ -1,8 +1,9 @@
-// Models panel: filters, model cards, and the download form or an architecture viewer
-// opened in place (the same panel serves the notebook widget and the JupyterLab sidebar).
-import { render as renderArchitecture } from "./architecture_viewer.js";
-import { modelCard } from "./card.js";
+// Models panel: the model list (compact rows, filters folded away) and, in a notebook, the download
+// form or a model page opened in place. The JupyterLab sidebar renders the same panel and opens both
+// in the main area instead (`onDownload`, `onOpen`).
+import { modelRow } from "./card.js";
 import { render as renderDownload } from "./download_form.js";
+import { render as renderModelPage } from "./model_page.js";
 import { QUANTIZATIONS, STATUSES } from "./options.js";
 import { el, errorLine, field, focusByKey, keepFocus, optionElements, select, setText, watch } from "./util.js";
 
@@ -40,39 +41,47 @@ function filterControls(onInput) {
   for (const input of Object.values(inputs))
     input.addEventListener(input.tagName === "SELECT" ? "change" : "input", onInput);
   const row = el(
-    "div",
-    { class: "mistudio-row mistudio-filters", role: "search", "aria-label": "Filter models" },
-    field("Search", inputs.text),
-    field("Family", inputs.family),
-    field("Min params (B)", inputs.min_params),
-    field("Max params (B)", inputs.max_params),
-    field("Quantization", inputs.quantization),
-    field("Status", inputs.status),
+    "details",
+    { class: "mistudio-filters" },
+    el("summary", {}, "Filters"),
+    el(
+      "div",
+      { class: "mistudio-row", role: "search", "aria-label": "Filter models" },
+      field("Search", inputs.text),
+      field("Family", inputs.family),
+      field("Min params (B)", inputs.min_params),
+      field("Max params (B)", inputs.max_params),
+      field("Quantization", inputs.quantization),
+      field("Status", inputs.status),
+    ),
   );
   return { inputs, row };
 }
 
 /**
  * Traits read: `models` (list of the API's Model JSON), `filters` (written and saved on every filter edit),
- * `error`, plus the traits of the download form and architecture viewer it opens. Messages sent:
- * `{action: "architecture"|"delete"|"cancel"|"resume", id}` from the cards, and the download form's.
+ * `error`, plus the traits of the download form and model page it opens. Messages sent:
+ * `{action: "architecture"|"delete"|"cancel"|"resume", id}` from the rows, and the download form's.
+ * A host with a place of its own for them passes `onDownload()` (the Download button) and `onOpen(record)`
+ * (a row's Open button); the panel then opens neither in place.
+ * @param {{ model: any, el: HTMLElement, onDownload?: (() => void) | null, onOpen?: ((record: any) => void) | null }} options
  */
-export function render({ model, el: root }) {
+export function render({ model, el: root, onDownload = null, onOpen = null }) {
   const { inputs, row } = filterControls(saveFilters);
   const download = el(
     "button",
     {
       type: "button",
       class: "mistudio-button mistudio-button--primary",
-      "aria-expanded": "false",
+      "aria-expanded": onDownload ? null : "false",
       onclick: toggleDownload,
     },
-    "+ Download",
+    "Download…",
   );
   const detail = el("div", { class: "mistudio-detail" });
   const error = el("div");
   const count = el("p", { class: "mistudio-muted", "aria-live": "polite" });
-  const list = el("div", { class: "mistudio-cards", role: "list" });
+  const list = el("div", { class: "mistudio-list", role: "list" });
   let confirming = null;
   let open = null; // {kind, cleanup, restoreFocus}
 
@@ -101,6 +110,7 @@ export function render({ model, el: root }) {
     for (const key of ["text", "family", "quantization", "status"])
       if (shown[key] !== f[key]) inputs[key].value = f[key];
     for (const key of ["min_params", "max_params"]) if (shown[key] !== f[key]) inputs[key].value = toBillions(f[key]);
+    if (Object.keys(EMPTY_FILTERS).some((key) => f[key] !== EMPTY_FILTERS[key])) row.open = true; // say why rows are missing
   }
 
   function updateFamilies() {
@@ -119,9 +129,9 @@ export function render({ model, el: root }) {
   }
 
   function send(msg, record) {
+    if (msg.action === "architecture") return onOpen ? onOpen(record) : openModel(record, msg);
     model.send(msg);
     if (msg.action === "delete") setConfirming(null);
-    if (msg.action === "architecture") openArchitecture(record);
   }
 
   function updateList() {
@@ -137,7 +147,7 @@ export function render({ model, el: root }) {
           el(
             "div",
             { role: "listitem" },
-            modelCard(r, {
+            modelRow(r, {
               send: (msg) => send(msg, r),
               confirming: confirming === r.id,
               setConfirming: (on) => setConfirming(on ? r.id : null),
@@ -159,7 +169,7 @@ export function render({ model, el: root }) {
     open = null;
     cleanup();
     detail.replaceChildren();
-    download.setAttribute("aria-expanded", "false");
+    if (!onDownload) download.setAttribute("aria-expanded", "false");
     updateError();
     restoreFocus();
   }
@@ -168,11 +178,12 @@ export function render({ model, el: root }) {
     close();
     open = { kind, cleanup, restoreFocus };
     detail.replaceChildren(section);
-    download.setAttribute("aria-expanded", String(kind === "download"));
+    if (!onDownload) download.setAttribute("aria-expanded", String(kind === "download"));
     updateError();
   }
 
   function toggleDownload() {
+    if (onDownload) return onDownload();
     if (open?.kind === "download") return close();
     const body = el("div");
     const cleanup = renderDownload({ model, el: body, onClose: close });
@@ -190,18 +201,19 @@ export function render({ model, el: root }) {
     body.querySelector("input")?.focus();
   }
 
-  function openArchitecture(record) {
+  function openModel(record, msg) {
+    model.send(msg);
     const body = el("div");
-    const cleanup = renderArchitecture({ model, el: body });
+    const cleanup = renderModelPage({ model, el: body });
     const closeButton = el("button", { type: "button", class: "mistudio-button", onclick: close }, "Close");
-    const heading = el("h3", { tabindex: "-1" }, `Architecture: ${record.name}`);
+    const heading = el("h3", { tabindex: "-1", class: "mistudio-truncate", title: record.name }, record.name);
     const section = el(
       "section",
-      { class: "mistudio-card", "aria-label": `Architecture of ${record.name}` },
+      { class: "mistudio-card", "aria-label": `Model ${record.name}` },
       el("header", { class: "mistudio-card__header" }, heading, closeButton),
       body,
     );
-    show("architecture", section, cleanup, () => focusByKey(list, `${record.id}:architecture`));
+    show("model", section, cleanup, () => focusByKey(list, `${record.id}:architecture`));
     heading.focus();
   }
 

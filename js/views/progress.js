@@ -46,7 +46,7 @@ function stats(record) {
   return parts.join(" · ");
 }
 
-/** Bar, stats line, current file and error of a record (shared with the model card). */
+/** Bar, stats line, current file, error and note of a record (the download form's progress, the model page's header). */
 export function progressDetails(record) {
   return el(
     "div",
@@ -57,6 +57,25 @@ export function progressDetails(record) {
       ? el("p", { class: "mistudio-progress__file" }, "File: ", el("code", {}, record.current_file))
       : null,
     errorLine(record.error),
+    record.note ? el("p", { class: "mistudio-note mistudio-muted", role: "status" }, record.note) : null,
+  );
+}
+
+/** "17% · 102 KB/s · ETA 5s": the short stats of a row of the model list (the bytes are in its tooltip). */
+function shortStats(record) {
+  const parts = [`${Math.round(fraction(record) * 100)}%`];
+  if (record.status === "downloading") parts.push(formatSpeed(record.speed_bps), `ETA ${formatEta(record.eta_s)}`);
+  return parts.join(" · ");
+}
+
+/** A thin bar and a short line of stats, for a row of the model list. */
+export function compactProgress(record) {
+  return el(
+    "div",
+    { class: "mistudio-progress mistudio-progress--compact" },
+    progressBar(fraction(record), `Download of ${record.name}`),
+    el("p", { class: "mistudio-progress__stats", title: stats(record) }, shortStats(record)),
+    errorLine(record.error, { class: "mistudio-error mistudio-truncate", title: record.error?.message }),
   );
 }
 

@@ -16,6 +16,22 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+/** Build an SVG element: svg("rect", { x: "10%", width: "5%" }, child); attributes are set as given. */
+export function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs)) if (value != null && value !== false) node.setAttribute(key, value);
+  node.append(...children.flat().filter((c) => c != null && c !== false));
+  return node;
+}
+
+/** `part` as a percentage of `whole`, clamped to 0..100 and rounded to 0.01 (for SVG and CSS lengths). */
+export function percent(part, whole) {
+  const value = whole > 0 ? (part / whole) * 100 : 0;
+  return Math.round(Math.min(Math.max(value, 0), 100) * 100) / 100;
+}
+
 const BYTE_UNITS = ["B", "KB", "MB", "GB", "TB", "PB"];
 
 /**
@@ -151,5 +167,38 @@ export function progressBar(fraction, label) {
       "aria-valuenow": String(pct),
     },
     el("div", { class: "mistudio-bar__fill", style: `width: ${pct}%` }),
+  );
+}
+
+/**
+ * A table: `head` labels the columns, each row is [row header, ...cells] (null shows as "—"), and
+ * `rowAttrs(index)` (optional) gives each <tr> its attributes.
+ */
+export function dataTable(caption, head, rows, rowAttrs = () => ({})) {
+  return el(
+    "table",
+    { class: "mistudio-table" },
+    caption ? el("caption", {}, caption) : null,
+    el(
+      "thead",
+      {},
+      el(
+        "tr",
+        {},
+        head.map((h) => el("th", { scope: "col" }, h)),
+      ),
+    ),
+    el(
+      "tbody",
+      {},
+      rows.map(([k, ...cells], i) =>
+        el(
+          "tr",
+          rowAttrs(i),
+          el("th", { scope: "row" }, k),
+          cells.map((c) => el("td", {}, String(c ?? "—"))),
+        ),
+      ),
+    ),
   );
 }

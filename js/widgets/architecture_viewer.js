@@ -1,4 +1,4 @@
-// anywidget entry: the architecture viewer view.
-import { render } from "../views/architecture_viewer.js";
+// anywidget entry: the architecture viewer, which is the model page view.
+import { render } from "../views/model_page.js";
 
 export default { render };

@@ -37,16 +37,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.sql import Select
 
 from .errors import InvalidArgument, NotFound
-from .options import DTYPES, QUANTIZATIONS, SORTABLE, STATUSES, validate_choice
+from .options import DTYPES, QUANTIZATIONS, STATUSES, validate_choice
+from .records import RecordView, check_counts, like_pattern, sort_order, utcnow
 
 RESUMABLE = ("pending", "cancelled", "failed", "interrupted")
 ACTIVE = ("pending", "downloading")
-INT64_MAX = 2**63 - 1
 _IDS_PER_QUERY = 500  # well under SQLite's limit on bound parameters
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -70,7 +66,7 @@ class Base(DeclarativeBase):
     pass
 
 
-class ModelRecord(Base):
+class ModelRecord(RecordView, Base):
     """One catalog entry: a repo revision and how it will be loaded."""
 
     __tablename__ = "models"
@@ -98,6 +94,7 @@ class ModelRecord(Base):
     connections: Mapped[int | None] = mapped_column(Integer)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
     gated: Mapped[bool] = mapped_column(Boolean, default=False)
     worker: Mapped[str | None] = mapped_column(String(255))
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -106,41 +103,6 @@ class ModelRecord(Base):
     load_time_s: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The record JSON shared by REST, CLI `--json` and widget traits."""
-        total = self.bytes_total or 0
-        progress = 1.0 if self.status == "ready" else (min(self.bytes_done / total, 1.0) if total else 0.0)
-        error = {"code": self.error_code, "message": self.error_message} if self.error_code else None
-        return {
-            "id": self.id,
-            "name": self.name,
-            "repo_id": self.repo_id,
-            "revision": self.revision,
-            "commit": self.commit,
-            "status": self.status,
-            "quantization": self.quantization,
-            "dtype": self.dtype,
-            "family": self.family,
-            "model_type": self.model_type,
-            "params": self.params,
-            "size_bytes": self.size_bytes,
-            "file_path": self.file_path,
-            "bytes_done": self.bytes_done,
-            "bytes_total": self.bytes_total,
-            "progress": progress,
-            "speed_bps": self.speed_bps,
-            "eta_s": self.eta_s,
-            "current_file": self.current_file,
-            "connections": self.connections,
-            "error": error,
-            "gated": self.gated,
-            "summary": (self.architecture or {}).get("summary"),
-            "measured_memory_bytes": self.measured_memory_bytes,
-            "load_time_s": self.load_time_s,
-            "created_at": _iso(self.created_at),
-            "updated_at": _iso(self.updated_at),
-        }
 
 
 class CacheScan(Base):
@@ -151,10 +113,6 @@ class CacheScan(Base):
     cache_dir: Mapped[str] = mapped_column(String(1024), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
     scanned_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -330,6 +288,7 @@ class Catalog:
                 cancel_requested=False,
                 error_code=None,
                 error_message=None,
+                note=None,
                 updated_at=now,
             )
         )
@@ -432,14 +391,7 @@ def _listing(
     offset: int = 0,
 ) -> Select[Any]:
     """`query` narrowed to the entries matching every filter, sorted, limited and offset."""
-    for name, value in (
-        ("min_params", min_params),
-        ("max_params", max_params),
-        ("limit", limit),
-        ("offset", offset),
-    ):
-        if value is not None and not 0 <= value <= INT64_MAX:
-            raise InvalidArgument(f"{name} must be between 0 and {INT64_MAX}, got {value}")
+    check_counts(min_params=min_params, max_params=max_params, limit=limit, offset=offset)
     if family:
         query = query.where(ModelRecord.family == family)
     if quantization:
@@ -453,7 +405,7 @@ def _listing(
     if repo_id:
         query = query.where(ModelRecord.repo_id == repo_id)
     if q:
-        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = like_pattern(q)
         query = query.where(
             or_(ModelRecord.name.ilike(pattern, escape="\\"), ModelRecord.repo_id.ilike(pattern, escape="\\"))
         )
@@ -465,10 +417,7 @@ def _listing(
 
 
 def _sort_columns(sort: str) -> Iterator[Any]:
-    descending = sort.startswith("-")
-    field = sort.lstrip("-+")
-    if field not in SORTABLE:
-        raise InvalidArgument(f"cannot sort by {field!r}; expected one of: {', '.join(SORTABLE)}")
+    field, descending = sort_order(sort)
     column = getattr(ModelRecord, field)
     # Entries without a value come first in ascending order, last in descending, on every backend.
     yield column.desc().nulls_last() if descending else column.asc().nulls_first()

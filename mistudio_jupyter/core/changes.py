@@ -200,6 +200,14 @@ class CatalogPoller:
             self._subscriptions = [s for s in self._subscriptions if s.listener != listener]
         self._wake.set()
 
+    def deliver_now(self, listener: Listener) -> None:
+        """Look at the catalog now and call `listener` without waiting for its next beat."""
+        with self._lock:
+            for subscription in self._subscriptions:
+                if subscription.listener == listener:
+                    subscription.due = time.monotonic()
+        self._wake.set()
+
     def _run(self) -> None:
         while True:
             with self._lock:
@@ -232,11 +240,12 @@ class CatalogPoller:
             elif now < subscription.due:
                 continue
             delivered, subscription.pending = subscription.pending, NO_CHANGES
-            subscription.due = now + subscription.interval_s
             try:
                 subscription.listener(delivered)
             except Exception:
                 log.exception("mistudio: a catalog subscriber failed")
+            # From the end of the call: what a listener sends is at least `interval_s` apart, however long it took.
+            subscription.due = time.monotonic() + subscription.interval_s
 
     def _everything(self) -> CatalogChanges:
         return CatalogChanges(self._manager.catalog.list(sort="updated_at"), [], complete=True)

@@ -89,6 +89,16 @@ class FilePlan:
     def download_bytes(self) -> int:
         return sum(file.size for file in self.files)
 
+    def to_json(self) -> dict[str, Any]:
+        """The plan as JSON, for the download worker (the Hub's model info stays behind)."""
+        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self) if field.name != "info"}
+        return {**fields, "files": [dataclasses.asdict(file) for file in self.files]}
+
+    @classmethod
+    def from_json(cls, fields: dict[str, Any]) -> FilePlan:
+        files = [PlannedFile(**file) for file in fields["files"]]
+        return cls(**{**fields, "files": files})
+
     def ensure_safe(self, *, allow_pickle: bool = False, allow_remote_code: bool = False) -> None:
         if self.pickle_only and not allow_pickle:
             raise UnsafeRepo(
@@ -249,7 +259,11 @@ class HubClient:
 
     def file_plan(self, repo_id: str, revision: str | None = None, token: str | None = None) -> FilePlan:
         """The files a download of this revision fetches, with sizes, hashes and safety flags."""
-        info = self.model_info(repo_id, revision, token)
+        return self.plan_of(self.model_info(repo_id, revision, token), repo_id, revision, token)
+
+    def plan_of(self, info: Any, repo_id: str, revision: str | None = None, token: str | None = None) -> FilePlan:
+        """`file_plan` for the model info `info` already asked of the Hub."""
+        token = self.resolve_token(token)
         if not isinstance(info.sha, str) or not is_git_object_id(info.sha):
             raise DownloadFailed(f"the Hub answered an invalid commit id for {repo_id}; nothing was downloaded")
         siblings = {sibling.rfilename: sibling for sibling in info.siblings or []}

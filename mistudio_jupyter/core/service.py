@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 from pathlib import Path
@@ -10,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 from .adoption import cache_fingerprint
 from .catalog import Catalog, ModelRecord
 from .changes import CatalogPoller
-from .errors import EntryNotFound, InvalidArgument, NotFound, UnsafeRepo
+from .errors import EntryNotFound, InvalidArgument, MiStudioError, NotFound, UnsafeRepo
 from .hub import HubClient, validate_repo_id, validate_revision
 from .options import ACTIVE_STATUSES, LoadChoice, entry_choice, load_choice
+from .records import resolve, valid_id
 from .settings import Settings
 from .snapshot import local_tensors, read_json
 
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     import pandas
 
     from .anatomy.hooks import HookPoint
-    from .downloads import DownloadHandle, DownloadManager
+    from .downloads.manager import DownloadHandle, DownloadManager
 
 
 class ModelManager:
@@ -47,7 +49,7 @@ class ModelManager:
 
     def get(self, model_id: str) -> ModelRecord:
         """The catalog entry with this id (`interrupted` at once if its download worker is gone)."""
-        return self.downloads.refresh(self.catalog.get(_valid_id(model_id)))
+        return self.downloads.refresh(self.catalog.get(valid_id(model_id)))
 
     def list(self, **filters: Any) -> list[ModelRecord]:
         """Catalog entries matching the filters (family, quantization, status, min_params,
@@ -119,11 +121,7 @@ class ModelManager:
 
     def resolve(self, repo_or_id: str) -> ModelRecord | None:
         """The catalog entry named by an id, else the newest entry of a repo id; None when neither."""
-        try:
-            return self.catalog.get(repo_or_id)
-        except NotFound:
-            matches = self.catalog.list(repo_id=repo_or_id, sort="-updated_at", limit=1)
-            return matches[0] if matches else None
+        return resolve(self.catalog, repo_or_id)
 
     # -- downloads -----------------------------------------------------------------------------
 
@@ -131,7 +129,7 @@ class ModelManager:
     def downloads(self) -> DownloadManager:
         """The download jobs of this catalog (started lazily)."""
         if self._downloads is None:
-            from .downloads import DownloadManager
+            from .downloads.manager import DownloadManager
 
             self._downloads = DownloadManager(self.settings, self.catalog, self.hub, self.changes)
         return self._downloads
@@ -161,23 +159,30 @@ class ModelManager:
         if record is None:
             revision, choice = _valid_entry(repo_or_id, revision, option, quantization, dtype)
             record = self.catalog.find(repo_or_id, revision, choice.quantization, choice.dtype)
+        plan = None
         if record is None or _never_started(record):
-            self.hub.check_downloadable(
-                record.repo_id if record else repo_or_id, record.revision if record else revision, token
-            )
+            wanted = (record.repo_id, record.revision) if record else (repo_or_id, revision)
+            info = self.hub.check_downloadable(*wanted, token)
+            with contextlib.suppress(MiStudioError):  # the worker asks again and records why it cannot
+                plan = self.hub.plan_of(info, *wanted, token)
         if record is None:
             record, _ = self.catalog.add(
                 repo_or_id, revision=revision, quantization=choice.quantization, dtype=choice.dtype
             )
         return self.downloads.start(
-            record, token=token, allow_pickle=allow_pickle, allow_remote_code=allow_remote_code, on_progress=on_progress
+            record,
+            token=token,
+            plan=plan,
+            allow_pickle=allow_pickle,
+            allow_remote_code=allow_remote_code,
+            on_progress=on_progress,
         )
 
     def _entry_by_id(self, repo_or_id: str) -> ModelRecord | None:
         if "/" in repo_or_id:
             return None
         try:
-            return self.catalog.get(_valid_id(repo_or_id))
+            return self.catalog.get(valid_id(repo_or_id))
         except NotFound:
             return None
 
@@ -188,11 +193,11 @@ class ModelManager:
 
     def cancel(self, model_id: str, *, discard: bool = False) -> ModelRecord:
         """Stop a download within a second, from any process; `discard` also removes its partial files."""
-        return self.downloads.cancel(_valid_id(model_id), discard=discard)
+        return self.downloads.cancel(valid_id(model_id), discard=discard)
 
     def delete(self, model_id: str) -> dict[str, Any]:
         """Remove an entry and the cached files no other entry shares: {id, freed_bytes}."""
-        return self.downloads.delete(_valid_id(model_id))
+        return self.downloads.delete(valid_id(model_id))
 
     def cache_info(self) -> dict[str, Any]:
         """Size of the model cache, its partial files and the free space on its volume."""
@@ -398,12 +403,6 @@ def _valid_entry(
 def _never_started(record: ModelRecord) -> bool:
     """A pending entry no download has claimed yet (a queued download is pending with a worker)."""
     return record.status == "pending" and not record.worker
-
-
-def _valid_id(model_id: object) -> str:
-    if not isinstance(model_id, str) or not model_id or len(model_id) > 64 or "/" in model_id or ".." in model_id:
-        raise InvalidArgument(f"{model_id!r} is not a model id")
-    return model_id
 
 
 def _count(name: str, value: object, *, minimum: int = 0) -> int:

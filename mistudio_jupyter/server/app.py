@@ -9,6 +9,9 @@ from jupyter_server.extension.application import ExtensionApp
 from sqlalchemy.engine import make_url
 from traitlets import Integer, Unicode
 
+# Imported here, before any request thread: two threads importing one package at once can each find
+# it half initialised (a model page asks for its architecture, hook points and estimate at once).
+from ..core import anatomy, preview  # noqa: F401
 from ..core.service import ModelManager
 from ..core.settings import Settings
 from .events import EventHub

@@ -1,5 +1,6 @@
-"""The architecture viewer: module tree, config and parameter summary, and the hook picker whose
-selection is live in the kernel."""
+"""The architecture viewer (the model page's view): memory per load option against this machine,
+parameters by kind and per block, config and module tree, and the hook picker whose selection is live
+in the kernel."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import traitlets
 
 from ..core.anatomy.hooks import HookPoint
-from ._base import STATIC, ManagerWidget, manager_or_shared
+from ..core.errors import InvalidArgument
+from ._base import STATIC, ManagerWidget, action, manager_or_shared
 
 if TYPE_CHECKING:
     from ..core.service import ModelManager
@@ -21,20 +23,35 @@ def _hooks_to_json(hooks: list[HookPoint], _widget: Any) -> list[dict[str, Any]]
 def load_architecture(
     manager: ModelManager, repo_or_id: str, *, revision: str | None = None, token: str | None = None
 ) -> dict[str, Any]:
-    """The `architecture` and `hooks` trait values of a repo id or catalog id."""
+    """The `architecture`, `hooks` and `estimate` trait values of a repo id or catalog id."""
     return {
         "architecture": manager.architecture(repo_or_id, revision=revision, token=token),
         "hooks": manager.hook_points(repo_or_id, revision=revision, token=token),
+        "estimate": manager.estimate(repo_or_id, revision=revision, token=token),
     }
 
 
 class ArchitectureState(ManagerWidget):
-    """Traits `architecture`, `hooks` (HookPoint objects; dicts in the view) and `selected` (hook names,
-    in network order, written by the picker)."""
+    """Traits `architecture`, `hooks` (HookPoint objects; dicts in the view), `selected` (hook names,
+    in network order, written by the picker) and `estimate` (memory per load option and whether it fits
+    this machine, for the context and batch the view asks for with `{action: "estimate", context, batch}`)."""
 
     architecture = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
     hooks = traitlets.List(traitlets.Instance(HookPoint)).tag(sync=True, to_json=_hooks_to_json)
     selected = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    estimate = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
+    _shown: tuple[str, str | None] | None = None  # the repo or id, and revision, on view
+
+    @action("estimate")
+    def estimate_for(self, context: int = 0, batch: int = 1) -> None:
+        """Estimate the shown model's memory again, with a KV cache for `context` tokens × `batch`."""
+        if self._shown is None:
+            raise InvalidArgument("no model is shown, so there is nothing to estimate")
+        repo_or_id, revision = self._shown
+        estimate = self.manager.estimate(repo_or_id, revision=revision, context=context, batch=batch)
+        with self.changes() as open_:
+            if open_:
+                self.estimate = estimate
 
     @property
     def selected_hooks(self) -> list[HookPoint]:
@@ -50,11 +67,14 @@ class ArchitectureState(ManagerWidget):
             self.selected = []
             self.hooks = []
             self.architecture = None
+            self.estimate = None
+            self._shown = (repo_or_id, revision)
         loaded = load_architecture(self.manager, repo_or_id, revision=revision, token=token)
         with self.changes() as open_:
             if open_:
                 self.hooks = loaded["hooks"]
                 self.architecture = loaded["architecture"]
+                self.estimate = loaded["estimate"]
 
     @traitlets.validate("selected")
     def _ordered_selection(self, proposal: traitlets.Bunch) -> list[str]:
@@ -68,7 +88,7 @@ class ArchitectureState(ManagerWidget):
 
 
 class ArchitectureViewer(ArchitectureState):
-    """Module tree, config, parameter summary and hook picker of a model (repo id or catalog id).
+    """Memory, parameters, module tree, config and hook picker of a model (repo id or catalog id).
 
     The picker's selection is `viewer.selected` (names) and `viewer.selected_hooks` (HookPoints);
     `viewer.hooks` lists every hook point. Each can go straight to `capture`:
@@ -92,3 +112,5 @@ class ArchitectureViewer(ArchitectureState):
         if repo_or_id is not None:
             kwargs = {**load_architecture(manager, repo_or_id, revision=revision, token=token), **kwargs}
         super().__init__(manager, **kwargs)
+        if repo_or_id is not None:
+            self._shown = (repo_or_id, revision)

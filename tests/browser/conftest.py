@@ -7,10 +7,11 @@ import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.browser.jupyterlab import CHROMIUM, LABEXTENSION, WIDGET_BUNDLES
+from tests.browser.jupyterlab import CHROMIUM, CHROMIUM_ARGS, LABEXTENSION, WIDGET_BUNDLES
 from tests.prerequisites import missing
 
 
@@ -55,3 +56,14 @@ class UnrunnableModule(pytest.File):
 def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     problems = missing_prerequisites()
     return UnrunnableModule.from_parent(parent, path=module_path, problems=problems) if problems else None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Chromium through Playwright, one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -2,7 +2,8 @@
 
 JupyterLab runs on loopback with a kernel over the test Hub; the test runs `%mistudio download` on a
 throttled repo and watches the progress bar advance to ready, then opens `%mistudio arch`, ticks three
-hooks and reads `viewer.selected` back from the kernel. Screenshots go to test-artifacts/.
+hooks and reads `viewer.selected` back from the kernel; last, `%mistudio open` opens the model page in a
+JupyterLab tab. Screenshots go to test-artifacts/.
 
 Needs Playwright, Chromium at /usr/bin/chromium (Debian's `chromium` package) and the built widgets: without
 them the test fails under CI and is skipped elsewhere (conftest.py).
@@ -27,6 +28,7 @@ CELLS = [
     "progress = %mistudio download tiny/gpt2\nprogress",
     "viewer = %mistudio arch tiny/gpt2\nviewer",
     "print('SELECTED', viewer.selected)",
+    "%mistudio open tiny/gpt2",
 ]
 
 pytestmark = pytest.mark.timeout(300)
@@ -105,8 +107,14 @@ def test_download_progress_and_hook_picker_in_jupyterlab(lab: str, hub) -> None:
             output = cells.nth(3).locator(".jp-OutputArea-output")
             expect(output).to_contain_text("SELECTED", timeout=30_000)
             assert output.inner_text().strip() == f"SELECTED {PICKED}"
-            cells.nth(1).scroll_into_view_if_needed()
+            cells.nth(2).locator("[aria-label=Memory]").scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "notebook.png"))
+
+            run(4)
+            tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current", has_text="tiny/gpt2")
+            expect(tab).to_be_visible(timeout=30_000)
+            expect(page.locator(".mistudio-lab-page .mistudio-mem__row").first).to_be_visible(timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "notebook-open.png"))
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "notebook-failure.png"))
             (ARTIFACTS / "notebook-console.log").write_text("\n".join(console))

@@ -20,9 +20,10 @@ import pytest
 
 from mistudio_jupyter import cli
 from mistudio_jupyter.core.downloads.cache import RepoCache
-from mistudio_jupyter.core.downloads.manager import WORKER_MODULE, log_dir
+from mistudio_jupyter.core.downloads.manager import log_dir
 from mistudio_jupyter.core.errors import DownloadFailed, InvalidArgument
 from mistudio_jupyter.core.hub import validate_revision
+from mistudio_jupyter.core.jobs import WORKER_MODULE
 from mistudio_jupyter.core.service import ModelManager
 from mistudio_jupyter.server.events import MAX_SUBSCRIPTIONS
 from tests.polling import wait_for

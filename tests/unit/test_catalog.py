@@ -63,7 +63,7 @@ def test_migrations_create_the_schema_from_empty(fresh_db_url, catalog_backend):
     finally:
         engine.dispose()
     assert {"models", "cache_scans", "alembic_version"} <= tables
-    assert version == HEAD == "0004"
+    assert version == HEAD == "0005"
     Catalog(fresh_db_url).close()  # reopening an up-to-date catalog is a no-op
 
 

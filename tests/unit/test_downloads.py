@@ -22,7 +22,7 @@ from mistudio_jupyter.core.catalog import ModelRecord
 from mistudio_jupyter.core.downloads.cache import RepoCache
 from mistudio_jupyter.core.downloads.engine import CHUNK_BYTES
 from mistudio_jupyter.core.downloads.journal import journal_path
-from mistudio_jupyter.core.downloads.manager import local_worker_pid, log_dir, worker_alive
+from mistudio_jupyter.core.downloads.manager import log_dir
 from mistudio_jupyter.core.errors import (
     Cancelled,
     Conflict,
@@ -34,6 +34,7 @@ from mistudio_jupyter.core.errors import (
     RepoNotFound,
     RevisionNotFound,
 )
+from mistudio_jupyter.core.jobs import local_worker_pid, worker_alive
 from mistudio_jupyter.core.service import ModelManager
 from tests.hubserver.wan import WanProfile
 from tests.polling import wait_for
@@ -139,7 +140,7 @@ def test_sharded_repo_loads_with_transformers_offline_and_gets_its_summary(
 
 def test_sigkill_at_half_then_resume_refetches_under_one_percent(manager, settings, fixture_repos, hub):
     big = fixture_repos[BIG].files[BIG_FILE]
-    hub.faults.wan = WanProfile(per_conn_bps=2e6, rtt_ms=20)  # a CDN's path: many streams
+    hub.faults.wan = WanProfile(per_conn_bps=1e6, rtt_ms=20)  # a CDN's path: many streams
     handle = manager.download(BIG)
     wait_for(lambda: on_disk(settings, BIG, big) >= big.size // 2, timeout=60)
     os.kill(local_worker_pid(manager.get(handle.model_id)), signal.SIGKILL)
@@ -178,6 +179,23 @@ def test_resume_with_another_stream_count_fetches_only_the_gaps(manager, setting
     one_stream.close()
 
     assert sum(r.bytes_sent for r in hub.cdn_gets(BIG_FILE)) == big.size - kept
+    assert (Path(record.file_path) / BIG_FILE).read_bytes() == big.read_bytes()
+
+
+def test_a_paused_download_whose_partials_were_pruned_starts_again_and_says_so(manager, settings, fixture_repos, hub):
+    big = fixture_repos[BIG].files[BIG_FILE]
+    hub.faults.wan = WanProfile(per_conn_bps=2e6, rtt_ms=20)
+    handle = manager.download(BIG)
+    wait_for(lambda: (manager.get(handle.model_id).bytes_done or 0) > big.size // 4, timeout=60)
+    handle.cancel()
+    assert manager.prune_cache()["freed_bytes"] > 0
+    hub.clear_log()
+    hub.faults.reset()
+
+    record = manager.resume(handle.model_id).wait(60)
+
+    assert "no longer on disk" in (record.note or "") and "fetched again" in record.note
+    assert sum(r.bytes_sent for r in hub.cdn_gets(BIG_FILE)) == big.size
     assert (Path(record.file_path) / BIG_FILE).read_bytes() == big.read_bytes()
 
 

@@ -7,12 +7,17 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mistudio_jupyter.core.downloads.engine import MEMORY_PER_STREAM_BYTES
+from mistudio_jupyter.core.downloads.partial import BLOCK_BYTES
+from mistudio_jupyter.core.jobs import local_worker_pid
 from mistudio_jupyter.core.service import ModelManager
+from tests.hubserver import HubServer, build_fixtures, default_root
 from tests.hubserver.wan import WanProfile
 from tests.polling import wait_for
 
@@ -133,3 +138,40 @@ def test_hf_cache_prune_during_a_download_changes_nothing(
         timeout=120,
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+# What a worker holds besides its buffers: the interpreter, httpx, SQLAlchemy, the hash threads.
+WORKER_BASE_BYTES = 200 << 20
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process `pid` (0 once it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+
+
+def test_worker_memory_is_bounded_by_its_streams_not_by_the_file(settings: Any, tmp_path: Path) -> None:
+    """1 GiB over 32 streams: the worker's resident memory stays within its base plus the receive
+    blocks and hash-ahead budget that 32 streams may hold, far below the file's size."""
+    streams = 32
+    repos = build_fixtures(default_root(), bench=True)
+    with HubServer(default_root(), repos=repos) as hub:
+        hub.faults.wan = WanProfile(rtt_ms=10)  # a round trip per request: a CDN's path, so many streams
+        manager = ModelManager(dataclasses.replace(settings, hub_endpoint=hub.url, max_connections=streams))
+        handle = manager.download("bench/1gb")
+        pid = wait_for(lambda: local_worker_pid(manager.get(handle.model_id)), what="the worker")
+        peak = connections = 0
+        while not handle.done:
+            peak = max(peak, rss_bytes(pid))
+            connections = max(connections, manager.get(handle.model_id).connections or 0)
+            time.sleep(0.05)
+        record = handle.wait(10)
+        manager.close()
+
+    bound = WORKER_BASE_BYTES + (16 + 2 * streams) * BLOCK_BYTES + streams * MEMORY_PER_STREAM_BYTES
+    print(f"\npeak RSS {peak / 2**20:.0f} MiB over {connections} streams (bound {bound / 2**20:.0f} MiB)")
+    assert record.status == "ready" and connections >= 16
+    assert 0 < peak <= bound

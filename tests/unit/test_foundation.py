@@ -107,19 +107,6 @@ def test_cli_errors_are_one_line_or_a_json_error(tmp_path):
     assert "Traceback" not in plain.stderr + as_json.stderr
 
 
-def test_cli_list_and_cancel_start_without_alembic_or_huggingface_hub(tmp_path):
-    from mistudio_jupyter.core.catalog import Catalog
-
-    catalog = Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}")  # the schema is current: nothing to migrate
-    cancelled, _ = catalog.add("org/model", status="cancelled")
-    catalog.close()
-    for command in (["list"], ["cancel", cancelled.id]):
-        done = _cli(*command, tmp_path=tmp_path, python=("-X", "importtime"))
-        assert done.returncode == 0, done.stderr
-        imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
-        assert not imported & {"alembic", "huggingface_hub", "torch"}, command
-
-
 def test_the_schema_head_constant_is_the_newest_migration():
     from alembic.config import Config
     from alembic.script import ScriptDirectory

@@ -30,6 +30,20 @@ def test_viewer_shows_a_repo_and_its_selection_is_live_in_the_kernel(manager, wi
         viewer.selected = ["blocks.0.hook_nope"]
 
 
+def test_viewer_estimates_memory_and_again_for_the_context_the_view_asks(manager, widgets):
+    viewer = ArchitectureViewer("tiny/gpt2", manager=manager)
+    widgets.append(viewer)
+    first = viewer.estimate
+    assert set(first["memory"]) >= {"fp32", "fp16", "bnb-4bit"} and first["fit"]["fp32"]["verdict"] in {"gpu", "cpu"}
+    assert first["memory"]["fp32"]["kv_cache_bytes"] == 0
+
+    send(viewer, action="estimate", context=1024, batch=2)
+    wait_for(lambda: viewer.estimate is not first, what="the new estimate")
+    assert viewer.estimate["memory"]["fp32"]["kv_cache_bytes"] > 0 and viewer.error is None
+    send(viewer, action="estimate", context=-1, batch=1)
+    assert "context" in wait_for(lambda: viewer.error, what="an error")["message"]
+
+
 def test_viewer_selection_set_in_the_kernel_reaches_the_view(manager, widgets):
     viewer = ArchitectureViewer("tiny/llama", manager=manager)
     widgets.append(viewer)
@@ -54,12 +68,15 @@ def test_panel_lists_models_live_and_opens_an_architecture(manager, widgets):
     send(panel, action="architecture", id=ready.id)
     wait_for(lambda: panel.hooks, what="the hooks")
     assert panel.architecture["summary"]["num_layers"] == 2 and panel.error is None
+    assert panel.estimate["memory"]["fp16"]["total_bytes"] > 0
     panel.selected = PICKED
     comm = Comm(panel)
     send(panel, action="architecture", id=added.id)
     wait_for(lambda: panel.hooks and panel.hooks[0].module.startswith("gpt_neox"), what="the other model's hooks")
     first = next(data["state"] for _, data in comm.messages if "architecture" in data.get("state", {}))
-    assert first == {"architecture": None, "hooks": [], "selected": []}, "cleared at once, in one message"
+    assert first == {"architecture": None, "hooks": [], "selected": [], "estimate": None}, (
+        "cleared at once, in one message"
+    )
     assert panel.selected == []
 
     set_from_view(panel, filters={**panel.filters, "family": "gpt2"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas
 import pytest
 
-from mistudio_jupyter.magics import run_line
+from mistudio_jupyter.magics import OPEN_MIME, ModelPage, run_line
 from mistudio_jupyter.shared import shared_manager
 from mistudio_jupyter.widgets import ArchitectureViewer, DownloadProgress, ModelsPanel
 from tests.polling import wait_for
@@ -95,6 +95,28 @@ def test_arch_returns_the_viewer_and_hooks_a_dataframe(manager, shown):
     assert isinstance(viewer, ArchitectureViewer) and viewer.hooks and viewer.architecture
     hooks = shown("hooks tiny/gpt2")
     assert isinstance(hooks, pandas.DataFrame) and "blocks.1.hook_resid_post" in set(hooks["name"])
+
+
+def test_open_is_the_model_page_for_jupyterlab_with_the_viewer_for_other_front_ends(manager, shown):
+    record = manager.download("tiny/gpt2").wait(timeout=30)
+    page = shown("open tiny/gpt2")
+    assert isinstance(page, ModelPage)
+    bundle = page._repr_mimebundle_()
+    assert {key: bundle[OPEN_MIME][key] for key in ("id", "name", "repo_id")} == {
+        "id": record.id,
+        "name": "tiny/gpt2",
+        "repo_id": "tiny/gpt2",
+    }
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == page.viewer.comm.comm_id
+    assert page.viewer.estimate["memory"]["fp32"]["total_bytes"] > 0 and page.viewer.hooks
+    assert shown(f"open {record.id}").record["id"] == record.id
+
+
+def test_open_explains_a_model_not_in_the_catalog_and_a_missing_name(manager, shown, capsys):
+    assert shown("open tiny/gpt2") is None
+    assert "not in the catalog; add it with `%mistudio add tiny/gpt2`" in capsys.readouterr().out
+    assert shown("open") is None
+    assert "the following arguments are required: model" in capsys.readouterr().out
 
 
 def test_preview_prints_facts_and_returns_the_memory_table(manager, shown, capsys):

@@ -1,6 +1,5 @@
-"""Downloads: resumable, verified, cancellable fetches into the Hugging Face cache, one child process per job."""
+"""Downloads: resumable, verified, cancellable fetches into the Hugging Face cache, one child process per job.
 
-from .engine import Engine, Progress
-from .manager import DownloadHandle, DownloadManager
-
-__all__ = ["DownloadHandle", "DownloadManager", "Engine", "Progress"]
+`manager` starts and controls the jobs, `worker` is the child process of one job, `engine` the transfer
+itself. The package imports none of them, so that a worker starts without the catalog's database layer.
+"""

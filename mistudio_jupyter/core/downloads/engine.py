@@ -3,9 +3,10 @@ verified and cancellable.
 
 Behind a CDN each connection is capped, so one scheduler per plan splits the files into ranges and
 keeps N streams (threads, each reusing its connection where it can) busy across all of them, small
-files first so that config and tokenizer land early. N adapts: it starts at a few streams, grows while
+files first so that config and tokenizer land early. N adapts: it starts with a stream for every file
+that can start (at least START_CONNECTIONS), grows while
 the aggregate rate grows, halves on 429/503, and never exceeds `max_connections`. A path that answers
-within LOCAL_FIRST_ANSWER_S (loopback, a mirror in the same rack) is bound by the CPU, not by
+within LOCAL_ANSWER_S (loopback, a mirror in the same rack) is bound by the CPU, not by
 connections: there one stream fetches each file whole, in order, with its receive buffer kept small
 so that a kill loses little. When no range is left to start, an idle stream takes the second half of
 the range that needs longest to finish, so a slow or stalled stream never holds up the end of a
@@ -65,8 +66,9 @@ THROTTLE_PAUSE_S = 2.0
 SYNC_EVERY_S = 5.0
 POLL_S = 0.2
 MEMORY_PER_STREAM_BYTES = 2 << 20
-# A first answer this fast means a local path, where one stream is as fast as many and hashes in order.
-LOCAL_FIRST_ANSWER_S = 0.005
+# An answer this fast means a local path, where one stream is as fast as many and hashes in order.
+LOCAL_ANSWER_S = 0.005
+PATH_SAMPLES = 4
 # On a local path Linux would grow the receive buffer to tcp_rmem's maximum (often 6-32 MiB), all of it
 # lost on a kill; this much still carries 10 GB/s there.
 LOCAL_RECEIVE_BUFFER_BYTES = 2 << 20
@@ -158,16 +160,19 @@ class Engine:
         self.headers = dict(build_hf_headers(token=token or False, library_name="mistudio-jupyter"))
         self.headers["Accept-Encoding"] = "identity"
 
-    def fetch(self, plan: FilePlan) -> Path:
-        """Fetch every file of `plan`; returns the snapshot folder once all of them are in place."""
+    def fetch(self, plan: FilePlan, on_start: Callable[[], None] | None = None) -> Path:
+        """Fetch every file of `plan`; returns the snapshot folder once all of them are in place.
+
+        `on_start()` is called once the first answer has come (never when nothing was left to fetch).
+        """
         repo = RepoCache(self.cache_dir, plan.repo_id)
         snapshot = repo.snapshot(plan.commit)
-        self.progress.bytes_total = plan.download_bytes
         self.progress.bytes_done = sum(repo.bytes_on_disk(file) for file in plan.files)
+        self.progress.bytes_total = plan.download_bytes  # last: a total tells readers the count is in
         # The ref first: `hf cache prune` removes revisions that no ref names, a running download's too.
         snapshot.mkdir(parents=True, exist_ok=True)
         repo.write_ref(plan.revision, plan.commit)
-        _Download(self, repo, plan.commit, plan.files).run()
+        _Download(self, repo, plan.commit, plan.files, on_start).run()
         return snapshot
 
     def fetch_file(self, repo: RepoCache, commit: str, file: PlannedFile) -> Path:
@@ -231,8 +236,16 @@ class Engine:
 class _Download:
     """One scheduler over the files of a plan: ranges, streams, hash threads, completion."""
 
-    def __init__(self, engine: Engine, repo: RepoCache, commit: str, files: list[PlannedFile]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        repo: RepoCache,
+        commit: str,
+        files: list[PlannedFile],
+        on_start: Callable[[], None] | None = None,
+    ) -> None:
         self.engine, self.repo, self.commit = engine, repo, commit
+        self._on_start = on_start
         self._urls: dict[str, str] = {}  # file path → the URL that last answered for it (the CDN's)
         self.files = sorted(files, key=lambda file: file.size)  # small files first
         self._cond = threading.Condition()
@@ -250,7 +263,8 @@ class _Download:
         self._streams: list[threading.Thread] = []
         self._wanted = min(START_CONNECTIONS, engine.max_connections)
         self._growing = True
-        self._local: bool | None = None  # decided by the first answer
+        self._local: bool | None = None  # decided by the first answers
+        self._answers = 0
         self._paused_until = 0.0
         pool = BlockPool(16 + 2 * engine.max_connections)
         self._hashing = HashThreads(
@@ -266,6 +280,8 @@ class _Download:
         try:
             for index, file in enumerate(self.files):
                 self._start_file(index, file)
+            with self._cond:  # one stream for each file that can start now, within the bounds
+                self._wanted = min(self.engine.max_connections, max(self._wanted, len(self._queue)))
             self._spawn_streams()
             self._supervise()
         except BaseException:
@@ -556,16 +572,24 @@ class _Download:
 
         return hf_hub_url(self.repo.repo_id, file.path, revision=self.commit, endpoint=self.engine.endpoint)
 
-    def _learn_path(self, first_answer_s: float) -> None:
-        """On the first answer: a local path gets one stream, fetching whole files."""
+    def _learn_path(self, answer_s: float) -> None:
+        """A local path gets one stream, fetching whole files. One answer within LOCAL_ANSWER_S proves
+        the path local (a WAN cannot answer faster than its round trip); PATH_SAMPLES slower ones rule it
+        out (one slow answer may only mean a busy CPU)."""
         with self._cond:
             if self._local is not None:
                 return
-            self._local = first_answer_s < LOCAL_FIRST_ANSWER_S
-            if self._local:
-                self._wanted, self._growing = 1, False
+            self._answers += 1
+            first = self._answers == 1
+            if answer_s < LOCAL_ANSWER_S:
+                self._local, self._wanted, self._growing = True, 1, False
+                self._queue = collections.deque(_joined(list(self._queue)))  # streams beyond the first retire
                 for target, held in self._held.items():
                     self._held[target] = _joined(held)
+            elif self._answers >= PATH_SAMPLES:
+                self._local = False
+        if first and self._on_start is not None:
+            self._on_start()
 
     def _ranges_work(self, target: PartialFile) -> None:
         with self._cond:
@@ -637,10 +661,10 @@ def _chunks(start: int, end: int, size: int | None) -> Iterator[tuple[int, int]]
 
 
 def _joined(ranges: list[_Range]) -> list[_Range]:
-    """Adjacent ranges of one file as one."""
+    """Adjacent ranges of a file as one."""
     joined: list[_Range] = []
     for piece in ranges:
-        if joined and joined[-1].end == piece.pos:
+        if joined and joined[-1].target is piece.target and joined[-1].end == piece.pos:
             joined[-1].end = piece.end
         else:
             joined.append(piece)

@@ -8,82 +8,31 @@ options reach the child on its stdin, never in argv or the catalog.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
-import signal
 import socket
 import stat
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..catalog import ACTIVE, Catalog, ModelRecord, utcnow
+from .. import jobs
+from ..catalog import ACTIVE, Catalog, ModelRecord
 from ..changes import CatalogChanges, CatalogPoller
 from ..errors import ALL_ERRORS, Cancelled, Conflict, DownloadFailed, MiStudioError, NotFound
-from ..hub import HubClient
+from ..hub import FilePlan, HubClient
+from ..jobs import WORKER_MODULE, worker_name
 from ..settings import Settings
 from .cache import RepoCache, delete_revision, free_bytes, repo_caches, sweep_partials
+from .worker import EXIT_LOST
 
-WORKER_MODULE = "mistudio_jupyter.core.downloads.worker"
-EXIT_LOST = 3  # the worker lost its claim (cancelled before start, or another worker took over)
 POLL_S = 0.2  # how often a handle hears from the catalog poller
-STOP_POLL_S = 0.025
-CANCEL_WAIT_S = 5.0
 
 ProgressCallback = Callable[[ModelRecord], None]
-
-
-def worker_name(pid: int | None = None) -> str:
-    """How a worker is recorded in the catalog: `host:pid`."""
-    return f"{socket.gethostname()}:{pid or os.getpid()}"
-
-
-def local_worker_pid(record: ModelRecord) -> int | None:
-    """The pid of the record's worker when that worker runs on this host."""
-    host, _, pid = (record.worker or "").rpartition(":")
-    return int(pid) if host == socket.gethostname() and pid.isdigit() else None
-
-
-def worker_alive(record: ModelRecord, heartbeat_timeout_s: float) -> bool:
-    """Whether the record's worker still runs: its process on this host, else a fresh heartbeat."""
-    if not record.worker:
-        return False
-    pid = local_worker_pid(record)
-    if pid is not None:
-        return _is_worker_process(pid)
-    beat = record.heartbeat_at
-    if beat is None:
-        return False
-    if beat.tzinfo is None:  # SQLite drops the zone; every stored time is UTC
-        beat = beat.replace(tzinfo=dt.timezone.utc)
-    return (utcnow() - beat).total_seconds() < heartbeat_timeout_s
-
-
-def _is_worker_process(pid: int) -> bool:
-    proc = Path("/proc")
-    if proc.is_dir():
-        # The command line also rules out a reused pid. It is empty for a zombie, and also for a moment
-        # after the parent's Popen returned while the worker is still being exec'd: the state tells.
-        try:
-            cmdline = (proc / str(pid) / "cmdline").read_bytes()
-            if cmdline:
-                return WORKER_MODULE.encode() in cmdline
-            return (proc / str(pid) / "stat").read_text().rpartition(")")[2].split()[0] != "Z"
-        except (OSError, IndexError):
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def error_for(record: ModelRecord) -> MiStudioError:
@@ -118,6 +67,8 @@ class DownloadHandle:
         self._final: ModelRecord | None = None
         self._last: ModelRecord | None = None
         manager.changes.subscribe(self._on_changes, POLL_S)
+        if process is not None:
+            threading.Thread(target=self._on_exit, args=(process,), name="mistudio-reaper", daemon=True).start()
 
     @property
     def record(self) -> ModelRecord:
@@ -166,6 +117,11 @@ class DownloadHandle:
             self._notify(record)
         self._check_finished()
 
+    def _on_exit(self, process: subprocess.Popen[bytes]) -> None:
+        """The job ends when its worker exits: look at once rather than at the poller's next beat."""
+        process.wait()
+        self._manager.changes.deliver_now(self._on_changes)
+
     def _check_finished(self) -> None:
         record = self._last
         if self._process is not None:
@@ -207,6 +163,11 @@ class DownloadHandle:
             callback(record)
 
 
+def _plans(plan: FilePlan, record: ModelRecord) -> bool:
+    """Whether `plan` is of `record`'s repo and revision."""
+    return plan.repo_id == record.repo_id and plan.revision == (record.revision or "main")
+
+
 def _progress_state(record: ModelRecord) -> tuple[Any, ...]:
     return record.status, record.bytes_done, record.bytes_total, record.current_file, record.updated_at
 
@@ -225,11 +186,13 @@ class DownloadManager:
         record: ModelRecord,
         *,
         token: str | None = None,
+        plan: FilePlan | None = None,
         allow_pickle: bool = False,
         allow_remote_code: bool = False,
         on_progress: ProgressCallback | None = None,
     ) -> DownloadHandle:
-        """Download `record`'s revision, or join the job already downloading it."""
+        """Download `record`'s revision, or join the job already downloading it. A `plan` of that
+        revision just made saves the worker from asking the Hub again."""
         record = self.refresh(record)
         if self._running(record) or self._complete(record):
             return DownloadHandle(self, record.id, None, on_progress)
@@ -238,6 +201,7 @@ class DownloadManager:
             "token": self.hub.resolve_token(token),
             "allow_pickle": allow_pickle,
             "allow_remote_code": allow_remote_code,
+            "plan": plan.to_json() if plan is not None and _plans(plan, record) else None,
         }
         # Claim first, spawn once: of racing requests only the one that wins the row starts a process.
         reservation = f"{socket.gethostname()}:starting-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -273,37 +237,18 @@ class DownloadManager:
 
     def cancel(self, model_id: str, *, discard: bool = False) -> ModelRecord:
         """Stop the job of `model_id` from any process: the catalog flag, plus SIGTERM when local."""
-        record = self.refresh(self.catalog.get(model_id))
-        if record.status == "ready":
-            raise Conflict(f"{record.name} is already downloaded; delete it instead")
-        if self._running(record):
-            self.catalog.request_cancel(model_id)
-            pid = local_worker_pid(record)
-            if pid is not None:
-                _signal(pid)
-            record = self._await_stop(model_id)
-        elif record.status != "cancelled":
-            record = self.catalog.update(model_id, status="cancelled", speed_bps=None, eta_s=None)
+        record = jobs.stop(self.catalog, model_id, self.settings.heartbeat_timeout_s)
         if discard and not self._running(record):
             self._sweep([record.repo_id])
         return record
 
     def refresh(self, record: ModelRecord) -> ModelRecord:
         """The record, turned `interrupted` (or `cancelled`, when asked) if its worker is gone."""
-        if record.status not in ACTIVE or not record.worker:
-            return record
-        if worker_alive(record, self.settings.heartbeat_timeout_s):
-            return record
-        status = "cancelled" if record.cancel_requested else "interrupted"
-        # `record` may be stale: the worker may have written its final status and exited since.
-        self.catalog.mark_stopped(record.id, record.worker, status)
-        return self.catalog.get(record.id)
+        return jobs.refresh(self.catalog, record, self.settings.heartbeat_timeout_s)
 
     def refresh_all(self) -> None:
         """Refresh every entry that claims to be downloading or queued."""
-        for status in ACTIVE:
-            for record in self.catalog.list(status=status):
-                self.refresh(record)
+        jobs.refresh_all(self.catalog, self.settings.heartbeat_timeout_s)
 
     def delete(self, model_id: str) -> dict[str, Any]:
         """Remove an entry and the cached files no other entry uses; returns {id, freed_bytes}."""
@@ -347,18 +292,10 @@ class DownloadManager:
         }
 
     def _running(self, record: ModelRecord) -> bool:
-        return record.status in ACTIVE and worker_alive(record, self.settings.heartbeat_timeout_s)
+        return jobs.running(record, self.settings.heartbeat_timeout_s)
 
     def _complete(self, record: ModelRecord) -> bool:
         return record.status == "ready" and bool(record.file_path) and Path(record.file_path or "").is_dir()
-
-    def _await_stop(self, model_id: str) -> ModelRecord:
-        deadline = time.monotonic() + CANCEL_WAIT_S
-        record = self.catalog.get(model_id)
-        while self._running(record) and time.monotonic() < deadline:
-            time.sleep(STOP_POLL_S)
-            record = self.catalog.get(model_id)
-        return self.refresh(record)
 
     def _sweep(self, repo_ids: list[str]) -> tuple[list[str], int]:
         return sweep_partials(RepoCache(self.settings.cache_dir, repo_id) for repo_id in repo_ids)
@@ -406,13 +343,6 @@ def log_dir(settings: Settings) -> Path:
     if stat.S_IMODE(info.st_mode) & 0o077:
         os.chmod(path, 0o700)
     return path
-
-
-def _signal(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
 
 
 def _abandon(process: subprocess.Popen[bytes]) -> None:

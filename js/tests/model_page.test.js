@@ -1,16 +1,18 @@
-import { describe, expect, it } from "vitest";
-import { render } from "../views/architecture_viewer.js";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { render } from "../views/model_page.js";
 import { filterHooks } from "../views/hook_picker.js";
 import { FakeModel } from "./fake-model.js";
-import { button, choose, control, mount, type } from "./dom.js";
-import { architecture, hooks } from "./fixtures.js";
+import { button, choose, control, facts, mount, type } from "./dom.js";
+import { architecture, downloading, estimate, hooks, record } from "./fixtures.js";
 
-function setup(state = {}) {
+function setup(state = {}, actions = []) {
   const model = new FakeModel({ architecture: architecture(), hooks: hooks(), selected: [], error: null, ...state });
   const root = mount();
-  const cleanup = render({ model, el: root });
+  const cleanup = render({ model, el: root, actions });
   return { model, root, cleanup };
 }
+
+afterEach(() => vi.useRealTimers());
 
 const shownHooks = (root) => [...root.querySelectorAll(".mistudio-hook__name")].map((n) => n.textContent);
 const box = (root, name) => root.querySelector(`input[data-hook="${name}"]`);
@@ -22,10 +24,51 @@ const tableRows = (table) =>
     ]),
   );
 
-describe("architecture: config, parameters, tree", () => {
-  it("shows the config table and parameter summary", () => {
+describe("model page: header, memory, parameters", () => {
+  it("has a header with the entry's facts and status, and a live progress bar while downloading", () => {
+    const { model, root } = setup({ entry: record() });
+    expect(root.querySelector("h2").textContent).toBe("google/gemma-2-2b");
+    expect(root.querySelector("header .mistudio-badge").textContent).toBe("ready");
+    expect(facts(root.querySelector("header"))).toMatchObject({ Parameters: "2.6B", Size: "1.5 GB" });
+    expect(root.querySelector("header [role=progressbar]")).toBeNull();
+    model.kernelSet("entry", downloading({ summary: null, params: null }));
+    // from the architecture, until the download knows them
+    expect(facts(root.querySelector("header"))).toMatchObject({ Parameters: "124M", Hidden: "768", Layers: "12" });
+    expect(root.querySelector("h2").textContent).toBe("tiny/gpt2");
+    expect(root.querySelector("header [role=progressbar]").getAttribute("aria-valuenow")).toBe("50");
+  });
+
+  it("without an entry or an estimate trait (the notebook's viewer of a Hub repo), shows neither", () => {
     const { root } = setup();
-    const [config, params] = root.querySelectorAll(".mistudio-table");
+    expect(root.querySelector("header")).toBeNull();
+    expect(root.querySelector("[aria-label=Memory]")).toBeNull();
+    expect(root.querySelector("[aria-label=Parameters]")).not.toBeNull();
+  });
+
+  it("shows the memory chart once estimated, and asks again for the context and batch typed", () => {
+    vi.useFakeTimers();
+    const { model, root } = setup({ estimate: null });
+    const memory = root.querySelector("[aria-label=Memory]");
+    expect(memory.textContent).toContain("Estimating memory…");
+    model.kernelSet("estimate", estimate());
+    expect(memory.querySelectorAll(".mistudio-mem__row")).toHaveLength(3);
+    expect(memory.querySelector("input[type=radio]")).toBeNull(); // the page shows; only the form chooses
+    type(control(root, "Context"), "4096");
+    type(control(root, "Batch"), "8");
+    vi.advanceTimersByTime(300);
+    expect(model.sent).toEqual([{ action: "estimate", context: 4096, batch: 8 }]);
+    type(control(root, "Batch"), "0");
+    vi.advanceTimersByTime(300);
+    expect(model.sent).toHaveLength(1);
+    expect(control(root, "Batch").getAttribute("aria-invalid")).toBe("true");
+  });
+
+  it("shows the parameters by kind and per block, and the config table", () => {
+    const { root } = setup();
+    const params = root.querySelector("[aria-label=Parameters]");
+    expect(params.querySelector("figcaption").textContent).toBe("Share by kind of 124M parameters");
+    expect(params.querySelectorAll(".mistudio-blocks__chart rect")).toHaveLength(14);
+    const [config] = root.querySelectorAll(".mistudio-table");
     expect(tableRows(config)).toMatchObject({
       "Hidden size": ["768"],
       Layers: ["12"],
@@ -33,15 +76,27 @@ describe("architecture: config, parameters, tree", () => {
       Vocabulary: ["50257"],
       "Context length": ["1024"],
     });
-    expect(params.querySelector("caption").textContent).toBe("Parameters: 124M (124,439,808)");
-    expect(tableRows(params).mlp).toEqual(["56.7M", "45.5%"]);
   });
 
+  it("host actions under the picker get the selected hook names, and wait for a selection", () => {
+    const onClick = vi.fn();
+    const { model, root } = setup({}, [{ label: "Insert into notebook", onClick }]);
+    expect(button(root, "Insert into notebook").disabled).toBe(true);
+    box(root, "hook_embed").click();
+    expect(button(root, "Insert into notebook").disabled).toBe(false);
+    button(root, "Insert into notebook").click();
+    expect(onClick).toHaveBeenCalledWith(["hook_embed"]);
+    model.kernelSet("selected", []);
+    expect(button(root, "Insert into notebook").disabled).toBe(true);
+  });
+});
+
+describe("architecture: config and tree", () => {
   it("renders a collapsible tree with folded layers, classes, counts and parameters", () => {
     const { root } = setup();
     const summaries = [...root.querySelectorAll(".mistudio-tree summary")].map((s) => s.textContent);
     expect(summaries[0]).toBe("modelGPT2LMHeadModel124M");
-    const block = [...root.querySelectorAll(".mistudio-tree summary")].find((s) => s.textContent.startsWith("h.0"));
+    const block = [...root.querySelectorAll(".mistudio-tree summary")].find((s) => s.textContent.startsWith("0GPT2"));
     expect(block.querySelector(".mistudio-tree__repeat").textContent).toBe("×12");
     expect(block.querySelector(".mistudio-tree__count").textContent).toBe("7.1M each");
     expect(block.closest("li").title).toBe("transformer.h.0");
@@ -53,7 +108,7 @@ describe("architecture: config, parameters, tree", () => {
     const { root } = setup();
     const details = [...root.querySelectorAll(".mistudio-tree details")];
     expect(details[0].open).toBe(true);
-    const block = details.find((d) => d.querySelector("summary").textContent.startsWith("h.0"));
+    const block = details.find((d) => d.querySelector("summary").textContent.startsWith("0GPT2"));
     expect(block.open).toBe(false);
     block.open = true;
     expect(block.querySelector(".mistudio-tree__leaf")).not.toBeNull();
@@ -79,6 +134,9 @@ describe("hook picker", () => {
     expect(row.querySelector(".mistudio-hook__module").textContent).toBe("transformer.h.1.attn.c_proj (input)");
     expect(row.querySelector(".mistudio-hook__shape").textContent).toBe("[batch, seq, 12, 64]");
     expect(row.title).toBe("attention heads output");
+    // long names and paths are cut to their column; the whole text is their tooltip
+    expect(row.querySelector(".mistudio-hook__name").title).toBe("blocks.1.attn.hook_z");
+    expect(row.querySelector(".mistudio-hook__module").title).toBe("transformer.h.1.attn.c_proj (input)");
     expect(root.textContent).toContain("0 selected · 11 of 11 shown");
   });
 

@@ -2,14 +2,14 @@
 `mistudio_models` channel, so processes that follow the catalog hear of changes instead of polling.
 SQLite has no notifications: this revision changes nothing there.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
