@@ -5,7 +5,9 @@
 The test Hub serves them behind `WanProfile(per_conn_bps=8e6, link_bps=96e6, rtt_ms=30)` (and a new
 connection pays two more round trips, its TCP and TLS handshakes). Workloads: one 256 MiB file; 8 shards
 of 64 MiB; 40 small files of 20-800 KB; each with a config.json. Tools, one after another on the same
-Hub, each in its own process, into a fresh directory after `os.sync()`:
+Hub, each in its own process, into a fresh directory after `os.sync()`. Besides the whole time, each
+tool's start-up (from its start to its first request for LFS bytes, by the test Hub's clock: asking the
+Hub, starting processes) and the share of the link it reached after that:
 
 - ours: `ModelManager(...).download(repo).wait()` with a fresh cache and catalog; the worker process
   it starts is timed, its interpreter startup included (`MISTUDIO_MAX_CONNECTIONS` is passed on when set);
@@ -68,7 +70,7 @@ TOOL_TIMEOUT_S = 300
 # --- the tools, each run as `bench_wan.py --tool NAME ...` in its own process -------------------------
 
 
-def ours(endpoint: str, repo: str, dest: Path, files: list[str]) -> tuple[float, Path]:
+def ours(endpoint: str, repo: str, dest: Path, files: list[str]) -> tuple[float, float, Path]:
     from mistudio_jupyter.core.service import ModelManager
     from mistudio_jupyter.core.settings import Settings
 
@@ -80,22 +82,22 @@ def ours(endpoint: str, repo: str, dest: Path, files: list[str]) -> tuple[float,
             runtime_dir=dest / "runtime",
         )
     )
-    started = time.perf_counter()
+    started = time.monotonic()
     record = manager.download(repo).wait()
-    seconds = time.perf_counter() - started
+    seconds = time.monotonic() - started
     manager.close()
-    return seconds, Path(record.file_path or "")
+    return started, seconds, Path(record.file_path or "")
 
 
-def snapshot_download(endpoint: str, repo: str, dest: Path, files: list[str]) -> tuple[float, Path]:
+def snapshot_download(endpoint: str, repo: str, dest: Path, files: list[str]) -> tuple[float, float, Path]:
     import huggingface_hub
 
-    started = time.perf_counter()
+    started = time.monotonic()
     snapshot = huggingface_hub.snapshot_download(repo, cache_dir=dest / "cache", endpoint=endpoint, max_workers=8)
-    return time.perf_counter() - started, Path(snapshot)
+    return started, time.monotonic() - started, Path(snapshot)
 
 
-def hf_transfer(endpoint: str, repo: str, dest: Path, files: list[str]) -> tuple[float, Path]:
+def hf_transfer(endpoint: str, repo: str, dest: Path, files: list[str]) -> tuple[float, float, Path]:
     import hf_transfer as transfer
 
     resolve = _resolver()
@@ -113,16 +115,16 @@ def hf_transfer(endpoint: str, repo: str, dest: Path, files: list[str]) -> tuple
             max_retries=5,
         )
 
-    started = time.perf_counter()
+    started = time.monotonic()
     with ThreadPoolExecutor(RESOLVERS) as pool:
         list(pool.map(fetch, files))
-    return time.perf_counter() - started, out
+    return started, time.monotonic() - started, out
 
 
-def aria2c(endpoint: str, repo: str, dest: Path, files: list[str]) -> tuple[float, Path]:
+def aria2c(endpoint: str, repo: str, dest: Path, files: list[str]) -> tuple[float, float, Path]:
     resolve = _resolver()
     out, listing = dest / "files", dest / "aria2c-input.txt"
-    started = time.perf_counter()
+    started = time.monotonic()
     with ThreadPoolExecutor(RESOLVERS) as pool:
         urls = list(pool.map(lambda path: resolve(_resolve_url(endpoint, repo, path)), files))
     listing.write_text("".join(f"{url}\n  out={path}\n" for url, path in zip(urls, files)))
@@ -141,10 +143,10 @@ def aria2c(endpoint: str, repo: str, dest: Path, files: list[str]) -> tuple[floa
         ],
         check=True,
     )
-    return time.perf_counter() - started, out
+    return started, time.monotonic() - started, out
 
 
-TOOLS: dict[str, Callable[[str, str, Path, list[str]], tuple[float, Path]]] = {
+TOOLS: dict[str, Callable[[str, str, Path, list[str]], tuple[float, float, Path]]] = {
     "ours": ours,
     "snapshot_download": snapshot_download,
     "hf_transfer": hf_transfer,
@@ -174,8 +176,8 @@ def _resolver() -> Callable[[str], str]:
 
 
 def run_tool(args: argparse.Namespace) -> None:
-    seconds, output = TOOLS[args.tool](args.endpoint, args.repo, Path(args.dest), json.loads(args.files))
-    print(json.dumps({"seconds": seconds, "output": str(output)}))
+    started, seconds, output = TOOLS[args.tool](args.endpoint, args.repo, Path(args.dest), json.loads(args.files))
+    print(json.dumps({"started": started, "seconds": seconds, "output": str(output)}))
 
 
 # --- the driver ------------------------------------------------------------------------------------
@@ -207,6 +209,7 @@ def measure(hub: HubServer, tool: str, spec: RepoSpec, work: Path) -> dict[str, 
     dest.mkdir()
     size = sum(file.size for file in spec.files.values())
     hub.faults.wan = PROFILE
+    hub.clear_log()
     os.sync()  # no tool pays for the writeback of an earlier one
     command = [
         sys.executable,
@@ -237,10 +240,14 @@ def measure(hub: HubServer, tool: str, spec: RepoSpec, work: Path) -> dict[str, 
     wrong = mismatches(Path(result["output"]), expected_sha256(spec))
     shutil.rmtree(dest)
     seconds = result["seconds"]
+    # Start-up: from the tool's start to its first request for LFS bytes (asking the Hub, starting processes).
+    startup = min(r.at for r in hub.log if r.method == "GET" and r.path.startswith("/cdn/")) - result["started"]
     return {
         "seconds": seconds,
         "mbps": size / seconds / 1e6,
         "link_share": size / (LINK_BPS * seconds),
+        "startup_s": startup,
+        "link_share_after_startup": size / (LINK_BPS * (seconds - startup)),
         "connections": connections,
         "identical": not wrong,
         "mismatched": wrong[:5],
@@ -289,12 +296,14 @@ def workload(hub: HubServer, name: str, spec: RepoSpec, work: Path) -> dict[str,
 
 def table_row(label: str, tool: str, result: dict[str, Any], ours_mbps: float | None) -> str:
     if "failed" in result:
-        return f"| {label} | {tool} | FAILED: {' '.join(result['failed'])[:200]} | | | {result['connections']} | | |"
+        failure = " ".join(result["failed"])[:200]
+        return f"| {label} | {tool} | FAILED: {failure} | | | | | {result['connections']} | | |"
     ratio = f"{ours_mbps / result['mbps']:.2f}×" if tool != "ours" and ours_mbps else "–"
     identical = "yes" if result["identical"] else f"NO: {', '.join(result['mismatched'])}"
     return (
         f"| {label} | {tool} | {result['seconds']:.2f} | {result['mbps']:.1f} | {result['link_share']:.0%} | "
-        f"{result['connections']} | {identical} | {ratio} |"
+        f"{result['startup_s']:.2f} | {result['link_share_after_startup']:.0%} | {result['connections']} | "
+        f"{identical} | {ratio} |"
     )
 
 
@@ -321,9 +330,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
             f"{top['link_share']:.0%} of the link\n"
         )
         print(
-            "| workload | tool | seconds | MB/s | share of link | connections | byte-identical | ours ÷ tool (MB/s) |"
+            "| workload | tool | seconds | MB/s | share of link | start-up s | share of link after it | connections "
+            "| byte-identical | ours ÷ tool (MB/s) |"
         )
-        print("|---|---|---|---|---|---|---|---|", flush=True)
+        print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
         results = {name: workload(hub, name, repos[WORKLOADS[name]], Path(tmp)) for name in args.workloads.split(",")}
     result = {
         "wan": dataclasses.asdict(PROFILE),

@@ -279,7 +279,21 @@ def wan_rows(r: dict[str, Any]) -> list[Row]:
             )
             for peer in ("snapshot_download", "hf_transfer", "aria2c")
         ]
+        if "startup_s" in ours and "startup_s" in w["tools"]["aria2c"]:
+            rows.append(
+                (
+                    f"WAN download, {name}: start-up (to the first request for LFS bytes), then share of the link",
+                    _wan_phases(ours),
+                    f"aria2c {_wan_phases(w['tools']['aria2c'])}",
+                    "–",
+                    "–",
+                )
+            )
     return rows
+
+
+def _wan_phases(result: dict[str, Any]) -> str:
+    return f"{result['startup_s']:.2f} s, then {result['link_share_after_startup']:.0%}"
 
 
 FORMATTERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
@@ -553,6 +567,16 @@ def cli_startup_figures(r: dict[str, Any], runs: list[history.Run]) -> dict[str,
     return {"python_share_of_list": _pct(r["python_startup_s"] / r["list_s"])}
 
 
+def wan_figures(r: dict[str, Any], runs: list[history.Run]) -> dict[str, str]:
+    ours = {name: w["tools"]["ours"] for name, w in r["workloads"].items()}
+    startups = [tool["startup_s"] for tool in ours.values()]
+    after = [ours[name]["link_share_after_startup"] for name in ("one-file", "shards") if name in ours]
+    return {
+        "wan_startup_ours": f"{min(startups):.2f}–{max(startups):.2f} s",
+        "wan_after_startup_ours": f"{min(after):.0%}–{max(after):.0%}",
+    }
+
+
 FIGURES: dict[str, Callable[[dict[str, Any], list[history.Run]], dict[str, str]]] = {
     "bench_download": download_figures,
     "bench_anatomy": anatomy_figures,
@@ -561,6 +585,7 @@ FIGURES: dict[str, Callable[[dict[str, Any], list[history.Run]], dict[str, str]]
     "bench_server_postgres": server_postgres_figures,
     "bench_server_memory": server_memory_figures,
     "bench_cli_startup": cli_startup_figures,
+    "bench_wan": wan_figures,
 }
 
 

@@ -118,6 +118,17 @@ describe("download form: preview display", () => {
   });
 });
 
+describe("download form: parameters", () => {
+  it("shows the share of each kind of parameter, when the preview counts them", () => {
+    const { root } = previewed();
+    const kinds = [...root.querySelectorAll(".mistudio-preview .mistudio-kinds li")].map((li) => li.dataset.kind);
+    expect(kinds).toEqual(["embedding", "attention", "mlp", "norm", "lm_head"]);
+    expect(root.querySelector(".mistudio-preview figcaption").textContent).toBe("Share by kind of 8B parameters");
+    const { root: unknown } = previewed({}, preview({ params_by_type: {} }));
+    expect(unknown.querySelector(".mistudio-kinds")).toBeNull();
+  });
+});
+
 describe("download form: memory options", () => {
   it("lists every memory option with total and verdict", () => {
     const { root } = previewed();

@@ -87,6 +87,13 @@ export function preview(overrides = {}) {
     tied_embeddings: false,
     params: 8_030_261_248,
     params_by_dtype: { BF16: 8_030_261_248 },
+    params_by_type: {
+      embedding: 525_336_576,
+      attention: 1_342_177_280,
+      mlp: 5_637_144_576,
+      norm: 266_240,
+      lm_head: 525_336_576,
+    },
     files: [{ path: "model.safetensors", size: 16 * GB }],
     download_bytes: 16 * GB,
     gated: false,

@@ -1,6 +1,7 @@
 // Download form: repo id → live preview, memory per option with fit verdict, token, start,
 // and the progress of the started download (trait `record`).
 import { availableOptions, defaultOption, memoryChart } from "./memory.js";
+import { kindChart } from "./parameters.js";
 import { progressBlock } from "./progress.js";
 import { debounce, el, errorLine, field, formatBytes, formatParams, keepFocus, watch } from "./util.js";
 
@@ -43,6 +44,7 @@ function previewSection(p, chosen, onChoose) {
       el("span", { class: "mistudio-muted" }, ` @ ${p.revision}${p.commit ? ` (${p.commit.slice(0, 7)})` : ""}`),
     ),
     previewFacts(p),
+    kindChart(p),
     p.warnings?.length
       ? el(
           "ul",

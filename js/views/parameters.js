@@ -99,8 +99,10 @@ function partsText(parts) {
     .join(", ");
 }
 
-function kindChart(summary) {
+/** The share of each kind of `summary`'s parameters (`{params, params_by_type}`), or null without counts. */
+export function kindChart(summary) {
   const shares = kindShares(summary);
+  if (!shares.length) return null;
   const text = shares.map((s) => `${s.label} ${formatParams(s.count)} (${(s.share * 100).toFixed(1)}%)`).join(", ");
   return el(
     "figure",

@@ -56,6 +56,7 @@ def build_preview(
         **summary,
         "params": layout.param_count,
         "params_by_dtype": sizing.params_by_dtype(layout, tensors, config),
+        "params_by_type": layout.params_by_type,
         "files": [{"path": file.path, "size": file.size} for file in plan.files],
         "download_bytes": plan.download_bytes,
         "gated": bool(plan.gated),

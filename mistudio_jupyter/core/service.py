@@ -155,28 +155,30 @@ class ModelManager:
         a gated repo and no token) raises at once and leaves no entry behind.
         """
         self.hub.resolve_token(token)  # a token no HTTP header can carry is refused before anything else
-        record = self._entry_by_id(repo_or_id)
-        if record is None:
-            revision, choice = _valid_entry(repo_or_id, revision, option, quantization, dtype)
-            record = self.catalog.find(repo_or_id, revision, choice.quantization, choice.dtype)
-        plan = None
-        if record is None or _never_started(record):
-            wanted = (record.repo_id, record.revision) if record else (repo_or_id, revision)
-            info = self.hub.check_downloadable(*wanted, token)
-            with contextlib.suppress(MiStudioError):  # the worker asks again and records why it cannot
-                plan = self.hub.plan_of(info, *wanted, token)
-        if record is None:
-            record, _ = self.catalog.add(
-                repo_or_id, revision=revision, quantization=choice.quantization, dtype=choice.dtype
+        with self.downloads.starting((repo_or_id, revision, option, quantization, dtype)):
+            record = self._entry_by_id(repo_or_id)
+            if record is None:
+                revision, choice = _valid_entry(repo_or_id, revision, option, quantization, dtype)
+                record = self.catalog.find(repo_or_id, revision, choice.quantization, choice.dtype)
+            plan = None
+            if record is None or _never_started(record):
+                self.downloads.warm_up()
+                wanted = (record.repo_id, record.revision) if record else (repo_or_id, revision)
+                info = self.hub.check_downloadable(*wanted, token)
+                with contextlib.suppress(MiStudioError):  # the worker asks again and records why it cannot
+                    plan = self.hub.plan_of(info, *wanted, token)
+            if record is None:
+                record, _ = self.catalog.add(
+                    repo_or_id, revision=revision, quantization=choice.quantization, dtype=choice.dtype
+                )
+            return self.downloads.start(
+                record,
+                token=token,
+                plan=plan,
+                allow_pickle=allow_pickle,
+                allow_remote_code=allow_remote_code,
+                on_progress=on_progress,
             )
-        return self.downloads.start(
-            record,
-            token=token,
-            plan=plan,
-            allow_pickle=allow_pickle,
-            allow_remote_code=allow_remote_code,
-            on_progress=on_progress,
-        )
 
     def _entry_by_id(self, repo_or_id: str) -> ModelRecord | None:
         if "/" in repo_or_id:

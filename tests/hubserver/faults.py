@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Callable
 from email.message import Message
 from typing import Any
@@ -16,7 +17,8 @@ _COUNTED = {"fail_requests", "fail_times", "cut_after_bytes", "cut_times"}
 @dataclasses.dataclass
 class RequestRecord:
     """One request as the server answered it. `bytes_sent` counts body bytes, and is up to date by the
-    time the client has received them; `headers` are the request's (case-insensitive lookups)."""
+    time the client has received them; `headers` are the request's (case-insensitive lookups); `at` is
+    when it arrived (`time.monotonic()`, comparable across processes on one machine)."""
 
     method: str
     path: str
@@ -25,6 +27,7 @@ class RequestRecord:
     bytes_sent: int
     headers: Message
     query: str = ""
+    at: float = dataclasses.field(default_factory=time.monotonic)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mistudio_jupyter.core.anatomy import sizing
+from mistudio_jupyter.core.anatomy import describe_architecture, sizing
 from mistudio_jupyter.core.errors import EntryNotFound
 from mistudio_jupyter.core.preview import build_preview
 from tests.unit.test_sizing import SHAPES
@@ -33,6 +33,7 @@ KEYS = {
     "tied_embeddings",
     "params",
     "params_by_dtype",
+    "params_by_type",
     "files",
     "download_bytes",
     "gated",
@@ -93,6 +94,8 @@ def test_70b_preview_has_the_contract_shape_and_exact_params() -> None:
     )
     assert set(preview) == KEYS
     assert preview["params"] == 70_553_706_496 == preview["params_by_dtype"]["bfloat16"]
+    assert sum(preview["params_by_type"].values()) == preview["params"]
+    assert set(preview["params_by_type"]) == {"embedding", "attention", "mlp", "norm", "lm_head"}
     assert (preview["num_layers"], preview["num_kv_heads"], preview["head_dim"]) == (80, 8, 128)
     assert preview["tied_embeddings"] is False and preview["license"] == "apache-2.0"
     assert preview["capabilities"] == {
@@ -116,6 +119,8 @@ def test_pickle_only_repo_is_counted_from_the_config() -> None:
     hub.tensors, hub.warnings = {}, ["only pickle weights (.bin/.pt): loading them can run arbitrary code"]
     preview = build_preview(hub, "gpt2", resources=RESOURCES)
     assert preview["params"] == SHAPES["gpt2"]["params"]
+    config = hub.files["config.json"]
+    assert preview["params_by_type"] == describe_architecture(config)["summary"]["params_by_type"], "as the page shows"
     assert preview["warnings"] == hub.warnings
     assert preview["capabilities"]["tokenizer"] is False
 
@@ -126,6 +131,7 @@ def test_unknown_architecture_is_approximated_with_a_warning() -> None:
     preview = build_preview(hub, "org/custom", resources=RESOURCES)
     assert preview["params"] == sum(sizing.math.prod(shape) for _, shape in hub.tensors.values())
     assert any("brand_new" in warning for warning in preview["warnings"])
+    assert preview["params_by_type"] == {}, "roles are not guessed from tensor names"
 
 
 def test_prequantized_checkpoint_warns() -> None:

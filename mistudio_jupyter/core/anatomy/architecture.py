@@ -244,6 +244,11 @@ def _fold(children: list[tuple[dict[str, Any], tuple]]) -> tuple[list[dict[str, 
     )
 
 
+def params_by_type(model: nn.Module) -> dict[str, int]:
+    """Parameter counts by role (embedding, attention, mlp, norm, lm_head, other), tied weights once."""
+    return _params_by_type(model, _tied_parameters(model))
+
+
 def _params_by_type(model: nn.Module, tied: Mapping[str, str]) -> dict[str, int]:
     """Parameter counts by role: embedding, attention, mlp, norm, lm_head, other."""
     from torch import nn

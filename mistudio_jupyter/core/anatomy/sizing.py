@@ -107,7 +107,8 @@ class ModelLayout:
 
     `params` has tied weights once (`tied` says whether there are any); `quantizable` maps each weight
     bitsandbytes converts to its out_features (the rows that get an 8-bit scale); `checkpoint_prefix` is
-    the base-model prefix that older checkpoints omit from their tensor names.
+    the base-model prefix that older checkpoints omit from their tensor names; `params_by_type` counts the
+    parameters by role (empty when the layout is approximated from checkpoint headers).
     """
 
     params: dict[str, Tensor]
@@ -120,6 +121,7 @@ class ModelLayout:
     tied: bool = False
     sliding_layers: int = 0
     sliding_window: int | None = None
+    params_by_type: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def param_count(self) -> int:
@@ -170,7 +172,7 @@ def model_layout(config: Mapping[str, Any]) -> ModelLayout:
 def _cached_layout(config_json: str) -> ModelLayout:
     import torch
 
-    from .architecture import import_transformers
+    from .architecture import import_transformers, params_by_type
 
     import_transformers()
     from transformers.quantizers.base import get_keys_to_not_convert
@@ -191,6 +193,7 @@ def _cached_layout(config_json: str) -> ModelLayout:
         quantizable=quantizable,
         checkpoint_prefix=model.base_model_prefix or "",
         tied=bool(model.all_tied_weights_keys),
+        params_by_type=params_by_type(model),
         **_attention_shape(model.config),
     )
 

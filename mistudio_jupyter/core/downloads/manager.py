@@ -8,6 +8,7 @@ options reach the child on its stdin, never in argv or the catalog.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,41 @@ class DownloadManager:
         self.catalog = catalog
         self.hub = hub
         self.changes = changes
+        self._standby: subprocess.Popen[bytes] | None = None  # a worker loading ahead of its job
+        self._lock = threading.Lock()
+        self._starts: dict[Hashable, threading.Lock] = {}
+
+    @contextlib.contextmanager
+    def starting(self, key: Hashable) -> Iterator[None]:
+        """Hold the start of the download `key` names: racing starts in this process take turns, so a
+        burst of requests asks the Hub once and the rest join the job. A worker `warm_up` started and no
+        download took is stopped on the way out."""
+        with self._lock:
+            turn = self._starts.setdefault(key, threading.Lock())
+        try:
+            with turn:
+                yield
+        finally:
+            self._dismiss_standby()
+
+    def warm_up(self) -> None:
+        """Start a worker process now for the download about to start: it loads while the Hub is asked,
+        which takes longer. At most one waits."""
+        with self._lock:
+            if self._standby is not None and self._standby.poll() is None:
+                return
+            with contextlib.suppress(OSError, DownloadFailed):  # the download spawns its own then
+                self._standby = self._spawn(None)
+
+    def _take_standby(self) -> subprocess.Popen[bytes] | None:
+        with self._lock:
+            process, self._standby = self._standby, None
+        return process if process is not None and process.poll() is None else None
+
+    def _dismiss_standby(self) -> None:
+        process = self._take_standby()
+        if process is not None:
+            threading.Thread(target=_abandon, args=(process,), name="mistudio-dismiss", daemon=True).start()
 
     def start(
         self,
@@ -202,6 +238,8 @@ class DownloadManager:
             "allow_pickle": allow_pickle,
             "allow_remote_code": allow_remote_code,
             "plan": plan.to_json() if plan is not None and _plans(plan, record) else None,
+            "model_id": record.id,
+            "log": str(log_dir(self.settings) / f"{record.id}.log"),
         }
         # Claim first, spawn once: of racing requests only the one that wins the row starts a process.
         reservation = f"{socket.gethostname()}:starting-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -219,7 +257,7 @@ class DownloadManager:
         """Start the worker of a row claimed as `reservation` and hand the claim to it; None when the
         row was deleted or taken over meanwhile (the child is stopped before it does anything)."""
         try:
-            process = self._spawn(model_id)
+            process = self._take_standby() or self._spawn(model_id)
         except (OSError, DownloadFailed) as error:
             failure = (
                 error
@@ -312,12 +350,14 @@ class DownloadManager:
             "disk_margin_bytes": settings.disk_margin_bytes,
         }
 
-    def _spawn(self, model_id: str) -> subprocess.Popen[bytes]:
-        log_path = log_dir(self.settings) / f"{model_id}.log"
+    def _spawn(self, model_id: str | None) -> subprocess.Popen[bytes]:
+        """A worker for `model_id`, or (None) one that learns its job from its request and logs to
+        `standby.log` until then."""
+        log_path = log_dir(self.settings) / f"{model_id or 'standby'}.log"
         descriptor = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
         with open(descriptor, "ab") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", WORKER_MODULE, model_id],
+                [sys.executable, "-m", WORKER_MODULE, *([model_id] if model_id else [])],
                 stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=log,

@@ -1,4 +1,4 @@
-"""`python -m mistudio_jupyter.core.downloads.worker MODEL_ID`: run one download job.
+"""`python -m mistudio_jupyter.core.downloads.worker [MODEL_ID]`: run one download job.
 
 The parent has already claimed the catalog row for this process (`host:pid`) and sends the
 settings, token, options and, when it has just asked the Hub, the file plan as one JSON object on
@@ -375,25 +375,44 @@ def _architecture(config: dict[str, Any], tensors: dict[str, TensorInfo], snapsh
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: the model id in argv, everything else (token included) as JSON on stdin."""
+    """Entry point: the request (model id, settings, token, options) as JSON on stdin; a model id in
+    argv names the job while it waits for it."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = sys.argv[1:] if argv is None else argv
+    _warm_up()
     text = sys.stdin.read()
     if not text:
-        return EXIT_LOST  # the parent lost the claim race and told us nothing
+        return EXIT_LOST  # the parent lost the claim race, or its download did not start, and told us nothing
     request = json.loads(text)
+    _log_to(Path(request["log"]))
     values = request["settings"]
     settings = Settings(**{**values, "cache_dir": Path(values["cache_dir"]), "token": request.get("token")})
     plan = request.get("plan")
     job = Job(
         settings,
-        args[0],
+        request["model_id"],
         request.get("token"),
         plan=FilePlan.from_json(plan) if plan else None,
         allow_pickle=request.get("allow_pickle", False),
         allow_remote_code=request.get("allow_remote_code", False),
     )
     return job.run()
+
+
+def _warm_up() -> None:
+    """What every job needs before its request comes: the HTTP session (its TLS context is the costly part)."""
+    from huggingface_hub.utils import get_session
+
+    get_session()
+
+
+def _log_to(path: Path) -> None:
+    """Send this process's output to its job's log (a worker started ahead of its job logs elsewhere)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    for stream in (1, 2):
+        os.dup2(descriptor, stream)
+    os.close(descriptor)
 
 
 if __name__ == "__main__":
