@@ -46,7 +46,7 @@ def test_migrations_create_the_schema_from_empty(db_url, tmp_path):
         version = connection.execute("select version_num from alembic_version").fetchone()[0]
         journal = connection.execute("pragma journal_mode").fetchone()[0]
     assert {"models", "alembic_version"} <= tables
-    assert version == "0004"
+    assert version == "0005"
     assert journal == "wal"
     Catalog(db_url).close()  # reopening an up-to-date catalog is a no-op
 
