@@ -162,6 +162,8 @@ class ModelManager:
             info = self.hub.check_downloadable(*wanted, token)
             with contextlib.suppress(MiStudioError):  # the worker asks again and records why it cannot
                 plan = self.hub.plan_of(info, *wanted, token)
+        if record is not None and requested_by and not record.requested_by:
+            record = self.catalog.update(record.id, requested_by=requested_by)
         if record is None:
             record, _ = self.catalog.add(
                 repo_or_id,
