@@ -69,6 +69,15 @@ class RecordJSON:
 class JSONErrors:
     """Every error answer of a route as `{"error": {"code", "message"}}`, never Jupyter's HTML page."""
 
+    log: Any
+    request: Any
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, MiStudioError):  # an expected outcome, not a server fault: no traceback
+            self.log.info("%s %s: %s %s", self.request.method, self.request.path, value.code, redact(value.message))
+        else:
+            super().log_exception(typ, value, tb)  # type: ignore[misc]
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc_info = kwargs.get("exc_info")
         status, body = error_response(exc_info[1] if exc_info else None, status_code)
@@ -108,8 +117,6 @@ class ApiHandler(JSONErrors):
     route: ClassVar[str]
     app: Backend
     user_name: str
-    request: Any
-    log: Any
     check_access: Callable[[str], Awaitable[None]]
 
     @property
@@ -157,12 +164,6 @@ class ApiHandler(JSONErrors):
         self.set_status(status)  # type: ignore[attr-defined]
         self.set_header("Content-Type", "application/json")  # type: ignore[attr-defined]
         self.finish(text)  # type: ignore[attr-defined]
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, MiStudioError):  # an expected outcome, not a server fault: no traceback
-            self.log.info("%s %s: %s %s", self.request.method, self.request.path, value.code, redact(value.message))
-        else:
-            super().log_exception(typ, value, tb)  # type: ignore[misc]
 
 
 class ModelsHandler(ApiHandler):

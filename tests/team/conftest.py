@@ -48,7 +48,8 @@ c.JupyterHub.cookie_secret_file = settings["cookie_secret_file"]
 c.JupyterHub.authenticator_class = "dummy"
 c.DummyAuthenticator.password = settings["password"]
 c.Authenticator.allowed_users = set(settings["roles"])
-c.JupyterHub.custom_scopes = {custom_scopes}
+custom_scopes = {custom_scopes}
+c.JupyterHub.custom_scopes = custom_scopes
 c.JupyterHub.services = [
     {{
         "name": settings["service"],
@@ -56,6 +57,7 @@ c.JupyterHub.services = [
         "command": [sys.executable, "-m", "mistudio_jupyter", "store"],
         "environment": settings["store_environment"],
         "oauth_no_confirm": True,
+        "oauth_client_allowed_scopes": list(custom_scopes),
     }}
 ]
 access = f"access:services!service={{settings['service']}}"
@@ -98,9 +100,11 @@ class TeamHub:
         )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read())
+                status, raw = response.status, response.read()
         except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
+            status, raw = error.code, error.read()
+        assert not any(token.encode() in raw for token in self.tokens.values()), "a response carries a token"
+        return status, json.loads(raw)
 
 
 def _check_prerequisites() -> None:

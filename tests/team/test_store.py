@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
+import re
 import subprocess
 import sys
+import urllib.parse
+import urllib.request
 
 import websocket
 
 from tests.polling import wait_for
 from tests.server.conftest import check_response
 
-from .conftest import API, TeamHub
+from .conftest import API, PASSWORD, TeamHub
 
 REPO_ID = "tiny/gpt2"
 
@@ -138,3 +142,16 @@ def test_mistudio_store_outside_a_hub_says_what_it_needs(team_hub: TeamHub) -> N
     assert outside.returncode == 1
     error = json.loads(outside.stderr)["error"]
     assert error["code"] == "invalid_argument" and "JUPYTERHUB_SERVICE_URL" in error["message"]
+
+
+def test_a_browser_session_reaches_the_store_through_hub_oauth(team_hub: TeamHub) -> None:
+    """Log in to the Hub with a password, on to the store: its OAuth round trip ends in the API."""
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with browser.open(team_hub.url + "/hub/login", timeout=30) as page:
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.read().decode())
+    assert xsrf is not None
+    form = urllib.parse.urlencode({"username": "carol", "password": PASSWORD, "_xsrf": xsrf[1]}).encode()
+    login = team_hub.url + "/hub/login?" + urllib.parse.urlencode({"next": API + "/models"})
+    with browser.open(login, data=form, timeout=30) as response:
+        assert response.status == 200 and response.url == team_hub.url + API + "/models"
+        assert {model["repo_id"] for model in json.loads(response.read())["models"]} >= {REPO_ID}
