@@ -149,7 +149,7 @@ class ModelManager:
         `on_progress(record)` is called on every progress or status change. `option`, `quantization` and
         `dtype` are as in `add`. A download that cannot start (no such repo or revision, a rejected token,
         a gated repo and no token) raises at once and leaves no entry behind. `requested_by` names the
-        user a new entry is for.
+        user who asked; it is kept on a new entry, or on an existing one that names nobody yet.
         """
         self.hub.resolve_token(token)  # a token no HTTP header can carry is refused before anything else
         record = self._entry_by_id(repo_or_id)
