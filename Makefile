@@ -6,7 +6,7 @@ PORT ?= 8888
 HUB_PORT ?= 8765
 DEMO_DIR ?= .demo
 
-.PHONY: install demo test test-python test-js lint check-lint bench browser-deps postgres-deps clean
+.PHONY: install demo test test-python test-js lint check-lint bench browser-deps postgres-deps hub-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ postgres-deps:
 	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
 
+# JupyterHub's proxy, for the team store's tests (JupyterHub itself comes with the test extra).
+hub-deps:
+	@command -v configurable-http-proxy >/dev/null 2>&1 || npm install -g --no-audit --no-fund configurable-http-proxy
+
 DEMO_ENV = HF_ENDPOINT=http://127.0.0.1:$(HUB_PORT) HF_HUB_DISABLE_XET=1 \
 	MISTUDIO_CACHE_DIR=$(CURDIR)/$(DEMO_DIR)/cache MISTUDIO_DB_URL=sqlite:///$(CURDIR)/$(DEMO_DIR)/catalog.sqlite
 
@@ -38,7 +42,7 @@ demo: install
 	$(DEMO_ENV) $(BIN)/jupyter lab --port $(PORT) --ServerApp.root_dir=notebooks \
 		$$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
-test: install browser-deps postgres-deps
+test: install browser-deps postgres-deps hub-deps
 	$(MAKE) check-lint test-js test-python
 
 test-python:

@@ -205,6 +205,29 @@ def delete_model(manager: Any, args: argparse.Namespace) -> dict[str, Any]:
     return manager.delete(_model_id(manager, args.model))
 
 
+def _audit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--limit", type=int, default=100, help="at most this many entries (default 100)")
+    parser.add_argument("--offset", type=int, default=0)
+
+
+ARGUMENTS.update(audit=_audit_arguments)
+
+
+@command("audit", "List who downloaded, resumed, cancelled, deleted or pruned what, and when (newest first).")
+def list_audit(manager: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
+    return manager.audit(limit=args.limit, offset=args.offset)
+
+
+@command("store", "Run the team store, the JupyterHub service that downloads and deletes for every user.")
+def run_store(manager: Any, args: argparse.Namespace) -> None:
+    try:
+        from .store import serve
+    except ImportError as error:
+        needs = f"mistudio store needs JupyterHub ({error}); pip install 'mistudio-jupyter[team]'"
+        raise InvalidArgument(needs) from None
+    serve(manager)
+
+
 def _model_id(manager: Any, repo_or_id: str) -> str:
     record = manager.resolve(repo_or_id)
     if record is None:
@@ -438,7 +461,26 @@ def _load_text(model: Any) -> str:
     return f"loaded {type(model).__name__} on {getattr(model, 'device', '?')}: {format_bytes(footprint)} of weights"
 
 
+def _audit_text(entries: list[dict[str, Any]]) -> str:
+    if not entries:
+        return "No downloads, cancels or deletes recorded yet."
+    rows = [("WHEN", "USER", "ACTION", "REPO", "REVISION", "ID")]
+    for entry in entries:
+        rows.append(
+            (
+                entry["at"][:19].replace("T", " "),
+                entry["user"],
+                entry["action"],
+                entry["repo_id"] or MISSING,
+                entry["revision"] or MISSING,
+                (entry["model_id"] or MISSING)[:8],
+            )
+        )
+    return _table(rows)
+
+
 TEXT_FORMATTERS: dict[str, Callable[[Any], str]] = {
+    "audit": _audit_text,
     "arch": _architecture_text,
     "hooks": _hooks_text,
     "preview": _preview_text,
@@ -492,6 +534,10 @@ def _records_table(records: list[RecordView]) -> str:
                 format_bytes(record.size_bytes or record.bytes_total),
             )
         )
+    return _table(rows)
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
 

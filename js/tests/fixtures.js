@@ -26,6 +26,7 @@ export function record(overrides = {}) {
     connections: null,
     error: null,
     note: null,
+    requested_by: null,
     gated: true,
     summary: { hidden_size: 2304, num_layers: 26, num_heads: 8 },
     measured_memory_bytes: null,

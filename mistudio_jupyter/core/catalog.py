@@ -95,6 +95,7 @@ class ModelRecord(RecordView, Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     note: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str | None] = mapped_column(String(255))
     gated: Mapped[bool] = mapped_column(Boolean, default=False)
     worker: Mapped[str | None] = mapped_column(String(255))
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -113,6 +114,34 @@ class CacheScan(Base):
     cache_dir: Mapped[str] = mapped_column(String(1024), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
     scanned_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AuditEntry(Base):
+    """One download, resume, cancel, delete or prune: who asked, what, when (never a token)."""
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    user: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32))
+    model_id: Mapped[str | None] = mapped_column(String(36))
+    repo_id: Mapped[str | None] = mapped_column(String(255))
+    revision: Mapped[str | None] = mapped_column(String(255))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "user": self.user,
+            "action": self.action,
+            "model_id": self.model_id,
+            "repo_id": self.repo_id,
+            "revision": self.revision,
+        }
+
+
+AUDIT_ACTIONS = ("download", "resume", "cancel", "delete", "prune")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -369,6 +398,26 @@ class Catalog:
                 session.merge(CacheScan(cache_dir=str(cache_dir), fingerprint=fingerprint))
         except IntegrityError:  # another process recorded its scan first; either is as good
             pass
+
+    def record_action(self, user: str, action: str, record: ModelRecord | None = None) -> AuditEntry:
+        """Add an audit entry: `user` did `action` (to `record`'s entry, when it names one)."""
+        entry = AuditEntry(
+            user=user,
+            action=validate_choice("action", action, AUDIT_ACTIONS),
+            model_id=record.id if record else None,
+            repo_id=record.repo_id if record else None,
+            revision=record.revision if record else None,
+        )
+        with self._session() as session, session.begin():
+            session.add(entry)
+        return entry
+
+    def audit(self, *, limit: int = 100, offset: int = 0) -> list[AuditEntry]:
+        """Audit entries, newest first."""
+        check_counts(limit=limit, offset=offset)
+        query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit).offset(offset)
+        with self._session() as session:
+            return list(session.scalars(query))
 
     def _has_commit(self, repo_id: str, commit: str) -> bool:
         query = select(ModelRecord.id).where(ModelRecord.repo_id == repo_id, ModelRecord.commit == commit)

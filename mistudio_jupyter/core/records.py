@@ -94,6 +94,7 @@ class RecordView:
             "connections": self.connections,
             "error": error,
             "note": self.note,
+            "requested_by": self.requested_by,
             "gated": self.gated,
             "summary": (self.architecture or {}).get("summary"),
             "measured_memory_bytes": self.measured_memory_bytes,

@@ -101,13 +101,14 @@ class ModelManager:
         dtype: str | None = None,
         name: str | None = None,
         token: str | None = None,
+        requested_by: str | None = None,
     ) -> ModelRecord:
         """Create a pending entry (or return the existing one with the same repo, revision and options).
 
         How it will be loaded: `option` as the memory table names it (fp32, fp16, bf16, bnb-8bit, bnb-4bit),
         or the older `quantization` and `dtype` (default none, auto). A new entry is created only after
         the Hub confirms that the repo and revision exist (one round trip; `token` is used for it and not
-        kept). A gated repo can be added without access.
+        kept). A gated repo can be added without access. `requested_by` names the user a new entry is for.
         """
         revision, choice = _valid_entry(repo_id, revision, option, quantization, dtype)
         existing = self.catalog.find(repo_id, revision, choice.quantization, choice.dtype)
@@ -115,7 +116,12 @@ class ModelManager:
             return existing
         self.hub.model_info(repo_id, revision, token)
         record, _ = self.catalog.add(
-            repo_id, revision=revision, quantization=choice.quantization, dtype=choice.dtype, name=name
+            repo_id,
+            revision=revision,
+            quantization=choice.quantization,
+            dtype=choice.dtype,
+            name=name,
+            requested_by=requested_by,
         )
         return record
 
@@ -146,13 +152,15 @@ class ModelManager:
         allow_pickle: bool = False,
         allow_remote_code: bool = False,
         on_progress: Any = None,
+        requested_by: str | None = None,
     ) -> DownloadHandle:
         """Download a repo revision (or resume a catalog entry) in a child process; joins a running job.
 
         Returns at once; `handle.wait()` gives the ready record or raises the job's error, and
         `on_progress(record)` is called on every progress or status change. `option`, `quantization` and
         `dtype` are as in `add`. A download that cannot start (no such repo or revision, a rejected token,
-        a gated repo and no token) raises at once and leaves no entry behind.
+        a gated repo and no token) raises at once and leaves no entry behind. `requested_by` names the
+        user who asked; it is kept on a new entry, or on an existing one that names nobody yet.
         """
         self.hub.resolve_token(token)  # a token no HTTP header can carry is refused before anything else
         with self.downloads.starting((repo_or_id, revision, option, quantization, dtype)):
@@ -167,9 +175,15 @@ class ModelManager:
                 info = self.hub.check_downloadable(*wanted, token)
                 with contextlib.suppress(MiStudioError):  # the worker asks again and records why it cannot
                     plan = self.hub.plan_of(info, *wanted, token)
+            if record is not None and requested_by and not record.requested_by:
+                record = self.catalog.update(record.id, requested_by=requested_by)
             if record is None:
                 record, _ = self.catalog.add(
-                    repo_or_id, revision=revision, quantization=choice.quantization, dtype=choice.dtype
+                    repo_or_id,
+                    revision=revision,
+                    quantization=choice.quantization,
+                    dtype=choice.dtype,
+                    requested_by=requested_by,
                 )
             return self.downloads.start(
                 record,
@@ -200,6 +214,14 @@ class ModelManager:
     def delete(self, model_id: str) -> dict[str, Any]:
         """Remove an entry and the cached files no other entry shares: {id, freed_bytes}."""
         return self.downloads.delete(valid_id(model_id))
+
+    def record_action(self, user: str, action: str, record: ModelRecord | None = None) -> None:
+        """Add to the audit log that `user` did `action` (download, resume, cancel, delete, prune)."""
+        self.catalog.record_action(user, action, record)
+
+    def audit(self, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """The audit log, newest first: {id, at, user, action, model_id, repo_id, revision}."""
+        return [entry.to_dict() for entry in self.catalog.audit(limit=limit, offset=offset)]
 
     def cache_info(self) -> dict[str, Any]:
         """Size of the model cache, its partial files and the free space on its volume."""

@@ -56,6 +56,7 @@ class CatalogRow(RecordView):
     error_code: str | None
     error_message: str | None
     note: str | None
+    requested_by: str | None
     gated: bool
     worker: str | None
     heartbeat_at: dt.datetime | None

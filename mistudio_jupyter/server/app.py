@@ -15,7 +15,7 @@ from ..core import anatomy, preview  # noqa: F401
 from ..core.service import ModelManager
 from ..core.settings import Settings
 from .events import EventHub
-from .handlers import RecordJSON, routes
+from .handlers import JupyterAccess, JupyterSocketAccess, RecordJSON, routes
 
 
 class MiStudio(ExtensionApp):
@@ -99,7 +99,7 @@ class MiStudio(ExtensionApp):
             self.log.info("mistudio: adopted %d model(s) already in the cache", len(adopted))
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(routes())
+        self.handlers.extend(routes(JupyterAccess, JupyterSocketAccess))
 
     async def stop_extension(self) -> None:
         self.events.stop()

@@ -27,6 +27,12 @@ class UnknownChoice(MiStudioError):
     code = "unknown_choice"
 
 
+class Forbidden(MiStudioError):
+    """An authenticated caller without the permission the operation needs (a team store scope)."""
+
+    code = "forbidden"
+
+
 STATUS_BY_CODE: dict[str, int] = {
     "invalid_argument": 400,
     "invalid_repo_id": 400,
@@ -34,6 +40,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "gated_login_required": 401,
     "invalid_token": 401,
     "gated_not_approved": 403,
+    "forbidden": 403,
     "not_found": 404,
     "repo_not_found": 404,
     "revision_not_found": 404,

@@ -1,7 +1,9 @@
 """REST handlers and the event WebSocket, under `{base_url}/mistudio/api/v1`.
 
-Each handler is parse → call `ModelManager` → serialize. The base class holds everything shared:
-authentication and authorization (resource `mistudio`), request parsing against the OpenAPI
+Each handler is parse → call `ModelManager` → serialize. The routes are written once and mounted by
+two apps, each through its own access base: the Jupyter server extension (`JupyterAccess`: Jupyter's
+authentication and authorizer, resource `mistudio`) and the team store (`store.auth.HubAccess`:
+JupyterHub OAuth and scopes). `ApiHandler` holds the rest: request parsing against the OpenAPI
 document, running blocking work off the event loop, and the one error mapper.
 """
 
@@ -10,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from jupyter_core.utils import ensure_async
-from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.auth.decorator import HTTP_METHOD_TO_AUTH_ACTION, ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.extension.handler import ExtensionHandlerMixin
@@ -29,14 +31,17 @@ from .events import MAX_SUBSCRIPTIONS, message
 
 if TYPE_CHECKING:
     from ..core.service import ModelManager
-    from .app import MiStudio
+    from .events import EventHub
 
 API_PREFIX = "/mistudio/api/v1"
 AUTH_RESOURCE = "mistudio"
 MAX_BODY_BYTES = 64 * 1024
 _QUERY_AUTH_ARGUMENTS = frozenset({"token", "_xsrf"})  # Jupyter's own, not the operation's
 
+READ, DOWNLOAD, DELETE = "read", "download", "delete"  # the team store's scopes: custom:mistudio:<name>
+
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class RecordJSON:
@@ -65,6 +70,15 @@ class RecordJSON:
 class JSONErrors:
     """Every error answer of a route as `{"error": {"code", "message"}}`, never Jupyter's HTML page."""
 
+    log: Any
+    request: Any
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, MiStudioError):  # an expected outcome, not a server fault: no traceback
+            self.log.info("%s %s: %s %s", self.request.method, self.request.path, value.code, redact(value.message))
+        else:
+            super().log_exception(typ, value, tb)  # type: ignore[misc]
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc_info = kwargs.get("exc_info")
         status, body = error_response(exc_info[1] if exc_info else None, status_code)
@@ -73,15 +87,38 @@ class JSONErrors:
         self.finish(json.dumps(body))  # type: ignore[attr-defined]
 
 
-class MiStudioHandler(JSONErrors, ExtensionHandlerMixin, APIHandler):
-    """Base of the REST handlers; `route` is the handler's path template in the OpenAPI document."""
+class Backend(Protocol):
+    """What the handlers use of the app that mounts them."""
 
-    auth_resource = AUTH_RESOURCE
+    manager: ModelManager
+    events: EventHub
+    catalog_executor: Executor
+    slow_executor: Executor
+    record_json: RecordJSON
+
+
+def requires(scope: str) -> Callable[[F], F]:
+    """Let the request through only when the access base allows `scope` (read, download, delete)."""
+
+    def decorate(method: F) -> F:
+        @functools.wraps(method)
+        async def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
+            await self.check_access(scope)
+            return await method(self, *args, **kwargs)
+
+        return checked  # type: ignore[return-value]
+
+    return decorate
+
+
+class ApiHandler(JSONErrors):
+    """Base of the REST handlers, mixed with an access base that provides the request handler, `app`,
+    `user_name`, `log` and `check_access`; `route` is the path template in the OpenAPI document."""
+
     route: ClassVar[str]
-
-    @property
-    def app(self) -> MiStudio:
-        return self.extensionapp  # type: ignore[return-value]
+    app: Backend
+    user_name: str
+    check_access: Callable[[str], Awaitable[None]]
 
     @property
     def manager(self) -> ModelManager:
@@ -125,184 +162,189 @@ class MiStudioHandler(JSONErrors, ExtensionHandlerMixin, APIHandler):
 
     def reply_encoded(self, text: str, status: int = 200) -> None:
         """Answer with JSON text that is already encoded."""
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(text)
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, MiStudioError):  # an expected outcome, not a server fault: no traceback
-            self.log.info("%s %s: %s %s", self.request.method, self.request.path, value.code, redact(value.message))
-        else:
-            super().log_exception(typ, value, tb)
+        self.set_status(status)  # type: ignore[attr-defined]
+        self.set_header("Content-Type", "application/json")  # type: ignore[attr-defined]
+        self.finish(text)  # type: ignore[attr-defined]
 
 
-class ModelsHandler(MiStudioHandler):
+class ModelsHandler(ApiHandler):
     route = "/models"
 
     @web.authenticated
-    @authorized
+    @requires(READ)
     async def get(self) -> None:
         filters = self.query()
         models = await self.quick(self.app.record_json.listing, self.manager, filters)
         self.reply_encoded('{"models": ' + models + "}")
 
     @web.authenticated
-    @authorized
+    @requires(DOWNLOAD)
     async def post(self) -> None:
         body = self.json_body()
-        self.reply((await self.quick(self.manager.add, **body)).to_dict())
+        self.reply((await self.quick(self.manager.add, **body, requested_by=self.user_name)).to_dict())
 
 
-class PreviewHandler(MiStudioHandler):
+class PreviewHandler(ApiHandler):
     route = "/models/preview"
 
     @web.authenticated
-    @authorized
+    @requires(READ)
     async def post(self) -> None:
         body = self.json_body()
         self.reply(await self.slow(self.manager.preview, **body))
 
 
-class ModelHandler(MiStudioHandler):
+class ModelHandler(ApiHandler):
     route = "/models/{id}"
 
     @web.authenticated
-    @authorized
+    @requires(READ)
     async def get(self, model_id: str) -> None:
         self.reply((await self.record(model_id)).to_dict())
 
     @web.authenticated
-    @authorized
+    @requires(DELETE)
     async def delete(self, model_id: str) -> None:
         record = await self.record(model_id)
         result = await self.slow(self.manager.delete, record.id)
+        await self.quick(self.manager.record_action, self.user_name, "delete", record)
         self.app.events.model_deleted(record.id)
         self.reply(result)
 
 
-class DownloadHandler(MiStudioHandler):
+class DownloadHandler(ApiHandler):
     route = "/models/{id}/download"
 
     @web.authenticated
-    @authorized
+    @requires(DOWNLOAD)
     async def post(self, model_id: str) -> None:
         body, record = self.json_body(), await self.record(model_id)
-        handle = await self.slow(self.manager.download, record.id, **body)
+        handle = await self.slow(self.manager.download, record.id, **body, requested_by=self.user_name)
+        await self.quick(self.manager.record_action, self.user_name, "download", handle.record)
         self.reply(handle.record.to_dict(), 202)
 
 
-class CancelHandler(MiStudioHandler):
+class CancelHandler(ApiHandler):
     route = "/models/{id}/cancel"
 
     @web.authenticated
-    @authorized
+    @requires(DOWNLOAD)
     async def post(self, model_id: str) -> None:
         body, record = self.json_body(), await self.record(model_id)
-        self.reply((await self.slow(self.manager.cancel, record.id, **body)).to_dict())
+        cancelled = await self.slow(self.manager.cancel, record.id, **body)
+        await self.quick(self.manager.record_action, self.user_name, "cancel", cancelled)
+        self.reply(cancelled.to_dict())
 
 
-class ResumeHandler(MiStudioHandler):
+class ResumeHandler(ApiHandler):
     route = "/models/{id}/resume"
 
     @web.authenticated
-    @authorized
+    @requires(DOWNLOAD)
     async def post(self, model_id: str) -> None:
         body, record = self.json_body(), await self.record(model_id)
         handle = await self.slow(self.manager.resume, record.id, **body)
+        await self.quick(self.manager.record_action, self.user_name, "resume", handle.record)
         self.reply(handle.record.to_dict(), 202)
 
 
-class ArchitectureHandler(MiStudioHandler):
+class ArchitectureHandler(ApiHandler):
     route = "/models/{id}/architecture"
 
     @web.authenticated
-    @authorized
+    @requires(READ)
     async def get(self, model_id: str) -> None:
         record = await self.record(model_id)
         self.reply(await self.slow(self.manager.architecture, record.id))
 
 
-class HooksHandler(MiStudioHandler):
+class HooksHandler(ApiHandler):
     route = "/models/{id}/hooks"
 
     @web.authenticated
-    @authorized
+    @requires(READ)
     async def get(self, model_id: str) -> None:
         options, record = self.query(), await self.record(model_id)
         hooks = await self.slow(self.manager.hook_points, record.id, **options)
         self.reply([hook.to_dict() for hook in hooks])
 
 
-class EstimateHandler(MiStudioHandler):
+class EstimateHandler(ApiHandler):
     route = "/models/{id}/estimate"
 
     @web.authenticated
-    @authorized
+    @requires(READ)
     async def get(self, model_id: str) -> None:
         options, record = self.query(), await self.record(model_id)
         self.reply(await self.slow(self.manager.estimate, record.id, **options))
 
 
-class SystemHandler(MiStudioHandler):
+class SystemHandler(ApiHandler):
     route = "/system"
 
     @web.authenticated
-    @authorized
+    @requires(READ)
     async def get(self) -> None:
         self.reply(await self.slow(self.manager.system))
 
 
-class CacheHandler(MiStudioHandler):
+class CacheHandler(ApiHandler):
     route = "/cache"
 
     @web.authenticated
-    @authorized
+    @requires(READ)
     async def get(self) -> None:
         self.reply(await self.slow(self.manager.cache_info))
 
 
-class PruneCacheHandler(MiStudioHandler):
+class PruneCacheHandler(ApiHandler):
     route = "/cache/prune"
 
     @web.authenticated
-    @authorized
+    @requires(DELETE)
     async def post(self) -> None:
         self.json_body()
-        self.reply(await self.slow(self.manager.prune_cache))
+        result = await self.slow(self.manager.prune_cache)
+        await self.quick(self.manager.record_action, self.user_name, "prune")
+        self.reply(result)
 
 
-class EventsHandler(JSONErrors, ExtensionHandlerMixin, WebSocketMixin, websocket.WebSocketHandler, JupyterHandler):
+class AuditHandler(ApiHandler):
+    route = "/audit"
+
+    @web.authenticated
+    @requires(DELETE)
+    async def get(self) -> None:
+        page = self.query()
+        self.reply({"entries": await self.quick(self.manager.audit, **page)})
+
+
+class EventsHandler(JSONErrors):
     """The event socket: `{"action": "subscribe"|"unsubscribe", "channel": "models"|"model/{id}"}` in,
-    `{"channel", "event", "data"}` out."""
+    `{"channel", "event", "data"}` out. Mixed with an access base whose request handler is a
+    `tornado.websocket.WebSocketHandler`."""
 
-    auth_resource = AUTH_RESOURCE
     route: ClassVar[str] = "/events"
-
-    @property
-    def app(self) -> MiStudio:
-        return self.extensionapp  # type: ignore[return-value]
-
-    async def pre_get(self) -> None:
-        if not await ensure_async(self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE)):
-            raise web.HTTPError(403, "this user may not read mistudio events")
+    app: Backend
+    check_access: Callable[[str], Awaitable[None]]
 
     def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Any:
         """Tornado refuses a bad handshake (no Upgrade, foreign Origin, missing key) with plain
         text, bypassing `write_error`: those answers get the JSON error shape too."""
-        if self.get_status() >= 400 and not self._headers.get("Content-Type", "").startswith("application/json"):
+        if self.get_status() >= 400 and not self._headers.get("Content-Type", "").startswith("application/json"):  # type: ignore[attr-defined]
             text = chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else chunk
-            _, body = error_response(web.HTTPError(self.get_status(), "%s", text or self._reason))
-            self.set_header("Content-Type", "application/json")
+            _, body = error_response(web.HTTPError(self.get_status(), "%s", text or self._reason))  # type: ignore[attr-defined]
+            self.set_header("Content-Type", "application/json")  # type: ignore[attr-defined]
             chunk = json.dumps(body)
-        return super().finish(chunk)
+        return super().finish(chunk)  # type: ignore[misc]
 
     @ws_authenticated
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        await self.pre_get()
-        await super().get(*args, **kwargs)
+        await self.check_access(READ)
+        await super().get(*args, **kwargs)  # type: ignore[misc]
 
     def open(self, *args: Any, **kwargs: Any) -> None:
-        super().open(*args, **kwargs)
+        super().open(*args, **kwargs)  # type: ignore[misc]
         self.app.events.add(self)
 
     def on_message(self, raw: str | bytes) -> None:
@@ -346,16 +388,14 @@ class EventsHandler(JSONErrors, ExtensionHandlerMixin, WebSocketMixin, websocket
     def send(self, payload: dict[str, Any]) -> bool:
         """Queue a message; False when the socket has gone away."""
         try:
-            self.write_message(json.dumps(payload))
+            self.write_message(json.dumps(payload))  # type: ignore[attr-defined]
         except websocket.WebSocketClosedError:
             return False
         return True
 
 
-class UnknownRouteHandler(JSONErrors, ExtensionHandlerMixin, APIHandler):
-    """Any other path under the API prefix: a JSON 404 rather than Jupyter's HTML page."""
-
-    auth_resource = AUTH_RESOURCE
+class UnknownRouteHandler(JSONErrors):
+    """Any other path under the API prefix: a JSON 404 rather than an HTML page."""
 
     @web.authenticated
     def get(self) -> None:
@@ -364,7 +404,7 @@ class UnknownRouteHandler(JSONErrors, ExtensionHandlerMixin, APIHandler):
     post = put = patch = delete = get
 
 
-HANDLERS: tuple[type[MiStudioHandler | EventsHandler], ...] = (
+HANDLERS: tuple[type[ApiHandler | EventsHandler], ...] = (
     ModelsHandler,
     PreviewHandler,
     ModelHandler,
@@ -377,12 +417,49 @@ HANDLERS: tuple[type[MiStudioHandler | EventsHandler], ...] = (
     SystemHandler,
     CacheHandler,
     PruneCacheHandler,
+    AuditHandler,
     EventsHandler,
 )
 
 
-def routes() -> list[tuple[str, type]]:
-    """The tornado routes (relative to base_url), in matching order: fixed paths before `{id}`, and
-    last the JSON 404 for every other path under the prefix."""
-    matched = [(API_PREFIX + handler.route.replace("{id}", "(?P<model_id>[^/]+)"), handler) for handler in HANDLERS]
-    return [*matched, (API_PREFIX + "(?:/.*)?", UnknownRouteHandler)]
+class JupyterAccess(ExtensionHandlerMixin, APIHandler):
+    """Access in the Jupyter server: Jupyter's authentication, and its authorizer asked for the action
+    of the HTTP method (read or write) on resource `mistudio`."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def app(self) -> Backend:
+        return self.extensionapp  # type: ignore[return-value]
+
+    @property
+    def user_name(self) -> str:
+        return self.current_user.username
+
+    async def check_access(self, scope: str) -> None:
+        action = HTTP_METHOD_TO_AUTH_ACTION[(self.request.method or "GET").upper()]
+        if not await ensure_async(self.authorizer.is_authorized(self, self.current_user, action, AUTH_RESOURCE)):
+            raise web.HTTPError(403, f"User is not authorized to {action} on resource: {AUTH_RESOURCE}.")
+
+
+class JupyterSocketAccess(ExtensionHandlerMixin, WebSocketMixin, websocket.WebSocketHandler, JupyterHandler):
+    """`JupyterAccess` for the event socket."""
+
+    auth_resource = AUTH_RESOURCE
+    app = JupyterAccess.app
+    check_access = JupyterAccess.check_access
+
+
+def routes(access: type, socket_access: type) -> list[tuple[str, type]]:
+    """The tornado routes (relative to the app's base URL), each handler mixed with its access base,
+    in matching order: fixed paths before `{id}`, and last the JSON 404 for every other path under
+    the prefix."""
+    matched = [
+        (
+            API_PREFIX + handler.route.replace("{id}", "(?P<model_id>[^/]+)"),
+            type(handler.__name__, (handler, socket_access if handler is EventsHandler else access), {}),
+        )
+        for handler in HANDLERS
+    ]
+    unknown = type(UnknownRouteHandler.__name__, (UnknownRouteHandler, access), {})
+    return [*matched, (API_PREFIX + "(?:/.*)?", unknown)]

@@ -62,8 +62,8 @@ def test_migrations_create_the_schema_from_empty(fresh_db_url, catalog_backend):
                 assert list(triggers) == ["mistudio_models_changed"]
     finally:
         engine.dispose()
-    assert {"models", "cache_scans", "alembic_version"} <= tables
-    assert version == HEAD == "0005"
+    assert {"models", "cache_scans", "audit", "alembic_version"} <= tables
+    assert version == HEAD == "0006"
     Catalog(fresh_db_url).close()  # reopening an up-to-date catalog is a no-op
 
 
@@ -310,3 +310,24 @@ def test_racing_adds_from_processes_make_one_entry(db_url, catalog):
     assert len({model_id for model_id, _ in outcomes}) == 1
     assert sum(created for _, created in outcomes) == 1
     assert len(catalog.list()) == 1
+
+
+def test_audit_entries_newest_first_and_requested_by(catalog):
+    record, _ = catalog.add("tiny/gpt2", requested_by="alice")
+    assert record.to_dict()["requested_by"] == "alice"
+    catalog.record_action("alice", "download", record)
+    catalog.record_action("bob", "cancel", record)
+    catalog.record_action("carol", "prune")
+    entries = [entry.to_dict() for entry in catalog.audit()]
+    assert [(e["user"], e["action"], e["repo_id"]) for e in entries] == [
+        ("carol", "prune", None),
+        ("bob", "cancel", "tiny/gpt2"),
+        ("alice", "download", "tiny/gpt2"),
+    ]
+    assert entries[1]["model_id"] == record.id and entries[1]["revision"] == "main"
+    assert [e.user for e in catalog.audit(limit=1, offset=1)] == ["bob"]
+    with pytest.raises(InvalidArgument):
+        catalog.record_action("alice", "format-disk", record)
+    with pytest.raises(InvalidArgument):
+        catalog.audit(limit=-1)
+    assert len(catalog.audit()) == 3

@@ -1,0 +1,52 @@
+"""Access to the team store: JupyterHub OAuth (cookie in a browser, `Authorization: token …` for API
+clients) and the user's (or token's) `custom:mistudio:*` scopes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyterhub.services.auth import HubOAuthenticated
+from tornado import web, websocket
+from tornado.log import app_log
+
+from ..server.errors import Forbidden
+from ..server.handlers import Backend
+
+SCOPE_PREFIX = "custom:mistudio:"
+
+
+def require_scope(user: dict[str, Any], scope: str) -> None:
+    """Forbidden unless the Hub granted `user` (a user or service model) `custom:mistudio:<scope>`."""
+    needed = SCOPE_PREFIX + scope
+    if needed not in user.get("scopes", ()):
+        raise Forbidden(
+            f"{user.get('kind', 'user')} {user.get('name')!r} lacks the {needed} scope; "
+            "a JupyterHub admin grants it with a role"
+        )
+
+
+class HubAccess(HubOAuthenticated, web.RequestHandler):
+    """The access base of the store's REST routes."""
+
+    @property
+    def app(self) -> Backend:
+        return self.settings["mistudio"]  # type: ignore[no-any-return]
+
+    @property
+    def log(self) -> Any:
+        return app_log
+
+    @property
+    def user_name(self) -> str:
+        return str(self.current_user["name"])
+
+    async def check_access(self, scope: str) -> None:
+        require_scope(self.current_user, scope)
+
+
+class HubSocketAccess(HubOAuthenticated, websocket.WebSocketHandler):
+    """The access base of the store's event socket."""
+
+    app = HubAccess.app
+    log = HubAccess.log
+    check_access = HubAccess.check_access

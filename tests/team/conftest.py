@@ -1,0 +1,184 @@
+"""A real JupyterHub (dummy authenticator, configurable-http-proxy) with the team store as a managed
+service over the test Hub, three users whose roles grant different `custom:mistudio:*` scopes, and
+their API tokens obtained through the Hub's REST API."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.hubserver import HubServer
+from tests.polling import wait_for
+from tests.ports import free_port
+from tests.prerequisites import missing
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICE = "mistudio"
+PASSWORD = "team-store-test-password"
+API = f"/services/{SERVICE}/mistudio/api/v1"
+# who may do what: alice everything, bob read and download, carol read only; erin may reach the
+# service but holds no mistudio scope, dave may not even reach it
+ROLES: dict[str, list[str] | None] = {
+    "alice": ["custom:mistudio:delete", "custom:mistudio:download"],
+    "bob": ["custom:mistudio:download"],
+    "carol": ["custom:mistudio:read"],
+    "erin": [],
+    "dave": None,
+}
+
+CONFIG = """
+import json, sys
+settings = json.loads({settings!r})
+c.JupyterHub.bind_url = settings["bind_url"]
+c.JupyterHub.hub_bind_url = settings["hub_bind_url"]
+c.ConfigurableHTTPProxy.api_url = settings["proxy_api_url"]
+c.ConfigurableHTTPProxy.pid_file = settings["proxy_pid_file"]
+c.JupyterHub.db_url = settings["db_url"]
+c.JupyterHub.cookie_secret_file = settings["cookie_secret_file"]
+c.JupyterHub.authenticator_class = "dummy"
+c.DummyAuthenticator.password = settings["password"]
+c.Authenticator.allowed_users = set(settings["roles"])
+custom_scopes = {custom_scopes}
+c.JupyterHub.custom_scopes = custom_scopes
+c.JupyterHub.services = [
+    {{
+        "name": settings["service"],
+        "url": settings["store_url"],
+        "command": [sys.executable, "-m", "mistudio_jupyter", "store"],
+        "environment": settings["store_environment"],
+        "oauth_no_confirm": True,
+        "oauth_client_allowed_scopes": list(custom_scopes),
+    }}
+]
+access = f"access:services!service={{settings['service']}}"
+c.JupyterHub.load_roles = [
+    {{"name": f"mistudio-{{name}}", "scopes": [access, *scopes], "users": [name]}}
+    for name, scopes in settings["roles"].items()
+    if scopes is not None
+]
+"""
+
+CUSTOM_SCOPES = {
+    "custom:mistudio:read": {"description": "List models, read their details and follow download events"},
+    "custom:mistudio:download": {
+        "description": "Download, resume and cancel models in the team store",
+        "subscopes": ["custom:mistudio:read"],
+    },
+    "custom:mistudio:delete": {
+        "description": "Delete models, prune the cache and read the audit log",
+        "subscopes": ["custom:mistudio:read"],
+    },
+}
+
+
+@dataclass
+class TeamHub:
+    url: str
+    tokens: dict[str, str]
+    cache_dir: Path
+    db_url: str
+    log_path: Path
+
+    def call(self, user: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """A request to the store's REST API through the Hub's proxy, as `user` (by API token)."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + API + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"token {self.tokens[user]}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as error:
+            status, raw = error.code, error.read()
+        assert not any(token.encode() in raw for token in self.tokens.values()), "a response carries a token"
+        return status, json.loads(raw)
+
+
+def _check_prerequisites() -> None:
+    try:
+        import jupyterhub  # noqa: F401
+    except ImportError:
+        missing("JupyterHub (pip install 'mistudio-jupyter[test]')")
+    if shutil.which("configurable-http-proxy") is None:
+        missing("configurable-http-proxy (npm install -g configurable-http-proxy)")
+
+
+def _token(url: str, user: str) -> str:
+    """A new API token of `user`, asked for with the user's password as the Hub's REST API allows."""
+    request = urllib.request.Request(
+        f"{url}/hub/api/users/{user}/tokens",
+        data=json.dumps({"auth": {"username": user, "password": PASSWORD}, "note": "team store test"}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["token"]
+
+
+def _answers(url: str, token: str | None = None) -> bool:
+    """Whether `url` answers 200 (through the proxy: once the Hub has added its route)."""
+    headers = {"Authorization": f"token {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def team_hub(_hub_server: HubServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamHub]:
+    _check_prerequisites()
+    root = tmp_path_factory.mktemp("jupyterhub")
+    bind_url, store_url = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    cache_dir, db_url = root / "cache", f"sqlite:///{root / 'catalog.sqlite'}"
+    settings = {
+        "bind_url": bind_url,
+        "hub_bind_url": f"http://127.0.0.1:{free_port()}",
+        "proxy_api_url": f"http://127.0.0.1:{free_port()}",
+        "proxy_pid_file": str(root / "proxy.pid"),
+        "db_url": f"sqlite:///{root / 'jupyterhub.sqlite'}",
+        "cookie_secret_file": str(root / "cookie_secret"),
+        "password": PASSWORD,
+        "roles": ROLES,
+        "service": SERVICE,
+        "store_url": store_url,
+        "store_environment": {
+            "PYTHONPATH": str(REPO),
+            "HF_ENDPOINT": _hub_server.url,
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HOME": str(root / "hf-home"),
+            "MISTUDIO_CACHE_DIR": str(cache_dir),
+            "MISTUDIO_DB_URL": db_url,
+            "MISTUDIO_DOWNLOAD_SUMMARY": "0",
+        },
+    }
+    config = root / "jupyterhub_config.py"
+    config.write_text(CONFIG.format(settings=json.dumps(settings), custom_scopes=repr(CUSTOM_SCOPES)))
+    log_path = root / "jupyterhub.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=root, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for(lambda: process.poll() is not None or _answers(bind_url + "/hub/api/"), 60, 0.2, "JupyterHub")
+        if process.poll() is not None:
+            raise AssertionError(f"JupyterHub exited:\n{log_path.read_text()[-4000:]}")
+        tokens = {user: _token(bind_url, user) for user in ROLES}
+        wait_for(lambda: _answers(bind_url + API + "/system", tokens["carol"]), 60, 0.2, "the store")
+        yield TeamHub(bind_url, tokens, cache_dir, db_url, log_path)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
