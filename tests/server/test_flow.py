@@ -16,7 +16,7 @@ from tornado.httpclient import AsyncHTTPClient
 from tornado.websocket import WebSocketClientConnection
 
 from mistudio_jupyter.core.settings import Settings
-from tests.hubserver import HubServer
+from tests.hubserver import HubServer, WanProfile
 
 from .conftest import API, Api, check_event
 
@@ -86,7 +86,7 @@ async def test_whole_flow(api: Api, events: Events, hub: HubServer, settings: Se
     model_id = record["id"]
     await events.subscribe(f"model/{model_id}")
 
-    hub.faults.set(path=BIG_FILE, throttle_bps=12_000_000)  # ~4.5 s for the 50 MB file
+    hub.faults.wan = WanProfile(link_bps=12e6)  # ~4.5 s for the 50 MB file, however many streams
     status, started = await api("POST", f"/models/{model_id}/download", {})
     assert status == 202 and started["status"] in ("pending", "downloading")
     completed = await events.until(_event("download_completed", model_id), timeout=60)
@@ -121,7 +121,7 @@ async def test_cancel_and_resume_over_rest(api: Api, events: Events, hub: HubSer
     _, record = await api("POST", "/models", {"repo_id": BIG})
     model_id = record["id"]
     await events.subscribe("models")
-    hub.faults.set(path=BIG_FILE, throttle_bps=4_000_000)
+    hub.faults.wan = WanProfile(link_bps=4e6)
     assert (await api("POST", f"/models/{model_id}/download"))[0] == 202
     await events.until(lambda m: _event("download_progress", model_id)(m) and m["data"]["bytes_done"] > 2_000_000)
 
@@ -153,7 +153,7 @@ async def test_cancel_and_resume_over_rest(api: Api, events: Events, hub: HubSer
 
 async def test_download_started_by_another_process_shows_up(events: Events, hub: HubServer, settings: Settings) -> None:
     await events.subscribe("models")
-    hub.faults.set(path=BIG_FILE, throttle_bps=15_000_000)
+    hub.faults.wan = WanProfile(link_bps=15e6)
     script = (
         "import sys; from mistudio_jupyter.core.service import ModelManager; "
         "ModelManager(cache_dir=sys.argv[1], db_url=sys.argv[2]).download('tiny/big').wait(120)"
