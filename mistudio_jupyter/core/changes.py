@@ -236,6 +236,8 @@ class CatalogPoller:
             subscription.pending = subscription.pending.merged(changes)
             if subscription.wants_everything:
                 everything = everything or self._everything()
+                if everything is None:
+                    continue  # asked again on the next tick
                 subscription.pending, subscription.wants_everything = everything, False
             elif now < subscription.due:
                 continue
@@ -247,5 +249,9 @@ class CatalogPoller:
             # From the end of the call: what a listener sends is at least `interval_s` apart, however long it took.
             subscription.due = time.monotonic() + subscription.interval_s
 
-    def _everything(self) -> CatalogChanges:
-        return CatalogChanges(self._manager.catalog.list(sort="updated_at"), [], complete=True)
+    def _everything(self) -> CatalogChanges | None:
+        try:
+            return CatalogChanges(self._manager.catalog.list(sort="updated_at"), [], complete=True)
+        except Exception:  # as a failed look: the poller goes on
+            log.warning("mistudio: reading the whole catalog failed", exc_info=True)
+            return None

@@ -89,6 +89,23 @@ def test_one_poller_serves_each_subscriber_at_its_own_pace(manager: ModelManager
     wait_for(lambda: not manager.changes.running, timeout=2, what="the poller to stop")
 
 
+def test_a_failed_first_read_is_retried_and_the_poller_goes_on(manager: ModelManager, monkeypatch) -> None:
+    entry = manager.add("tiny/gpt2")
+    list_entries, failures = manager.catalog.list, [RuntimeError("the database went away")]
+
+    def flaky_list(**filters):
+        if failures and filters.get("sort") == "updated_at":  # the whole catalog, read for a first delivery
+            raise failures.pop()
+        return list_entries(**filters)
+
+    monkeypatch.setattr(manager.catalog, "list", flaky_list)
+    delivered: list[CatalogChanges] = []
+    manager.changes.subscribe(delivered.append, 0.05, everything_first=True)
+    first = wait_for(lambda: delivered, timeout=10, what="the first delivery after a failed read")[0]
+    manager.changes.unsubscribe(delivered.append)
+    assert first.complete and [record.id for record in first.changed] == [entry.id] and not failures
+
+
 @pytest.mark.each_backend("postgres")
 def test_on_postgresql_a_tracker_reads_only_the_notified_rows(manager: ModelManager, monkeypatch) -> None:
     """After its first look, a PostgreSQL tracker learns what changed from the catalog's notifications:
