@@ -44,7 +44,7 @@ def main() -> None:
             nonlocal worker_peak
             while not stop.is_set():
                 samples.append(rss_bytes(server.process.pid))  # type: ignore[union-attr]
-                for pid in worker_pids(server.db_path):
+                for pid in worker_pids(server.db_url):
                     try:
                         worker_peak = max(worker_peak, rss_bytes(pid))
                     except OSError:
