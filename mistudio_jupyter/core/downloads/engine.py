@@ -281,7 +281,13 @@ class _Download:
             for index, file in enumerate(self.files):
                 self._start_file(index, file)
             with self._cond:  # one stream for each file that can start now, within the bounds
-                self._wanted = min(self.engine.max_connections, max(self._wanted, len(self._queue)))
+                wanted = min(self.engine.max_connections, max(self._wanted, len(self._queue)))
+                self._wanted = 1
+            self._spawn_streams()
+            with self._cond:  # a request alone in flight tells a local path; the rest wait that long at most
+                self._cond.wait_for(lambda: self._local is not None or self._error is not None, 2 * LOCAL_ANSWER_S)
+                if not self._local:
+                    self._wanted = wanted
             self._spawn_streams()
             self._supervise()
         except BaseException:
@@ -581,6 +587,7 @@ class _Download:
                 return
             self._answers += 1
             first = self._answers == 1
+            self._cond.notify_all()
             if answer_s < LOCAL_ANSWER_S:
                 self._local, self._wanted, self._growing = True, 1, False
                 self._queue = collections.deque(_joined(list(self._queue)))  # streams beyond the first retire
