@@ -263,7 +263,7 @@ class Job:
         if lost > 0:
             self._report(
                 note=f"{format_bytes(lost)} fetched before were no longer on disk (removed by a clean-up of the "
-                "cache, such as `mistudio prune` or deleting its folder); they are fetched again"
+                "cache, such as `prune_cache()` or deleting its folder); they are fetched again"
             )
         return plan
 
