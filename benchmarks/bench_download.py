@@ -137,7 +137,11 @@ def throughput(hub: HubServer, work: Path, file: PlannedFile, commit: str, repea
 
 
 def sent(hub: HubServer) -> int:
-    return sum(r.bytes_sent for r in hub.log if r.method == "GET" and r.path.endswith("/" + FILE))
+    """Bytes of FILE that reached clients, once the server is done with every request for it (a killed
+    client's last pieces were counted by the server but never taken)."""
+    gets = [r for r in hub.log if r.method == "GET" and r.path.endswith("/" + FILE)]
+    _wait_for(lambda: all(r.finished for r in gets))
+    return sum(r.bytes_delivered for r in gets)
 
 
 def kill_at_half(process: subprocess.Popen[bytes] | int, partial: Callable[[], int], size: int) -> None:

@@ -18,7 +18,11 @@ _COUNTED = {"fail_requests", "fail_times", "cut_after_bytes", "cut_times"}
 class RequestRecord:
     """One request as the server answered it. `bytes_sent` counts body bytes, and is up to date by the
     time the client has received them; `headers` are the request's (case-insensitive lookups); `at` is
-    when it arrived (`time.monotonic()`, comparable across processes on one machine)."""
+    when it arrived (`time.monotonic()`, comparable across processes on one machine).
+
+    When the client goes away mid-body, the server has counted bytes its peer never took: `undelivered`
+    is how many of `bytes_sent` the client's TCP never acknowledged (Linux; 0 elsewhere), and
+    `finished` says the server is done with the request, so the counts are final."""
 
     method: str
     path: str
@@ -28,6 +32,13 @@ class RequestRecord:
     headers: Message
     query: str = ""
     at: float = dataclasses.field(default_factory=time.monotonic)
+    undelivered: int = 0
+    finished: bool = False
+
+    @property
+    def bytes_delivered(self) -> int:
+        """Body bytes that reached the client."""
+        return self.bytes_sent - self.undelivered
 
 
 @dataclasses.dataclass(frozen=True)

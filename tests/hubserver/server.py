@@ -15,6 +15,8 @@ import hashlib
 import json
 import math
 import re
+import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -31,6 +33,9 @@ TOKENS = {"hf_test_good": ("test-user", True), "hf_test_ungranted": ("test-ungra
 INVALID_TOKEN = "Invalid credentials in Authorization header"
 _TIMESTAMP = "2024-01-01T00:00:00.000Z"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# struct tcp_info (linux/tcp.h): tcpi_bytes_acked, a u64 since Linux 4.1
+TCPI_BYTES_ACKED_OFFSET = 120
+TCP_INFO_BYTES = 128
 
 
 @dataclasses.dataclass
@@ -495,19 +500,29 @@ class _Handler(BaseHTTPRequestHandler):
         hub.record(record)
         if wan is not None:
             wan.round_trip()
+        acked_before = _bytes_acked(self.connection)
+        header_bytes = 0
         try:
-            self._send_headers(response)
+            header_bytes = self._send_headers(response)
             if self.command != "HEAD":
                 self._send_body(response, hub.faults.on_body(url.path, response.length), record, wan)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+            if acked_before is not None and (acked := _bytes_acked(self.connection)) is not None:
+                delivered = min(record.bytes_sent, max(0, acked - acked_before - header_bytes))
+                record.undelivered = record.bytes_sent - delivered
+        finally:
+            record.finished = True
 
-    def _send_headers(self, response: Response) -> None:
+    def _send_headers(self, response: Response) -> int:
+        """Send the status line and headers; returns their length in bytes."""
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(response.length))
+        length = sum(map(len, self._headers_buffer)) + len(b"\r\n")  # end_headers adds the blank line
         self.end_headers()
+        return length
 
     def _send_body(
         self, response: Response, faults: BodyFaults, record: RequestRecord, wan: WanConnection | None
@@ -535,3 +550,12 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 if faults.throttle_bps:
                     time.sleep(max(0.0, started + record.bytes_sent / faults.throttle_bps - time.monotonic()))
+
+
+def _bytes_acked(connection: socket.socket) -> int | None:
+    """Bytes the peer's TCP has acknowledged on `connection` (Linux's tcp_info), None where unknown."""
+    try:
+        info = connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_BYTES)
+    except (AttributeError, OSError):
+        return None
+    return struct.unpack_from("Q", info, TCPI_BYTES_ACKED_OFFSET)[0] if len(info) >= TCP_INFO_BYTES else None

@@ -147,7 +147,8 @@ def test_sigkill_at_half_then_resume_refetches_under_one_percent(manager, settin
 
     # from the dead pid: a third of the time a heartbeat would need to go stale
     wait_for(lambda: manager.get(handle.model_id).status == "interrupted", timeout=settings.heartbeat_timeout_s / 3)
-    first = sum(r.bytes_sent for r in hub.cdn_gets(BIG_FILE))
+    wait_for(lambda: all(r.finished for r in hub.cdn_gets(BIG_FILE)), timeout=10)
+    first = sum(r.bytes_delivered for r in hub.cdn_gets(BIG_FILE))
     streams = len(hub.cdn_gets(BIG_FILE))
     hub.clear_log()
     hub.faults.reset()
