@@ -585,7 +585,7 @@ def _run_quick(args: argparse.Namespace) -> Any:
     from .core.sqlite_catalog import SQLiteCatalog
 
     settings = Settings.from_env()
-    catalog = SQLiteCatalog.open(settings.db_url)
+    catalog = None if settings.store_url else SQLiteCatalog.open(settings.db_url)
     if catalog is None:
         raise _NeedsManager
     try:

@@ -22,11 +22,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .catalog import ModelRecord
-    from .service import ModelManager
+    from .store import LocalStore
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class ChangeTracker:
     Each look first turns entries whose download worker is gone `interrupted`, as listing does.
     """
 
-    def __init__(self, manager: ModelManager) -> None:
+    def __init__(self, manager: LocalStore) -> None:
         self._manager = manager
         self._versions: dict[str, dt.datetime] = {}
 
@@ -78,6 +78,10 @@ class ChangeTracker:
         # Rows read after `versions` may be newer still: remember what was reported, not what was listed.
         self._versions = {**versions, **{record.id: record.updated_at for record in changed}}
         return CatalogChanges(changed, deleted)
+
+    def everything(self) -> list[ModelRecord]:
+        """Every entry, least recently updated first."""
+        return self._manager.catalog.list(sort="updated_at")
 
     def close(self) -> None:
         """Release what the tracker holds between looks (nothing here); the next look starts again."""
@@ -92,7 +96,7 @@ class NotifiedChangeTracker(ChangeTracker):
 
     CHANNEL = "mistudio_models"
 
-    def __init__(self, manager: ModelManager) -> None:
+    def __init__(self, manager: LocalStore) -> None:
         super().__init__(manager)
         self._listener: Any = None
 
@@ -140,7 +144,7 @@ class NotifiedChangeTracker(ChangeTracker):
         return {notice.payload for notice in self._listener.notifies(timeout=0)}
 
 
-def change_tracker(manager: ModelManager) -> ChangeTracker:
+def change_tracker(manager: LocalStore) -> ChangeTracker:
     """The tracker for the manager's catalog: notified on PostgreSQL, polling elsewhere."""
     if manager.catalog.engine.dialect.name == "postgresql":
         return NotifiedChangeTracker(manager)
@@ -148,6 +152,16 @@ def change_tracker(manager: ModelManager) -> ChangeTracker:
 
 
 Listener = Callable[[CatalogChanges], None]
+
+
+class Tracker(Protocol):
+    """What a poller looks through: a `ChangeTracker`, or the team store's (`core.remote`)."""
+
+    def look(self) -> CatalogChanges: ...
+
+    def everything(self) -> list[ModelRecord]: ...
+
+    def close(self) -> None: ...
 
 
 @dataclasses.dataclass(eq=False)
@@ -163,16 +177,15 @@ class Subscription:
 
 
 class CatalogPoller:
-    """Looks at one manager's catalog on a thread while anyone subscribes, as often as the most eager
+    """Looks at one catalog (through its tracker) on a thread while anyone subscribes, as often as the most eager
     subscriber asks, and hands every subscriber what changed since its last call.
 
     The thread ends with the last subscriber; the tracker stays, so the next subscriber hears of what
     changed meanwhile rather than of the whole catalog again.
     """
 
-    def __init__(self, manager: ModelManager) -> None:
-        self._manager = manager
-        self._tracker = change_tracker(manager)
+    def __init__(self, tracker: Tracker) -> None:
+        self._tracker = tracker
         self._subscriptions: list[Subscription] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -251,7 +264,7 @@ class CatalogPoller:
 
     def _everything(self) -> CatalogChanges | None:
         try:
-            return CatalogChanges(self._manager.catalog.list(sort="updated_at"), [], complete=True)
+            return CatalogChanges(self._tracker.everything(), [], complete=True)
         except Exception:  # as a failed look: the poller goes on
             log.warning("mistudio: reading the whole catalog failed", exc_info=True)
             return None

@@ -81,6 +81,18 @@ class Cancelled(MiStudioError):
     code = "cancelled"
 
 
+class Forbidden(MiStudioError):
+    """An authenticated caller without the permission the operation needs (a team store scope)."""
+
+    code = "forbidden"
+
+
+class StoreUnreachable(MiStudioError):
+    """The team store (`MISTUDIO_STORE_URL`) did not answer, or answered something that is not its API."""
+
+    code = "store_unreachable"
+
+
 ALL_ERRORS: tuple[type[MiStudioError], ...] = (
     InvalidRepoId,
     RepoNotFound,
@@ -97,4 +109,16 @@ ALL_ERRORS: tuple[type[MiStudioError], ...] = (
     UnsafeRepo,
     DownloadFailed,
     Cancelled,
+    Forbidden,
+    StoreUnreachable,
 )
+
+
+def error_from(code: str, message: str) -> MiStudioError:
+    """The domain error a front end reported as `{"code", "message"}` (a code of no class here keeps its code)."""
+    for error_class in ALL_ERRORS:
+        if error_class.code == code:
+            return error_class(message)
+    error = MiStudioError(message)
+    error.code = code
+    return error

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .adoption import cache_fingerprint
 from .catalog import Catalog, ModelRecord
-from .changes import CatalogPoller
-from .errors import EntryNotFound, InvalidArgument, MiStudioError, NotFound, UnsafeRepo
-from .hub import HubClient, validate_repo_id, validate_revision
-from .options import ACTIVE_STATUSES, LoadChoice, entry_choice, load_choice
-from .records import resolve, valid_id
+from .errors import EntryNotFound, InvalidArgument, NotFound, UnsafeRepo
+from .hub import HubClient
+from .options import ACTIVE_STATUSES, LoadChoice, load_choice
+from .records import valid_id
 from .settings import Settings
 from .snapshot import local_tensors, read_json
+from .store import DownloadRequest, LocalStore, ModelStore, open_store, valid_entry
 
 if TYPE_CHECKING:
     import pandas
@@ -35,38 +32,51 @@ class ModelManager:
 
     def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
         self.settings = settings or Settings.from_env(**overrides)
-        self.catalog = Catalog(self.settings.db_url)
         self.hub = HubClient(self.settings)
-        self._downloads: Any = None
-        self._adoption_lock = threading.Lock()
-        self._adopted_fingerprint: str | None = None
-        self.changes = CatalogPoller(self)  # one for this manager's download handles, widgets and events
+        self.store: ModelStore = open_store(self.settings, self.hub)
+        self.changes = self.store.changes  # one poller for this manager's download handles, widgets and events
 
     def close(self) -> None:
-        self.catalog.close()
+        self.store.close()
+
+    @property
+    def remote(self) -> bool:
+        """Whether the catalog and downloads are a team store's (`MISTUDIO_STORE_URL`)."""
+        return not isinstance(self.store, LocalStore)
+
+    @property
+    def catalog(self) -> Catalog:
+        """This process's catalog (single-user mode, or the team store service itself)."""
+        return self._local().catalog
+
+    @property
+    def downloads(self) -> DownloadManager:
+        """The download jobs of this process's catalog (started lazily)."""
+        return self._local().downloads
+
+    def _local(self) -> LocalStore:
+        if not isinstance(self.store, LocalStore):
+            raise InvalidArgument("the catalog and downloads are the team store's (MISTUDIO_STORE_URL)")
+        return self.store
 
     # -- catalog -------------------------------------------------------------------------------
 
     def get(self, model_id: str) -> ModelRecord:
         """The catalog entry with this id (`interrupted` at once if its download worker is gone)."""
-        return self.downloads.refresh(self.catalog.get(valid_id(model_id)))
+        return self.store.get(model_id)  # type: ignore[return-value]
+
+    def get_many(self, model_ids: list[str]) -> list[ModelRecord]:
+        """The entries with these ids, as they are now (ids not found are left out)."""
+        return self.store.get_many(model_ids)  # type: ignore[return-value]
 
     def list(self, **filters: Any) -> list[ModelRecord]:
         """Catalog entries matching the filters (family, quantization, status, min_params,
         max_params, q, sort, limit, offset), with the models that appeared in the cache adopted."""
-        self._catch_up()
-        return self.catalog.list(**filters)
+        return self.store.list(**filters)  # type: ignore[return-value]
 
     def list_versions(self, **filters: Any) -> list[tuple[str, dt.datetime]]:
         """The id and last update of each entry `list(**filters)` returns, in its order."""
-        self._catch_up()
-        return self.catalog.list_versions(**filters)
-
-    def _catch_up(self) -> None:
-        """Before a listing: entries whose download worker is gone become `interrupted`, and the models
-        that appeared in the cache are adopted."""
-        self.downloads.refresh_all()
-        self.adopt_cache(if_changed=True)
+        return self.store.list_versions(**filters)
 
     def dataframe(self, **filters: Any) -> pandas.DataFrame:
         """The catalog entries as a pandas DataFrame, one row per entry."""
@@ -76,20 +86,10 @@ class ModelManager:
         """Add the complete models already in the Hugging Face cache as ready entries; returns them.
 
         With `if_changed`, only when the cache changed since the last adoption by any process (a few
-        stat calls per repo tell; the fingerprint is kept here and in the catalog).
+        stat calls per repo tell; the fingerprint is kept here and in the catalog). A team store adopts
+        its own cache: through it, this adds nothing.
         """
-        cache_dir = self.settings.cache_dir
-        with self._adoption_lock:
-            fingerprint = cache_fingerprint(cache_dir)
-            if if_changed and fingerprint == self._adopted_fingerprint:
-                return []
-            if if_changed and fingerprint == self.catalog.cache_fingerprint(cache_dir):
-                self._adopted_fingerprint = fingerprint
-                return []
-            adopted = self.catalog.adopt(cache_dir)
-            self.catalog.record_cache_fingerprint(cache_dir, fingerprint)
-            self._adopted_fingerprint = fingerprint
-            return adopted
+        return self.store.adopt_cache(if_changed=if_changed)  # type: ignore[return-value]
 
     def add(
         self,
@@ -108,37 +108,18 @@ class ModelManager:
         How it will be loaded: `option` as the memory table names it (fp32, fp16, bf16, bnb-8bit, bnb-4bit),
         or the older `quantization` and `dtype` (default none, auto). A new entry is created only after
         the Hub confirms that the repo and revision exist (one round trip; `token` is used for it and not
-        kept). A gated repo can be added without access. `requested_by` names the user a new entry is for.
+        kept). A gated repo can be added without access. `requested_by` names the user a new entry is for
+        (through a team store, the store names the user its token belongs to).
         """
-        revision, choice = _valid_entry(repo_id, revision, option, quantization, dtype)
-        existing = self.catalog.find(repo_id, revision, choice.quantization, choice.dtype)
-        if existing is not None:
-            return existing
-        self.hub.model_info(repo_id, revision, token)
-        record, _ = self.catalog.add(
-            repo_id,
-            revision=revision,
-            quantization=choice.quantization,
-            dtype=choice.dtype,
-            name=name,
-            requested_by=requested_by,
-        )
-        return record
+        checked_revision, choice = valid_entry(repo_id, revision, option, quantization, dtype)
+        entry = {"option": option, "quantization": quantization, "dtype": dtype, "name": name, "token": token}
+        return self.store.add(repo_id, checked_revision, choice, **entry, requested_by=requested_by)  # type: ignore[return-value]
 
     def resolve(self, repo_or_id: str) -> ModelRecord | None:
         """The catalog entry named by an id, else the newest entry of a repo id; None when neither."""
-        return resolve(self.catalog, repo_or_id)
+        return self.store.resolve(repo_or_id)  # type: ignore[return-value]
 
     # -- downloads -----------------------------------------------------------------------------
-
-    @property
-    def downloads(self) -> DownloadManager:
-        """The download jobs of this catalog (started lazily)."""
-        if self._downloads is None:
-            from .downloads.manager import DownloadManager
-
-            self._downloads = DownloadManager(self.settings, self.catalog, self.hub, self.changes)
-        return self._downloads
 
     def download(
         self,
@@ -160,76 +141,52 @@ class ModelManager:
         `on_progress(record)` is called on every progress or status change. `option`, `quantization` and
         `dtype` are as in `add`. A download that cannot start (no such repo or revision, a rejected token,
         a gated repo and no token) raises at once and leaves no entry behind. `requested_by` names the
-        user who asked; it is kept on a new entry, or on an existing one that names nobody yet.
+        user who asked; it is kept on a new entry, or on an existing one that names nobody yet. Through a
+        team store, the store downloads and the handle follows it.
         """
         self.hub.resolve_token(token)  # a token no HTTP header can carry is refused before anything else
-        with self.downloads.starting((repo_or_id, revision, option, quantization, dtype)):
-            record = self._entry_by_id(repo_or_id)
-            if record is None:
-                revision, choice = _valid_entry(repo_or_id, revision, option, quantization, dtype)
-                record = self.catalog.find(repo_or_id, revision, choice.quantization, choice.dtype)
-            plan = None
-            if record is None or _never_started(record):
-                self.downloads.warm_up()
-                wanted = (record.repo_id, record.revision) if record else (repo_or_id, revision)
-                info = self.hub.check_downloadable(*wanted, token)
-                with contextlib.suppress(MiStudioError):  # the worker asks again and records why it cannot
-                    plan = self.hub.plan_of(info, *wanted, token)
-            if record is not None and requested_by and not record.requested_by:
-                record = self.catalog.update(record.id, requested_by=requested_by)
-            if record is None:
-                record, _ = self.catalog.add(
-                    repo_or_id,
-                    revision=revision,
-                    quantization=choice.quantization,
-                    dtype=choice.dtype,
-                    requested_by=requested_by,
-                )
-            return self.downloads.start(
-                record,
-                token=token,
-                plan=plan,
-                allow_pickle=allow_pickle,
-                allow_remote_code=allow_remote_code,
-                on_progress=on_progress,
-            )
-
-    def _entry_by_id(self, repo_or_id: str) -> ModelRecord | None:
-        if "/" in repo_or_id:
-            return None
-        try:
-            return self.catalog.get(valid_id(repo_or_id))
-        except NotFound:
-            return None
+        request = DownloadRequest(
+            revision=revision,
+            option=option,
+            quantization=quantization,
+            dtype=dtype,
+            token=token,
+            allow_pickle=allow_pickle,
+            allow_remote_code=allow_remote_code,
+            on_progress=on_progress,
+            requested_by=requested_by,
+        )
+        return self.store.download(repo_or_id, request)
 
     def resume(self, model_id: str, *, token: str | None = None) -> DownloadHandle:
         """Continue a cancelled, failed or interrupted download from the bytes on disk."""
         self.hub.resolve_token(token)
-        return self.downloads.start(self.get(model_id), token=token)
+        return self.store.resume(valid_id(model_id), token=token)
 
     def cancel(self, model_id: str, *, discard: bool = False) -> ModelRecord:
         """Stop a download within a second, from any process; `discard` also removes its partial files."""
-        return self.downloads.cancel(valid_id(model_id), discard=discard)
+        return self.store.cancel(valid_id(model_id), discard=discard)  # type: ignore[return-value]
 
     def delete(self, model_id: str) -> dict[str, Any]:
         """Remove an entry and the cached files no other entry shares: {id, freed_bytes}."""
-        return self.downloads.delete(valid_id(model_id))
+        return self.store.delete(valid_id(model_id))
 
     def record_action(self, user: str, action: str, record: ModelRecord | None = None) -> None:
-        """Add to the audit log that `user` did `action` (download, resume, cancel, delete, prune)."""
-        self.catalog.record_action(user, action, record)
+        """Add to the audit log that `user` did `action` (download, resume, cancel, delete, prune); a team
+        store records what its users do itself."""
+        self.store.record_action(user, action, record)
 
     def audit(self, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         """The audit log, newest first: {id, at, user, action, model_id, repo_id, revision}."""
-        return [entry.to_dict() for entry in self.catalog.audit(limit=limit, offset=offset)]
+        return self.store.audit(limit=limit, offset=offset)
 
     def cache_info(self) -> dict[str, Any]:
         """Size of the model cache, its partial files and the free space on its volume."""
-        return self.downloads.cache_info()
+        return self.store.cache_info()
 
     def prune_cache(self) -> dict[str, Any]:
         """Remove orphaned partial downloads: {removed: [paths], freed_bytes}."""
-        return self.downloads.prune()
+        return self.store.prune_cache()
 
     # -- preview, estimates, loading -----------------------------------------------------------
 
@@ -321,9 +278,9 @@ class ModelManager:
         if record is None:
             raise NotFound(f"no catalog entry {model_id!r}; see `mistudio list`")
         choice = load_choice(option, quantization, dtype, default=LoadChoice(record.quantization, record.dtype))
-        record = self.downloads.refresh(record)
+        record = self.store.refresh(record)
         if record.status in ACTIVE_STATUSES and record.worker:
-            record = self.downloads.start(record).wait()
+            record = self.store.join(record).wait()
         loaded = load_model(
             snapshot_path(record),
             quantization=choice.quantization,
@@ -332,9 +289,7 @@ class ModelManager:
             double_quant=double_quant or choice.double_quant,
             trust_remote_code=trust_remote_code,
         )
-        self.catalog.update(
-            record.id, measured_memory_bytes=loaded.measured_memory_bytes, load_time_s=loaded.load_time_s
-        )
+        self.store.record_load(record.id, loaded.measured_memory_bytes, loaded.load_time_s)
         return loaded.model, loaded.tokenizer
 
     # -- anatomy -------------------------------------------------------------------------------
@@ -413,20 +368,6 @@ def records_dataframe(records: list[ModelRecord]) -> pandas.DataFrame:
         "updated_at",
     ]
     return pandas.DataFrame([record.to_dict() for record in records], columns=columns)
-
-
-def _valid_entry(
-    repo_id: str, revision: str | None, option: str | None, quantization: str | None, dtype: str | None
-) -> tuple[str, LoadChoice]:
-    """Check what names a new entry; returns the revision (default `main`) and how it will be loaded."""
-    validate_repo_id(repo_id)
-    validate_revision(revision or "main")
-    return revision or "main", entry_choice(option, quantization, dtype)
-
-
-def _never_started(record: ModelRecord) -> bool:
-    """A pending entry no download has claimed yet (a queued download is pending with a worker)."""
-    return record.status == "pending" and not record.worker
 
 
 def _count(name: str, value: object, *, minimum: int = 0) -> int:

@@ -58,6 +58,11 @@ class Settings:
     `MISTUDIO_*` / `HF_*` environment variables, which win over the defaults.
     The token is never persisted; it is only the fallback for requests that bring none. Download
     workers' logs go to a private folder of Jupyter's runtime dir (`JUPYTER_RUNTIME_DIR`).
+
+    With `store_url` (`MISTUDIO_STORE_URL`, a team store's root such as
+    `https://hub.example.org/services/mistudio/`) the catalog and downloads are the store's, reached with
+    `store_token` (`MISTUDIO_STORE_TOKEN`, else the JupyterHub token `JUPYTERHUB_API_TOKEN`), and
+    `cache_dir` is where the store's cache is mounted (read-only) here.
     """
 
     cache_dir: Path
@@ -69,6 +74,8 @@ class Settings:
     heartbeat_timeout_s: float = 30.0
     disk_margin_bytes: int = 512 * 1024 * 1024
     runtime_dir: Path = dataclasses.field(default_factory=lambda: _jupyter_runtime_dir(os.environ))
+    store_url: str | None = None
+    store_token: str | None = dataclasses.field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -86,6 +93,8 @@ class Settings:
             "hub_endpoint": (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/"),
             "token": env.get("HF_TOKEN") or None,
             "runtime_dir": _jupyter_runtime_dir(env),
+            "store_url": env.get("MISTUDIO_STORE_URL") or None,
+            "store_token": env.get("MISTUDIO_STORE_TOKEN") or env.get("JUPYTERHUB_API_TOKEN") or None,
         }
         for name in ("max_parallel_downloads", "max_connections"):
             variable = f"MISTUDIO_{name.upper()}"
@@ -105,3 +114,11 @@ class Settings:
             raise InvalidArgument("max_connections must be at least 1")
         if not self.hub_endpoint.startswith(("http://", "https://")):
             raise InvalidArgument(f"hub endpoint must be an http(s) URL, got {self.hub_endpoint!r}")
+        if self.store_url is not None:
+            if not self.store_url.startswith(("http://", "https://")):
+                raise InvalidArgument(f"the store URL must be an http(s) URL, got {self.store_url!r}")
+            if not self.store_token:
+                raise InvalidArgument(
+                    "a team store is configured (MISTUDIO_STORE_URL) but no token to reach it: set "
+                    "MISTUDIO_STORE_TOKEN, or run where JupyterHub sets JUPYTERHUB_API_TOKEN"
+                )

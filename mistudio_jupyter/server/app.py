@@ -53,6 +53,14 @@ class MiStudio(ExtensionApp):
         config=True,
         help="The Hugging Face Hub to talk to (default: HF_ENDPOINT or huggingface.co).",
     )
+    store_url = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="A team store's root URL (e.g. https://hub.example.org/services/mistudio/): list, download and "
+        "delete through it with the user's JupyterHub token, and read models from cache_dir, its cache mounted "
+        "read-only here (default: MISTUDIO_STORE_URL; none: this server keeps its own catalog).",
+    )
     catalog_threads = Integer(4, config=True, help="Threads for catalog requests.")
     slow_threads = Integer(
         8,
@@ -74,6 +82,7 @@ class MiStudio(ExtensionApp):
             hub_endpoint=self.hub_endpoint,
             max_parallel_downloads=self.max_parallel_downloads,
             max_connections=self.max_connections,
+            store_url=self.store_url,
             runtime_dir=Path(self.serverapp.runtime_dir),
         )
         self.manager = ModelManager(settings)
@@ -81,11 +90,8 @@ class MiStudio(ExtensionApp):
         self.slow_executor = ThreadPoolExecutor(self.slow_threads, thread_name_prefix="mistudio-slow")
         self.record_json = RecordJSON()
         self.events = EventHub(self.manager, self.log)
-        self.log.info(
-            "mistudio: cache %s, catalog %s",
-            settings.cache_dir,
-            make_url(settings.db_url).render_as_string(hide_password=True),
-        )
+        catalog = settings.store_url or make_url(settings.db_url).render_as_string(hide_password=True)
+        self.log.info("mistudio: cache %s, catalog %s", settings.cache_dir, catalog)
         self.slow_executor.submit(self._adopt_cache)
 
     def _adopt_cache(self) -> None:

@@ -27,12 +27,6 @@ class UnknownChoice(MiStudioError):
     code = "unknown_choice"
 
 
-class Forbidden(MiStudioError):
-    """An authenticated caller without the permission the operation needs (a team store scope)."""
-
-    code = "forbidden"
-
-
 STATUS_BY_CODE: dict[str, int] = {
     "invalid_argument": 400,
     "invalid_repo_id": 400,
@@ -51,6 +45,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown_choice": 422,
     "hub_unreachable": 502,
     "download_failed": 502,
+    "store_unreachable": 502,
     "insufficient_disk": 507,
 }
 

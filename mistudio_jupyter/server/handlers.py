@@ -59,7 +59,7 @@ class RecordJSON:
             self._cache = {}
         versions = manager.list_versions(**filters)
         stale = {model_id: at for model_id, at in versions if self._cache.get(model_id, (None,))[0] != at}
-        for record in manager.catalog.get_many(stale) if stale else []:
+        for record in manager.get_many(list(stale)) if stale else []:
             # Keyed by the version listed: a row updated since is read again next time.
             self._cache[record.id] = (stale[record.id], json.dumps(record.to_dict()))
         # An entry deleted between the two reads is left out, not shown as it was.

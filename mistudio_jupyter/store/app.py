@@ -81,9 +81,12 @@ def serve(manager: ModelManager | None = None) -> None:
             "mistudio store runs as a JupyterHub service: JUPYTERHUB_SERVICE_URL and JUPYTERHUB_API_TOKEN "
             "must be set (the Hub sets them for a managed service; see docs/team-store.md)"
         )
+    manager = manager or ModelManager()
+    if manager.remote:
+        raise InvalidArgument("the store keeps the team's catalog itself: unset MISTUDIO_STORE_URL where it runs")
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(asctime)s %(name)s] %(message)s")
     host, port = listen_address(service_url)
-    asyncio.run(_serve(Store(manager or ModelManager()), host, port))
+    asyncio.run(_serve(Store(manager), host, port))
 
 
 def _adopt_cache(manager: ModelManager) -> None:

@@ -9,7 +9,7 @@ from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web, websocket
 from tornado.log import app_log
 
-from ..server.errors import Forbidden
+from ..core.errors import Forbidden
 from ..server.handlers import Backend
 
 SCOPE_PREFIX = "custom:mistudio:"

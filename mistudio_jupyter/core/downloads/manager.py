@@ -19,7 +19,7 @@ import threading
 import uuid
 from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .. import jobs
 from ..catalog import ACTIVE, Catalog, ModelRecord
@@ -46,16 +46,30 @@ def error_for(record: ModelRecord) -> MiStudioError:
     return by_code.get(record.error_code or "", DownloadFailed)(record.error_message or f"{record.name} failed")
 
 
+class Jobs(Protocol):
+    """What a download handle needs of whoever runs the job: this process's `DownloadManager`, or the
+    team store's client (`core.remote.RemoteStore`)."""
+
+    changes: CatalogPoller
+
+    def entry(self, model_id: str) -> ModelRecord: ...
+
+    def refresh(self, record: ModelRecord) -> ModelRecord: ...
+
+    def cancel(self, model_id: str, *, discard: bool = False) -> ModelRecord: ...
+
+
 class DownloadHandle:
     """A running (or finished) download job of one catalog entry.
 
     It subscribes to the catalog poller of its manager, calls the progress callbacks on every change
-    and reaps the child process; `wait()` returns the ready record or raises the job's error.
+    and reaps the child process (when the job runs here); `wait()` returns the ready record or raises
+    the job's error.
     """
 
     def __init__(
         self,
-        manager: DownloadManager,
+        manager: Jobs,
         model_id: str,
         process: subprocess.Popen[bytes] | None,
         on_progress: ProgressCallback | None = None,
@@ -74,7 +88,7 @@ class DownloadHandle:
     @property
     def record(self) -> ModelRecord:
         """The entry as the catalog has it now."""
-        return self._manager.catalog.get(self.model_id)
+        return self._manager.entry(self.model_id)
 
     @property
     def done(self) -> bool:
@@ -110,7 +124,7 @@ class DownloadHandle:
         record = next((record for record in changes.changed if record.id == self.model_id), None)
         if record is None and self._last is None:
             try:
-                record = self._manager.catalog.get(self.model_id)
+                record = self._manager.entry(self.model_id)
             except NotFound:
                 self._finish(None)
                 return
@@ -134,7 +148,7 @@ class DownloadHandle:
                 return
             record = None  # its last write may have come after this beat's look: read the row again
         try:
-            record = self._manager.refresh(record or self._manager.catalog.get(self.model_id))
+            record = self._manager.refresh(record or self._manager.entry(self.model_id))
         except NotFound:
             self._finish(None)
             return
@@ -272,6 +286,10 @@ class DownloadManager:
             _abandon(process)
             return None
         return process
+
+    def entry(self, model_id: str) -> ModelRecord:
+        """The catalog entry `model_id` as it is now."""
+        return self.catalog.get(model_id)
 
     def cancel(self, model_id: str, *, discard: bool = False) -> ModelRecord:
         """Stop the job of `model_id` from any process: the catalog flag, plus SIGTERM when local."""
