@@ -33,6 +33,14 @@ describe("model row", () => {
     });
   });
 
+  it("names who asked for the model, in the row and the facts", () => {
+    const { root } = setup(record({ requested_by: "bob" }));
+    expect(root.querySelector(".mistudio-item__meta").textContent).toBe("2.6B · bnb-4bit · 1.5 GB · by bob");
+    const page = mount();
+    page.append(modelFacts(record({ requested_by: "bob" })));
+    expect(facts(page)["Requested by"]).toBe("bob");
+  });
+
   it("shows the dtype with the quantization, and the repo in the name's tooltip when they differ", () => {
     const { root } = setup(record({ name: "gemma fp16", quantization: "none", dtype: "float16" }));
     expect(root.querySelector(".mistudio-item__meta").textContent).toContain("none (float16)");

@@ -8,7 +8,7 @@ function quantizationText(record) {
   return record.dtype && record.dtype !== "auto" ? `${q} (${record.dtype})` : q;
 }
 
-/** Parameters, hidden size, layers, quantization and size of a catalog entry. */
+/** Parameters, hidden size, layers, quantization and size of a catalog entry, and who asked for it. */
 export function modelFacts(record) {
   const summary = record.summary ?? {};
   const rows = [
@@ -17,6 +17,7 @@ export function modelFacts(record) {
     ["Layers", summary.num_layers ?? "—"],
     ["Quantization", quantizationText(record)],
     ["Size", formatBytes(record.size_bytes ?? record.bytes_total)],
+    ...(record.requested_by ? [["Requested by", record.requested_by]] : []),
   ];
   return el(
     "dl",
@@ -68,7 +69,8 @@ function actions(record, send, setConfirming) {
 
 function meta(record) {
   const size = record.size_bytes ?? record.bytes_total;
-  return [formatParams(record.params), quantizationText(record), size == null ? null : formatBytes(size)]
+  const requester = record.requested_by ? `by ${record.requested_by}` : null;
+  return [formatParams(record.params), quantizationText(record), size == null ? null : formatBytes(size), requester]
     .filter((part) => part && part !== "—")
     .join(" · ");
 }
