@@ -20,9 +20,11 @@ from mistudio_jupyter import capture
 from mistudio_jupyter.core.errors import Forbidden
 from mistudio_jupyter.core.service import ModelManager
 from mistudio_jupyter.core.settings import Settings
+from mistudio_jupyter.widgets import ModelsPanel
 from tests.hubserver import HubServer
 from tests.polling import wait_for
 from tests.ports import free_port
+from tests.widgets.conftest import send
 
 from .conftest import SERVICE, TeamHub
 
@@ -204,3 +206,15 @@ def test_two_users_asking_for_one_repo_at_once_start_one_download(
     wait_for(lambda: all(request.finished for request in _hub_server.cdn_gets(WEIGHTS)), 10, 0.1, "the transfers")
     size = (Path(records["alice"].file_path or "") / WEIGHTS).stat().st_size
     assert weights and sum(request.bytes_sent for request in _hub_server.cdn_gets(WEIGHTS)) == size
+
+
+def test_a_readers_widgets_list_through_the_store_and_show_the_refusal(managers: dict[str, ModelManager]) -> None:
+    panel = ModelsPanel(manager=managers["carol"])
+    try:
+        listed = wait_for(lambda: {model["repo_id"]: model for model in panel.models}, 30, 0.1, "the models")
+        assert listed["tiny/qwen2"]["requested_by"] == "bob" and listed["tiny/qwen2"]["status"] == "ready"
+        send(panel, action="download", repo_id="tiny/gemma", revision="main")
+        error = wait_for(lambda: panel.error, 30, 0.1, "the refusal")
+        assert error["code"] == "forbidden" and "custom:mistudio:download" in error["message"]
+    finally:
+        panel.close()
