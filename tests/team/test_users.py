@@ -218,3 +218,18 @@ def test_a_readers_widgets_list_through_the_store_and_show_the_refusal(managers:
         assert error["code"] == "forbidden" and "custom:mistudio:download" in error["message"]
     finally:
         panel.close()
+
+
+def test_the_store_itself_refuses_to_go_through_a_store(tmp_path: Path) -> None:
+    environment = {
+        **os.environ,
+        "MISTUDIO_STORE_URL": f"http://127.0.0.1:{free_port()}/services/{SERVICE}/",
+        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{free_port()}",
+        "JUPYTERHUB_API_TOKEN": secrets.token_hex(16),
+        "JUPYTER_DATA_DIR": str(tmp_path),
+    }
+    command = [sys.executable, "-m", "mistudio_jupyter", "store", "--json"]
+    refused = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    error = json.loads(refused.stderr)["error"]
+    assert error["code"] == "invalid_argument" and "unset MISTUDIO_STORE_URL" in error["message"]

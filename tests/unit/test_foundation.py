@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from mistudio_jupyter.core.errors import ALL_ERRORS, InvalidArgument
+from mistudio_jupyter.core.errors import ALL_ERRORS, Forbidden, InvalidArgument, StoreUnreachable, error_from
+from mistudio_jupyter.core.service import ModelManager
 from mistudio_jupyter.core.settings import Settings
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,6 +46,36 @@ def test_settings_defaults_follow_huggingface_and_jupyter(tmp_path):
 def test_bad_settings_are_refused(bad):
     with pytest.raises(InvalidArgument):
         Settings.from_env({}, **bad)
+
+
+def test_a_team_store_comes_from_the_environment_with_the_users_hub_token(tmp_path):
+    env = {"MISTUDIO_STORE_URL": "http://hub:8000/services/mistudio/", "JUPYTERHUB_API_TOKEN": "hub-token"}
+    settings = Settings.from_env(env)
+    assert (settings.store_url, settings.store_token) == ("http://hub:8000/services/mistudio/", "hub-token")
+    assert "hub-token" not in repr(settings)
+    assert Settings.from_env({**env, "MISTUDIO_STORE_TOKEN": "own-token"}).store_token == "own-token"
+    assert Settings.from_env({"JUPYTERHUB_API_TOKEN": "hub-token"}).store_url is None
+    with pytest.raises(InvalidArgument, match="MISTUDIO_STORE_TOKEN"):
+        Settings.from_env({"MISTUDIO_STORE_URL": env["MISTUDIO_STORE_URL"]})
+    with pytest.raises(InvalidArgument, match="http"):
+        Settings.from_env({**env, "MISTUDIO_STORE_URL": "hub:8000"})
+
+
+def test_a_store_that_does_not_answer_or_is_not_a_store_is_a_clear_error(hub, tmp_path):
+    for url in (f"http://127.0.0.1:{free_port()}/services/mistudio/", hub.url):
+        settings = Settings.from_env({"MISTUDIO_STORE_URL": url, "MISTUDIO_STORE_TOKEN": "t", "HOME": str(tmp_path)})
+        manager = ModelManager(settings)
+        try:
+            with pytest.raises(StoreUnreachable, match="team store"):
+                manager.list()
+        finally:
+            manager.close()
+
+
+def test_store_errors_become_the_same_domain_errors():
+    assert isinstance(error_from("forbidden", "no"), Forbidden) and error_from("conflict", "busy").code == "conflict"
+    unknown = error_from("unauthenticated", "who are you")
+    assert (unknown.code, unknown.message) == ("unauthenticated", "who are you")
 
 
 def test_error_codes_are_stable_and_unique():
