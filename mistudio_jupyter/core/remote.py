@@ -96,6 +96,7 @@ class RemoteStore:
             headers={"Authorization": f"token {settings.store_token}"},
             timeout=httpx2.Timeout(60.0, connect=10.0),
         )
+        self._listed: dict[str, RemoteRecord] = {}
         self.changes = CatalogPoller(RemoteChangeTracker(self))
 
     def close(self) -> None:
@@ -134,16 +135,20 @@ class RemoteStore:
     entry = get
 
     def get_many(self, model_ids: list[str]) -> list[RemoteRecord]:
-        records = []
+        """The entries with these ids: as the last listing gave them (a caller asks right after one, for
+        the versions it listed), else each asked for."""
+        listed, records = self._listed, []
         for model_id in model_ids:
             try:
-                records.append(self.get(model_id))
+                records.append(listed.get(model_id) or self.get(model_id))
             except NotFound:
                 continue
         return records
 
     def list(self, **filters: Any) -> list[RemoteRecord]:
-        return [self._record(data) for data in self._call("GET", "/models", **filters)["models"]]
+        records = [self._record(data) for data in self._call("GET", "/models", **filters)["models"]]
+        self._listed = {record.id: record for record in records}
+        return records
 
     def list_versions(self, **filters: Any) -> list[tuple[str, dt.datetime]]:
         return [(record.id, record.updated_at) for record in self.list(**filters)]  # type: ignore[misc]
