@@ -1,5 +1,6 @@
 // The anywidget model interface over the REST API and the events socket, so that the notebook
 // widgets' views (js/views) render unchanged in the sidebar and the model pages.
+import { PageConfig } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
 
@@ -41,6 +42,11 @@ const PROGRESS_FIELDS = ['progress', 'bytes_done', 'bytes_total', 'speed_bps', '
 
 /** Traits in a map, with change listeners: the anywidget model's state, kept in the browser. */
 export abstract class TraitModel implements IWidgetModel {
+  constructor() {
+    // Set by the server extension when its catalog is a team store's.
+    this._state.set('team', String(PageConfig.getOption('mistudioTeam')) === 'true');
+  }
+
   get(name: string): unknown {
     return this._state.get(name);
   }

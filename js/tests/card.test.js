@@ -33,12 +33,23 @@ describe("model row", () => {
     });
   });
 
-  it("names who asked for the model, in the row and the facts", () => {
-    const { root } = setup(record({ requested_by: "bob" }));
+  it("in a team store's catalog, names who asked for the model in the row and the facts", () => {
+    const send = vi.fn();
+    const root = mount();
+    root.append(modelRow(record({ requested_by: "bob" }), { send, setConfirming: vi.fn(), team: true }));
     expect(root.querySelector(".mistudio-item__meta").textContent).toBe("2.6B · bnb-4bit · 1.5 GB · by bob");
+    expect(root.querySelector(".mistudio-item__requester").title).toBe("requested by bob");
     const page = mount();
-    page.append(modelFacts(record({ requested_by: "bob" })));
+    page.append(modelFacts(record({ requested_by: "bob" }), { team: true }));
     expect(facts(page)["Requested by"]).toBe("bob");
+  });
+
+  it("in a catalog of one's own, leaves the requester out", () => {
+    const { root } = setup(record({ requested_by: "8b29f317fc1943e782418684c00b9ea3" }));
+    expect(root.querySelector(".mistudio-item__meta").textContent).toBe("2.6B · bnb-4bit · 1.5 GB");
+    const page = mount();
+    page.append(modelFacts(record({ requested_by: "8b29f317fc1943e782418684c00b9ea3" })));
+    expect(facts(page)).not.toHaveProperty("Requested by");
   });
 
   it("shows the dtype with the quantization, and the repo in the name's tooltip when they differ", () => {

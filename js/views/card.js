@@ -8,8 +8,9 @@ function quantizationText(record) {
   return record.dtype && record.dtype !== "auto" ? `${q} (${record.dtype})` : q;
 }
 
-/** Parameters, hidden size, layers, quantization and size of a catalog entry, and who asked for it. */
-export function modelFacts(record) {
+/** Parameters, hidden size, layers, quantization and size of a catalog entry; with `team` (a team
+ * store's catalog), also who asked for it. */
+export function modelFacts(record, { team = false } = {}) {
   const summary = record.summary ?? {};
   const rows = [
     ["Parameters", formatParams(record.params)],
@@ -17,7 +18,7 @@ export function modelFacts(record) {
     ["Layers", summary.num_layers ?? "—"],
     ["Quantization", quantizationText(record)],
     ["Size", formatBytes(record.size_bytes ?? record.bytes_total)],
-    ...(record.requested_by ? [["Requested by", record.requested_by]] : []),
+    ...(team && record.requested_by ? [["Requested by", record.requested_by]] : []),
   ];
   return el(
     "dl",
@@ -67,19 +68,31 @@ function actions(record, send, setConfirming) {
   );
 }
 
-function meta(record) {
+// The figures, then in a team's catalog who asked for the model: a long name is cut short (whole in its
+// tooltip), the figures never.
+function meta(record, team) {
   const size = record.size_bytes ?? record.bytes_total;
-  const requester = record.requested_by ? `by ${record.requested_by}` : null;
-  return [formatParams(record.params), quantizationText(record), size == null ? null : formatBytes(size), requester]
+  const figures = [formatParams(record.params), quantizationText(record), size == null ? null : formatBytes(size)]
     .filter((part) => part && part !== "—")
     .join(" · ");
+  const requester = team ? record.requested_by : null;
+  return [
+    el("span", { class: "mistudio-item__figures" }, figures),
+    requester
+      ? el(
+          "span",
+          { class: "mistudio-item__requester mistudio-truncate", title: `requested by ${requester}` },
+          `${figures ? " · " : ""}by ${requester}`,
+        )
+      : null,
+  ];
 }
 
 /**
- * One row. `send(msg)` receives `{action, id}` for architecture (the Open button)/delete/cancel/resume;
+ * One row (`team`: the catalog is a team store's, whose rows name who asked). `send(msg)` receives `{action, id}` for architecture (the Open button)/delete/cancel/resume;
  * Delete first asks for confirmation, whose state the caller keeps (`confirming`, `setConfirming`).
  */
-export function modelRow(record, { send, confirming = false, setConfirming }) {
+export function modelRow(record, { send, confirming = false, setConfirming, team = false }) {
   const origin = record.repo_id !== record.name ? ` (${record.repo_id}@${record.revision})` : "";
   return el(
     "article",
@@ -90,7 +103,7 @@ export function modelRow(record, { send, confirming = false, setConfirming }) {
       el("h3", { class: "mistudio-item__name mistudio-truncate", title: `${record.name}${origin}` }, record.name),
       statusBadge(record.status),
     ),
-    el("p", { class: "mistudio-item__meta mistudio-muted" }, meta(record)),
+    el("p", { class: "mistudio-item__meta mistudio-muted" }, meta(record, team)),
     ACTIVE.has(record.status) || record.error ? compactProgress(record) : null,
     confirming ? confirmDelete(record, send, setConfirming) : actions(record, send, setConfirming),
   );

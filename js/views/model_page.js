@@ -15,7 +15,7 @@ const MAX_BATCH = 4096;
 
 /** The entry's header; what the record lacks before its download (dimensions, parameters) comes from
  * the architecture's summary. */
-function header(entry, architecture) {
+function header(entry, architecture, team) {
   const summary = architecture?.summary;
   const facts = summary
     ? { ...entry, params: entry.params ?? summary.params, summary: entry.summary ?? summary }
@@ -32,7 +32,7 @@ function header(entry, architecture) {
     entry.repo_id !== entry.name || entry.revision !== "main"
       ? el("p", { class: "mistudio-muted mistudio-truncate" }, `${entry.repo_id}@${entry.revision}`)
       : null,
-    modelFacts(facts),
+    modelFacts(facts, { team }),
     ACTIVE.has(entry.status) || entry.error ? progressDetails(entry) : null,
   );
 }
@@ -115,7 +115,9 @@ export function render({ model, el: root, actions = [] }) {
 
   function updateHead() {
     const entry = model.get("entry");
-    keepFocus(head, () => head.replaceChildren(...(entry ? [header(entry, model.get("architecture"))] : [])));
+    keepFocus(head, () =>
+      head.replaceChildren(...(entry ? [header(entry, model.get("architecture"), Boolean(model.get("team")))] : [])),
+    );
   }
 
   function update() {

@@ -151,6 +151,7 @@ export function render({ model, el: root, onDownload = null, onOpen = null }) {
               send: (msg) => send(msg, r),
               confirming: confirming === r.id,
               setConfirming: (on) => setConfirming(on ? r.id : null),
+              team: Boolean(model.get("team")),
             }),
           ),
         ),

@@ -92,6 +92,8 @@ class MiStudio(ExtensionApp):
         self.events = EventHub(self.manager, self.log)
         catalog = settings.store_url or make_url(settings.db_url).render_as_string(hide_password=True)
         self.log.info("mistudio: cache %s, catalog %s", settings.cache_dir, catalog)
+        # JupyterLab's page config tells the sidebar and model pages that rows name who asked for them.
+        self.serverapp.web_app.settings.setdefault("page_config_data", {})["mistudioTeam"] = self.manager.remote
         self.slow_executor.submit(self._adopt_cache)
 
     def _adopt_cache(self) -> None:

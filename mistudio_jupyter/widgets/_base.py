@@ -52,6 +52,7 @@ class ManagerWidget(anywidget.AnyWidget):
     """A thin anywidget over a ModelManager (the kernel's shared one unless given)."""
 
     error = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
+    team = traitlets.Bool(False).tag(sync=True)  # the catalog is a team store's: views name who asked for a model
     _css = STATIC / "styles.css"
     _actions: dict[str, str] = {}
     _closed = True  # until __init__ completes, so that close() (also from __del__) has nothing to stop
@@ -69,7 +70,7 @@ class ManagerWidget(anywidget.AnyWidget):
         self._state_lock = threading.RLock()
         self.manager = manager_or_shared(manager)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mistudio-{type(self).__name__}")
-        super().__init__(**kwargs)
+        super().__init__(team=self.manager.remote, **kwargs)
         self._closed = False
         self.on_msg(self._on_message)
 

@@ -145,7 +145,9 @@ def _jupyter_call(url: str, token: str, method: str, path: str, body: object = N
         return error.code, json.loads(error.read())
 
 
-def test_a_readers_jupyter_server_answers_403_forbidden(team_hub: TeamHub, tmp_path: Path) -> None:
+def test_a_readers_jupyterlab_goes_through_the_store_and_answers_403_forbidden(
+    team_hub: TeamHub, tmp_path: Path
+) -> None:
     config = tmp_path / "config"
     config.mkdir()
     (config / "jupyter_server_config.json").write_text(
@@ -154,7 +156,7 @@ def test_a_readers_jupyter_server_answers_403_forbidden(team_hub: TeamHub, tmp_p
     environment = {**os.environ, **_environment(team_hub, "carol", tmp_path), "JUPYTER_CONFIG_DIR": str(config)}
     environment.pop("MISTUDIO_DB_URL", None)
     port, token = free_port(), secrets.token_hex(16)
-    argv = [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1"]
+    argv = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1"]
     argv += [f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"]
     with (tmp_path / "server.log").open("wb") as log:
         process = subprocess.Popen(argv, env=environment, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
@@ -166,6 +168,8 @@ def test_a_readers_jupyter_server_answers_403_forbidden(team_hub: TeamHub, tmp_p
         assert status == 200 and "tiny/qwen2" in {model["repo_id"] for model in listed["models"]}
         qwen = next(model for model in listed["models"] if model["repo_id"] == "tiny/qwen2")
         assert qwen["requested_by"] == "bob"
+        with urllib.request.urlopen(f"{url}lab?token={token}", timeout=30) as page:
+            assert '"mistudioTeam": true' in page.read().decode(), "the page does not say the catalog is a team's"
         status, refused = _jupyter_call(url, token, "POST", "/models", {"repo_id": "tiny/gemma"})
         assert status == 403 and refused["error"]["code"] == "forbidden", refused
         assert "custom:mistudio:download" in refused["error"]["message"]
@@ -211,6 +215,7 @@ def test_two_users_asking_for_one_repo_at_once_start_one_download(
 def test_a_readers_widgets_list_through_the_store_and_show_the_refusal(managers: dict[str, ModelManager]) -> None:
     panel = ModelsPanel(manager=managers["carol"])
     try:
+        assert panel.team, "the views are not told that rows name who asked"
         listed = wait_for(lambda: {model["repo_id"]: model for model in panel.models}, 30, 0.1, "the models")
         assert listed["tiny/qwen2"]["requested_by"] == "bob" and listed["tiny/qwen2"]["status"] == "ready"
         send(panel, action="download", repo_id="tiny/gemma", revision="main")
