@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,9 +67,12 @@ class Lab:
 
 
 @contextmanager
-def running_lab(tmp: Path, hub: HubServer, *, with_extension: bool = True) -> Iterator[Lab]:
+def running_lab(
+    tmp: Path, hub: HubServer, *, with_extension: bool = True, environment: Mapping[str, str] | None = None
+) -> Iterator[Lab]:
     """JupyterLab with this checkout's built extension, isolated config and data, and (unless
-    `with_extension` is false) the mistudio server extension over a fresh cache and catalog."""
+    `with_extension` is false) the mistudio server extension over a fresh cache and catalog, or over what
+    `environment` sets (a team store's, say)."""
     data, config, root = tmp / "data", tmp / "config", tmp / "root"
     (data / "labextensions").mkdir(parents=True)
     (data / "labextensions" / "mistudio-jupyter").symlink_to(LABEXTENSION, target_is_directory=True)
@@ -94,6 +97,7 @@ def running_lab(tmp: Path, hub: HubServer, *, with_extension: bool = True) -> It
         "MISTUDIO_CACHE_DIR": str(tmp / "cache"),
         "MISTUDIO_DB_URL": f"sqlite:///{tmp / 'catalog.sqlite'}",
         "HF_ENDPOINT": hub.url,
+        **(environment or {}),
     }
     log = (tmp / "lab.log").open("wb")
     process = subprocess.Popen(

@@ -31,7 +31,7 @@ from .conftest import SERVICE, TeamHub
 WEIGHTS = "model.safetensors"
 
 
-def _environment(team_hub: TeamHub, user: str, home: Path) -> dict[str, str]:
+def user_environment(team_hub: TeamHub, user: str, home: Path) -> dict[str, str]:
     """What the Hub gives a user's server and kernels: the store's URL, the user's token, the shared cache."""
     return {
         "MISTUDIO_STORE_URL": f"{team_hub.url}/services/{SERVICE}/",
@@ -46,7 +46,7 @@ def _environment(team_hub: TeamHub, user: str, home: Path) -> dict[str, str]:
 def managers(team_hub: TeamHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ModelManager]]:
     """Each user's ModelManager in store mode."""
     opened = {
-        user: ModelManager(Settings.from_env(_environment(team_hub, user, tmp_path_factory.mktemp(user))))
+        user: ModelManager(Settings.from_env(user_environment(team_hub, user, tmp_path_factory.mktemp(user))))
         for user in ("alice", "bob", "carol")
     }
     yield opened
@@ -114,7 +114,7 @@ def test_a_reader_is_forbidden_to_download_from_the_manager(managers: dict[str, 
 
 
 def test_a_reader_is_forbidden_to_download_from_the_cli(team_hub: TeamHub, tmp_path: Path) -> None:
-    environment = {**os.environ, **_environment(team_hub, "carol", tmp_path)}
+    environment = {**os.environ, **user_environment(team_hub, "carol", tmp_path)}
     for name in ("MISTUDIO_DB_URL", "JUPYTERHUB_API_TOKEN"):
         environment.pop(name, None)
 
@@ -153,7 +153,7 @@ def test_a_readers_jupyterlab_goes_through_the_store_and_answers_403_forbidden(
     (config / "jupyter_server_config.json").write_text(
         json.dumps({"ServerApp": {"jpserver_extensions": {"mistudio_jupyter": True}}})
     )
-    environment = {**os.environ, **_environment(team_hub, "carol", tmp_path), "JUPYTER_CONFIG_DIR": str(config)}
+    environment = {**os.environ, **user_environment(team_hub, "carol", tmp_path), "JUPYTER_CONFIG_DIR": str(config)}
     environment.pop("MISTUDIO_DB_URL", None)
     port, token = free_port(), secrets.token_hex(16)
     argv = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1"]
