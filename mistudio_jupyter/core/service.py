@@ -28,6 +28,9 @@ class ModelManager:
     >>> manager = ModelManager()                      # settings from the environment
     >>> manager.preview("google/gemma-2-2b")["memory"]["bnb-4bit"]["total_bytes"]
     >>> handle = manager.download("google/gemma-2-2b", option="bnb-4bit"); handle.wait()
+
+    Its catalog and downloads are this process's (`core.store.LocalStore`), or a team store's when
+    `MISTUDIO_STORE_URL` is set (`core.remote.RemoteStore`); everything else works the same either way.
     """
 
     def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from mistudio_jupyter import capture
-from mistudio_jupyter.core.errors import Forbidden
+from mistudio_jupyter.core.errors import Cancelled, Forbidden
 from mistudio_jupyter.core.service import ModelManager
 from mistudio_jupyter.core.settings import Settings
 from mistudio_jupyter.widgets import ModelsPanel
@@ -238,3 +238,25 @@ def test_the_store_itself_refuses_to_go_through_a_store(tmp_path: Path) -> None:
     assert refused.returncode == 1
     error = json.loads(refused.stderr)["error"]
     assert error["code"] == "invalid_argument" and "unset MISTUDIO_STORE_URL" in error["message"]
+
+
+def test_cancel_resume_delete_and_prune_through_the_store(
+    managers: dict[str, ModelManager], _hub_server: HubServer
+) -> None:
+    alice = managers["alice"]
+    _hub_server.faults.set(path=WEIGHTS, throttle_bps=200_000)
+    try:
+        handle = alice.download("tiny/big")
+        wait_for(lambda: alice.get(handle.model_id).bytes_done > 0, 60, 0.1, "the first bytes")
+        assert handle.cancel().status in ("downloading", "cancelled")
+        with pytest.raises(Cancelled):
+            handle.wait(timeout=60)
+    finally:
+        _hub_server.faults.reset()
+    resumed = alice.resume(handle.model_id).wait(timeout=120)
+    assert resumed.status == "ready" and resumed.id == handle.model_id
+    assert alice.delete(resumed.id)["freed_bytes"] > 0
+    assert alice.resolve("tiny/big") is None
+    assert alice.prune_cache()["freed_bytes"] >= 0
+    done = [(entry["user"], entry["action"]) for entry in alice.audit(limit=5)]
+    assert done[:4] == [("alice", "prune"), ("alice", "delete"), ("alice", "resume"), ("alice", "cancel")]
