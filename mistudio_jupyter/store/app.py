@@ -27,6 +27,9 @@ from ..server.handlers import RecordJSON, routes
 from .auth import HubAccess, HubSocketAccess
 
 log = logging.getLogger("mistudio.store")
+# What the store writes into the shared cache, every user reads and only the store's account changes:
+# files 0644, folders 0755, whatever umask the service was started with.
+SHARED_UMASK = 0o022
 
 
 class Store:
@@ -83,6 +86,7 @@ def serve(manager: ModelManager | None = None) -> None:
         )
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(asctime)s %(name)s] %(message)s")
     host, port = listen_address(service_url)
+    os.umask(SHARED_UMASK)
     asyncio.run(_serve(Store(manager or ModelManager()), host, port))
 
 

@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -143,7 +144,9 @@ def team_hub(_hub_server: HubServer, tmp_path_factory: pytest.TempPathFactory) -
     _check_prerequisites()
     root = tmp_path_factory.mktemp("jupyterhub")
     bind_url, store_url = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
-    cache_dir, db_url = root / "cache", f"sqlite:///{root / 'catalog.sqlite'}"
+    shared = Path(tempfile.mkdtemp(prefix="mistudio-shared-"))  # where every user of the machine may look
+    shared.chmod(0o755)
+    cache_dir, db_url = shared / "cache", f"sqlite:///{root / 'catalog.sqlite'}"
     settings = {
         "bind_url": bind_url,
         "hub_bind_url": f"http://127.0.0.1:{free_port()}",
@@ -182,3 +185,4 @@ def team_hub(_hub_server: HubServer, tmp_path_factory: pytest.TempPathFactory) -
     finally:
         process.terminate()
         process.wait(timeout=30)
+        shutil.rmtree(shared, ignore_errors=True)
