@@ -17,15 +17,14 @@ from typing import Any
 
 import pytest
 
+from scripts.team_demo import API, CUSTOM_SCOPES, SERVICE, answers
 from tests.hubserver import HubServer
 from tests.polling import wait_for
 from tests.ports import free_port
 from tests.prerequisites import missing
 
 REPO = Path(__file__).resolve().parents[2]
-SERVICE = "mistudio"
 PASSWORD = "team-store-test-password"
-API = f"/services/{SERVICE}/mistudio/api/v1"
 # who may do what: alice everything, bob read and download, carol read only; erin may reach the
 # service but holds no mistudio scope, dave may not even reach it
 ROLES: dict[str, list[str] | None] = {
@@ -67,18 +66,6 @@ c.JupyterHub.load_roles = [
     if scopes is not None
 ]
 """
-
-CUSTOM_SCOPES = {
-    "custom:mistudio:read": {"description": "List models, read their details and follow download events"},
-    "custom:mistudio:download": {
-        "description": "Download, resume and cancel models in the team store",
-        "subscopes": ["custom:mistudio:read"],
-    },
-    "custom:mistudio:delete": {
-        "description": "Delete models, prune the cache and read the audit log",
-        "subscopes": ["custom:mistudio:read"],
-    },
-}
 
 
 @dataclass
@@ -128,16 +115,6 @@ def _token(url: str, user: str) -> str:
         return json.loads(response.read())["token"]
 
 
-def _answers(url: str, token: str | None = None) -> bool:
-    """Whether `url` answers 200 (through the proxy: once the Hub has added its route)."""
-    headers = {"Authorization": f"token {token}"} if token else {}
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def team_hub(_hub_server: HubServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamHub]:
     _check_prerequisites()
@@ -173,11 +150,11 @@ def team_hub(_hub_server: HubServer, tmp_path_factory: pytest.TempPathFactory) -
             [sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=root, stdout=log, stderr=subprocess.STDOUT
         )
     try:
-        wait_for(lambda: process.poll() is not None or _answers(bind_url + "/hub/api/"), 60, 0.2, "JupyterHub")
+        wait_for(lambda: process.poll() is not None or answers(bind_url + "/hub/api/"), 60, 0.2, "JupyterHub")
         if process.poll() is not None:
             raise AssertionError(f"JupyterHub exited:\n{log_path.read_text()[-4000:]}")
         tokens = {user: _token(bind_url, user) for user in ROLES}
-        wait_for(lambda: _answers(bind_url + API + "/system", tokens["carol"]), 60, 0.2, "the store")
+        wait_for(lambda: answers(bind_url + API + "/system", tokens["carol"]), 60, 0.2, "the store")
         yield TeamHub(bind_url, tokens, cache_dir, db_url, log_path)
     finally:
         process.terminate()
