@@ -11,10 +11,11 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from scripts.team_demo import API, CUSTOM_SCOPES, SERVICE, answers
@@ -25,6 +26,7 @@ from tests.prerequisites import missing
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "team-store-test-password"
+HF_TOKEN = "hf_test_good"  # the store's own token for the Hub (the test Hub grants it the gated repos)
 # who may do what: alice everything, bob read and download, carol read only; erin may reach the
 # service but holds no mistudio scope, dave may not even reach it
 ROLES: dict[str, list[str] | None] = {
@@ -75,6 +77,8 @@ class TeamHub:
     cache_dir: Path
     db_url: str
     log_path: Path
+    hub_pid: int
+    answers: list[bytes] = field(default_factory=list)  # every body the store sent, for the token checks
 
     def call(self, user: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """A request to the store's REST API through the Hub's proxy, as `user` (by API token)."""
@@ -90,8 +94,16 @@ class TeamHub:
                 status, raw = response.status, response.read()
         except urllib.error.HTTPError as error:
             status, raw = error.code, error.read()
-        assert not any(token.encode() in raw for token in self.tokens.values()), "a response carries a token"
+        assert not any(token.encode() in raw for token in [*self.tokens.values(), HF_TOKEN]), "a response has a token"
+        self.answers.append(raw)
         return status, json.loads(raw)
+
+
+def store_process(hub_pid: int) -> psutil.Process:
+    """The store, a managed service: a child process of the Hub."""
+    children = psutil.Process(hub_pid).children()
+    (store,) = (child for child in children if "mistudio_jupyter store" in " ".join(child.cmdline()))
+    return store
 
 
 def _check_prerequisites() -> None:
@@ -137,6 +149,7 @@ def team_hub(_hub_server: HubServer, tmp_path_factory: pytest.TempPathFactory) -
             "HF_ENDPOINT": _hub_server.url,
             "HF_HUB_DISABLE_XET": "1",
             "HF_HOME": str(root / "hf-home"),
+            "HF_TOKEN": HF_TOKEN,
             "MISTUDIO_CACHE_DIR": str(cache_dir),
             "MISTUDIO_DB_URL": db_url,
             "MISTUDIO_DOWNLOAD_SUMMARY": "0",
@@ -155,7 +168,7 @@ def team_hub(_hub_server: HubServer, tmp_path_factory: pytest.TempPathFactory) -
             raise AssertionError(f"JupyterHub exited:\n{log_path.read_text()[-4000:]}")
         tokens = {user: _token(bind_url, user) for user in ROLES}
         wait_for(lambda: answers(bind_url + API + "/system", tokens["carol"]), 60, 0.2, "the store")
-        yield TeamHub(bind_url, tokens, cache_dir, db_url, log_path)
+        yield TeamHub(bind_url, tokens, cache_dir, db_url, log_path, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=30)
