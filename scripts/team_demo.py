@@ -125,7 +125,13 @@ class TeamDemo:
 
     @property
     def log_path(self) -> Path:
+        """The Hub's log, which has the store's."""
         return self.root / "jupyterhub.log"
+
+    @property
+    def store_runtime_dir(self) -> Path:
+        """The store's runtime folder, with its download workers' logs."""
+        return self.root / "store-runtime"
 
     def start(self) -> TeamDemo:
         try:
@@ -180,6 +186,7 @@ class TeamDemo:
             "store_environment": {
                 **hub_environment,
                 "HF_HOME": str(self.root / "store-hf-home"),
+                "JUPYTER_RUNTIME_DIR": str(self.store_runtime_dir),
                 "MISTUDIO_CACHE_DIR": str(self.cache_dir),
                 "MISTUDIO_DB_URL": self.db_url,
                 **self.store_environment,
@@ -188,8 +195,6 @@ class TeamDemo:
                 **hub_environment,
                 "MISTUDIO_STORE_URL": f"{self.url}/services/{SERVICE}/",
                 "MISTUDIO_CACHE_DIR": str(self.cache_dir),
-                "HF_HUB_CACHE": str(self.cache_dir),
-                "HF_HUB_OFFLINE": "1",
             },
             "server_args": ["--allow-root"] if os.geteuid() == 0 else [],
         }
