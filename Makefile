@@ -69,7 +69,7 @@ test-js:
 	npm test
 	$(BIN)/python -m tests.js_contract
 
-bench: install postgres-deps
+bench: install postgres-deps hub-deps
 	$(BIN)/pip install -q -e ".[test,bench,postgres]"
 	@command -v aria2c >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq aria2 >/dev/null)
 	$(BIN)/python -m benchmarks
