@@ -148,6 +148,8 @@ class TeamDemo:
         self.db_url = self._stack.enter_context(self.postgres.database(name="mistudio"))
         self.passwords = {name: secrets.token_urlsafe(9) for name in self.users}
         config = self.root / "jupyterhub_config.py"
+        config.unlink(missing_ok=True)
+        config.touch(mode=0o600)  # it holds the passwords
         config.write_text(CONFIG.format(settings=json.dumps(self._settings())))
         with self.log_path.open("w") as log:
             # a session of its own: Ctrl-C reaches this script, which stops the Hub and what it started
