@@ -20,7 +20,7 @@ from jupyterhub.services.auth import HubOAuthCallbackHandler
 from tornado import web
 from tornado.log import access_log
 
-from ..core.errors import InvalidArgument
+from ..core.errors import InvalidArgument, MiStudioError
 from ..core.service import ModelManager
 from ..server.events import EventHub
 from ..server.handlers import RecordJSON, routes
@@ -98,6 +98,17 @@ def _adopt_cache(manager: ModelManager) -> None:
         log.warning("adopting the models already in the cache failed", exc_info=True)
 
 
+def _resume_interrupted(manager: ModelManager) -> None:
+    """Resume the downloads whose workers died with an earlier run of the store (a crash, a killed
+    container): nobody else will, since the store is the only writer of the shared cache."""
+    for record in manager.list(status="interrupted"):
+        try:
+            manager.resume(record.id)
+            log.info("resumed the interrupted download of %s (%s)", record.name, record.id)
+        except MiStudioError as error:
+            log.warning("cannot resume the download of %s (%s): %s", record.name, record.id, error)
+
+
 async def _serve(store: Store, host: str, port: int) -> None:
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
     server = store.application(prefix).listen(port, address=host, xheaders=True)
@@ -108,6 +119,7 @@ async def _serve(store: Store, host: str, port: int) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopped.set)
     await loop.run_in_executor(store.slow_executor, _adopt_cache, store.manager)
+    await loop.run_in_executor(store.slow_executor, _resume_interrupted, store.manager)
     await stopped.wait()
     server.stop()
     store.close()
