@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import websocket
 
@@ -84,7 +85,7 @@ def test_no_token_is_written_to_the_catalog_or_the_log(team_hub: TeamHub) -> Non
     """Neither the users' tokens, nor the store's own Hub token, nor its HF_TOKEN."""
     assert team_hub.call("alice", "GET", "/audit")[0] == 200
     catalog = team_hub.db_url.split(":///", 1)[1]
-    stored = b"".join(path.read_bytes() for path in team_hub.cache_dir.parent.glob("catalog.sqlite*"))
+    stored = b"".join(path.read_bytes() for path in Path(catalog).parent.glob("catalog.sqlite*"))
     logged = team_hub.log_path.read_text()
     assert catalog.endswith("catalog.sqlite") and stored
     store_token = store_process(team_hub.hub_pid).environ()["JUPYTERHUB_API_TOKEN"]
