@@ -13,6 +13,7 @@ from .catalog import Catalog, ModelRecord
 from .changes import CatalogPoller
 from .errors import EntryNotFound, InvalidArgument, MiStudioError, NotFound, UnsafeRepo
 from .hub import HubClient, validate_repo_id, validate_revision
+from .leases import LeaseBook
 from .options import ACTIVE_STATUSES, LoadChoice, entry_choice, load_choice
 from .records import resolve, valid_id
 from .settings import Settings
@@ -37,6 +38,7 @@ class ModelManager:
         self.settings = settings or Settings.from_env(**overrides)
         self.catalog = Catalog(self.settings.db_url)
         self.hub = HubClient(self.settings)
+        self.leases = LeaseBook(self.catalog, self.settings.heartbeat_timeout_s)
         self._downloads: Any = None
         self._adoption_lock = threading.Lock()
         self._adopted_fingerprint: str | None = None
@@ -211,8 +213,13 @@ class ModelManager:
         """Stop a download within a second, from any process; `discard` also removes its partial files."""
         return self.downloads.cancel(valid_id(model_id), discard=discard)
 
-    def delete(self, model_id: str) -> dict[str, Any]:
-        """Remove an entry and the cached files no other entry shares: {id, freed_bytes}."""
+    def delete(self, model_id: str, *, force: bool = False) -> dict[str, Any]:
+        """Remove an entry and the cached files no other entry shares: {id, freed_bytes}.
+
+        An entry that a running process has loaded (it holds a lease) is a Conflict naming who, unless `force`.
+        """
+        if not force:
+            self.leases.refuse_delete(self.catalog.get(valid_id(model_id)))
         return self.downloads.delete(valid_id(model_id))
 
     def record_action(self, user: str, action: str, record: ModelRecord | None = None) -> None:
@@ -313,7 +320,9 @@ class ModelManager:
 
         `option` names how, as the memory table does (fp32 … bnb-4bit-dq), or the older `quantization` and
         `dtype` do, each defaulting to the entry's own. The measured memory (footprint + quant state) and load
-        time are recorded on the entry. A download in progress is waited for.
+        time are recorded on the entry. A download in progress is waited for. While the model lives, this
+        process holds a lease on the entry, so it is not deleted under it (`mistudio_jupyter.release(model)`
+        ends the lease sooner).
         """
         from .loading import load_model
 
@@ -324,14 +333,16 @@ class ModelManager:
         record = self.downloads.refresh(record)
         if record.status in ACTIVE_STATUSES and record.worker:
             record = self.downloads.start(record).wait()
-        loaded = load_model(
-            snapshot_path(record),
-            quantization=choice.quantization,
-            dtype=choice.dtype,
-            device_map=device_map,
-            double_quant=double_quant or choice.double_quant,
-            trust_remote_code=trust_remote_code,
-        )
+        with self.leases.holding(record) as lease:
+            loaded = load_model(
+                snapshot_path(record),
+                quantization=choice.quantization,
+                dtype=choice.dtype,
+                device_map=device_map,
+                double_quant=double_quant or choice.double_quant,
+                trust_remote_code=trust_remote_code,
+            )
+            lease.attach(loaded.model)
         self.catalog.update(
             record.id, measured_memory_bytes=loaded.measured_memory_bytes, load_time_s=loaded.load_time_s
         )

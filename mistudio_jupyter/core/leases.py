@@ -1,0 +1,160 @@
+"""Leases: nothing is deleted under a running experiment.
+
+A process that loads a catalog entry's model holds a lease on it, a row in the catalog that a thread of
+that process renews every third of the heartbeat timeout while the model object lives. The lease ends
+when the model is garbage-collected, when `release(model)` is called, or when the process exits; a
+killed process stops renewing, and its lease stops counting once its heartbeat is older than the
+timeout (`Settings.heartbeat_timeout_s`, as for download workers). Deleting an entry that a lease holds
+is a `Conflict` naming the holders, unless forced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import getpass
+import logging
+import os
+import socket
+import sys
+import threading
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import sessionmaker
+
+from .catalog import Catalog, Lease, ModelRecord
+from .errors import Conflict, NotFound
+from .records import utcnow, valid_id
+
+log = logging.getLogger(__name__)
+
+BEATS_PER_TIMEOUT = 3
+_HELD: weakref.WeakKeyDictionary[Any, HeldLease] = weakref.WeakKeyDictionary()
+
+
+class LeaseBook:
+    """The leases of one catalog, as seen by a process whose heartbeat timeout is `timeout_s`."""
+
+    def __init__(self, catalog: Catalog, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._sessions = sessionmaker(catalog.engine, expire_on_commit=False)
+
+    def acquire(self, model_id: str, holder: str) -> Lease:
+        """A new lease of `holder` (who holds it, as people should read it) on an entry."""
+        with self._sessions() as session, session.begin():
+            record = session.get(ModelRecord, valid_id(model_id))
+            if record is None:
+                raise NotFound(f"no model with id {model_id!r} in the catalog")
+            lease = Lease(model_id=record.id, commit=record.commit, holder=holder[:255])
+            session.add(lease)
+        return lease
+
+    def renew(self, lease_id: str) -> Lease:
+        """Record the holder's heartbeat; NotFound once the lease was released or its entry deleted."""
+        with self._sessions() as session, session.begin():
+            renewed = session.execute(update(Lease).where(Lease.id == valid_id(lease_id)).values(heartbeat_at=utcnow()))
+            if renewed.rowcount == 0:
+                raise NotFound(f"no lease {lease_id!r}: it was released, or its model was deleted")
+            return session.get_one(Lease, lease_id)
+
+    def release(self, lease_id: str) -> None:
+        """End a lease; NotFound when there is no such lease (any more)."""
+        with self._sessions() as session, session.begin():
+            if session.execute(delete(Lease).where(Lease.id == valid_id(lease_id))).rowcount == 0:
+                raise NotFound(f"no lease {lease_id!r}: it was released, or its model was deleted")
+
+    def live(self, model_id: str) -> list[Lease]:
+        """The leases on an entry whose heartbeat is fresh, oldest first."""
+        fresh_since = utcnow() - dt.timedelta(seconds=self.timeout_s)
+        query = (
+            select(Lease)
+            .where(Lease.model_id == model_id, Lease.heartbeat_at >= fresh_since)
+            .order_by(Lease.created_at, Lease.id)
+        )
+        with self._sessions() as session:
+            return list(session.scalars(query))
+
+    def refuse_delete(self, record: ModelRecord) -> None:
+        """Conflict when a live lease holds the entry: who holds it and since when."""
+        leases = self.live(record.id)
+        if leases:
+            raise Conflict(
+                f"{record.name} is in use by {holders_text(leases)}; delete it once they are done, "
+                "or force the delete (force=True, `mistudio delete --force`, DELETE …?force=true)"
+            )
+
+    @contextlib.contextmanager
+    def holding(self, record: ModelRecord) -> Iterator[HeldLease]:
+        """A lease of this process on `record`, renewed while it is held; released if the block fails.
+
+        Inside the block, `held.attach(model)` hands it to the loaded model, whose lifetime it follows.
+        """
+        held = HeldLease(self, self.acquire(record.id, holder_description()).id)
+        try:
+            yield held
+        except BaseException:
+            held.release()
+            raise
+
+
+class HeldLease:
+    """A lease this process holds: a daemon thread renews it until `release()`."""
+
+    def __init__(self, book: LeaseBook, lease_id: str) -> None:
+        self.id = lease_id
+        self._book = book
+        self._stop = threading.Event()
+        threading.Thread(target=self._beat, name="mistudio-lease", daemon=True).start()
+
+    def attach(self, model: Any) -> None:
+        """Hold the lease while `model` lives: released when it is garbage-collected or the process exits."""
+        _HELD[model] = self
+        weakref.finalize(model, self.release)
+
+    def release(self) -> None:
+        """End the lease now (again: nothing happens)."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        with contextlib.suppress(NotFound):
+            self._book.release(self.id)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._book.timeout_s / BEATS_PER_TIMEOUT):
+            try:
+                self._book.renew(self.id)
+            except NotFound:  # the entry was deleted by force
+                self._stop.set()
+            except Exception:  # the catalog is busy or unreachable for now: try again on the next beat
+                log.warning("mistudio: renewing lease %s failed", self.id, exc_info=True)
+
+
+def release(model: Any) -> bool:
+    """End the lease that loading `model` (`ModelManager.load`) took, before the model is garbage-collected;
+    returns whether it held one. Its entry can then be deleted while the model stays in memory."""
+    held = _HELD.pop(model, None)
+    if held is None:
+        return False
+    held.release()
+    return True
+
+
+def holder_description() -> str:
+    """Who holds a lease, as `user@host pid N kernel` (or `process` outside a Jupyter kernel)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name for this uid (a container, say)
+        user = str(os.getuid())
+    kind = "kernel" if "ipykernel" in sys.modules else "process"
+    return f"{user}@{socket.gethostname()} pid {os.getpid()} {kind}"
+
+
+def holders_text(leases: list[Lease]) -> str:
+    """`alice@gpu1 pid 42 kernel since 2026-12-01 20:15 UTC`, and how many more hold it."""
+    first = leases[0]
+    since = first.created_at.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    more = f" and {len(leases) - 1} more" if len(leases) > 1 else ""
+    return f"{first.holder} since {since}{more}"
