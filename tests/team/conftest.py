@@ -26,10 +26,11 @@ REPO = Path(__file__).resolve().parents[2]
 SERVICE = "mistudio"
 PASSWORD = "team-store-test-password"
 API = f"/services/{SERVICE}/mistudio/api/v1"
-# who may do what: alice everything, bob read and download, carol read only; erin may reach the
-# service but holds no mistudio scope, dave may not even reach it
+# who may do what: alice everything, fred download and delete but not force a delete, bob read and
+# download, carol read only; erin may reach the service but holds no mistudio scope, dave may not even reach it
 ROLES: dict[str, list[str] | None] = {
-    "alice": ["custom:mistudio:delete", "custom:mistudio:download"],
+    "alice": ["custom:mistudio:admin", "custom:mistudio:download"],
+    "fred": ["custom:mistudio:delete", "custom:mistudio:download"],
     "bob": ["custom:mistudio:download"],
     "carol": ["custom:mistudio:read"],
     "erin": [],
@@ -77,6 +78,10 @@ CUSTOM_SCOPES = {
     "custom:mistudio:delete": {
         "description": "Delete models, prune the cache and read the audit log",
         "subscopes": ["custom:mistudio:read"],
+    },
+    "custom:mistudio:admin": {
+        "description": "Force the delete of a model that a running kernel has loaded",
+        "subscopes": ["custom:mistudio:delete"],
     },
 }
 
