@@ -218,9 +218,10 @@ class ModelManager:
 
         An entry that a running process has loaded (it holds a lease) is a Conflict naming who, unless `force`.
         """
+        model_id = valid_id(model_id)
         if not force:
-            self.leases.refuse_delete(self.catalog.get(valid_id(model_id)))
-        return self.downloads.delete(valid_id(model_id))
+            self.leases.refuse_delete(self.catalog.get(model_id))
+        return self.downloads.delete(model_id)
 
     def record_action(self, user: str, action: str, record: ModelRecord | None = None) -> None:
         """Add to the audit log that `user` did `action` (download, resume, cancel, delete, prune)."""
