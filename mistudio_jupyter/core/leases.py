@@ -58,7 +58,7 @@ class LeaseBook:
             renewed = session.execute(update(Lease).where(Lease.id == valid_id(lease_id)).values(heartbeat_at=utcnow()))
             if renewed.rowcount == 0:
                 raise NotFound(f"no lease {lease_id!r}: it was released, or its model was deleted")
-            return session.get_one(Lease, lease_id)
+            return session.scalars(select(Lease).where(Lease.id == lease_id)).one()
 
     def release(self, lease_id: str) -> None:
         """End a lease; NotFound when there is no such lease (any more)."""
