@@ -106,6 +106,7 @@ class HeldLease:
     def __init__(self, book: LeaseBook, lease_id: str) -> None:
         self.id = lease_id
         self._book = book
+        self._owner = os.getpid()
         self._stop = threading.Event()
         threading.Thread(target=self._beat, name="mistudio-lease", daemon=True).start()
 
@@ -116,8 +117,8 @@ class HeldLease:
 
     def release(self) -> None:
         """End the lease now (again: nothing happens)."""
-        if self._stop.is_set():
-            return
+        if self._stop.is_set() or os.getpid() != self._owner:
+            return  # a forked child (a DataLoader worker, say) shares the model, not the lease
         self._stop.set()
         with contextlib.suppress(NotFound):
             self._book.release(self.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import io
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -120,6 +121,16 @@ def test_release_or_garbage_collection_ends_the_lease(manager, ready_id):
     gc.collect()
     assert manager.leases.live(ready_id) == []
     assert manager.delete(ready_id)["id"] == ready_id
+
+
+def test_a_forked_child_leaves_its_parents_lease_alone(manager, ready_id):
+    model, _ = manager.load(ready_id, device_map="cpu")
+    child = multiprocessing.get_context("fork").Process(target=release, args=(model,))  # as a DataLoader worker
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert len(manager.leases.live(ready_id)) == 1
+    assert release(model) and manager.leases.live(ready_id) == []
 
 
 def test_prune_keeps_a_leased_revision(manager, ready_id):
