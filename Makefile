@@ -1,12 +1,14 @@
-# Two commands: `make demo` (JupyterLab + the extension against a local demo Hub) and `make test`.
+# `make demo` (JupyterLab + the extension against a local demo Hub) and `make test`;
+# `make team-demo` brings up the team store behind JupyterHub on this machine (scripts/team_demo.py).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8888
 HUB_PORT ?= 8765
+TEAM_PORT ?= 8000
 DEMO_DIR ?= .demo
 
-.PHONY: install demo test test-python test-js lint check-lint bench browser-deps postgres-deps hub-deps clean
+.PHONY: install demo team-demo test test-python test-js lint check-lint bench browser-deps postgres-deps hub-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +44,10 @@ demo: install
 	$(DEMO_ENV) $(BIN)/jupyter lab --port $(PORT) --ServerApp.root_dir=notebooks \
 		$$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
+# JupyterHub (alice and bob, passwords printed), PostgreSQL, the store service and the demo Hub, until Ctrl-C.
+team-demo: install postgres-deps hub-deps
+	$(BIN)/python -m scripts.team_demo --port $(TEAM_PORT) --root $(DEMO_DIR)/team --hub-root $(DEMO_DIR)/hub
+
 test: install browser-deps postgres-deps hub-deps
 	$(MAKE) check-lint test-js test-python
 
@@ -63,7 +69,7 @@ test-js:
 	npm test
 	$(BIN)/python -m tests.js_contract
 
-bench: install postgres-deps
+bench: install postgres-deps hub-deps
 	$(BIN)/pip install -q -e ".[test,bench,postgres]"
 	@command -v aria2c >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq aria2 >/dev/null)
 	$(BIN)/python -m benchmarks

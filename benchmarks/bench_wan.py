@@ -3,7 +3,7 @@
     python benchmarks/bench_wan.py [--workloads one-file,shards,small-files]
 
 The test Hub serves them behind `WanProfile(per_conn_bps=8e6, link_bps=96e6, rtt_ms=30)` (and a new
-connection pays two more round trips, its TCP and TLS handshakes). Workloads: one 256 MiB file; 8 shards
+connection pays two more round trips, its TCP and TLS handshakes). Workloads: one 1 GiB file; 8 shards
 of 64 MiB; 40 small files of 20-800 KB; each with a config.json. Tools, one after another on the same
 Hub, each in its own process, into a fresh directory after `os.sync()`. Besides the whole time, each
 tool's start-up (from its start to its first request for LFS bytes, by the test Hub's clock: asking the
@@ -21,7 +21,7 @@ Hub, starting processes) and the share of the link it reached after that:
 
 hf_transfer and aria2c are handed the file list; ours and snapshot_download ask the Hub for it. Every
 output is checked against the fixture's sha256 (untimed). First, the ceiling of the test Hub itself:
-one `curl` fetching the 256 MiB file in 16 parallel ranges. Prints, per workload and tool, seconds,
+one `curl` fetching the 1 GiB file in 16 parallel ranges. Prints, per workload and tool, seconds,
 MB/s, share of the link (bytes / (link_bps × seconds)), connections opened and ours ÷ tool (throughput),
 then one JSON line.
 """
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     with HubServer(default_root(), repos=repos) as hub, tempfile.TemporaryDirectory(prefix="bench-wan-") as tmp:
         top = ceiling(hub, repos[WORKLOADS["one-file"]])
         print(
-            f"test Hub ceiling (curl, {CEILING_RANGES} ranges of the 256 MiB file at once): {top['mbps']:.1f} MB/s, "
+            f"test Hub ceiling (curl, {CEILING_RANGES} ranges of the 1 GiB file at once): {top['mbps']:.1f} MB/s, "
             f"{top['link_share']:.0%} of the link\n"
         )
         print(

@@ -34,6 +34,7 @@ HIGHLIGHTS = (  # figures, by the start of their name, in the order the README s
     r"capture 4 hooks",
     r"Llama-3-70B architecture",
     r"GET /models",
+    r"Team store: ",
     r"server RSS growth",
     r"`mistudio (list|cancel)` start-up",
 )

@@ -169,6 +169,27 @@ def server_postgres_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def team_rows(r: dict[str, Any]) -> list[Row]:
+    single = r["entries"] == 1 and r["gets"] == 1 and r["bytes_fetched"] == r["file_size"]
+    return [
+        (
+            f"Team store: progress write → {r['sockets']} users' sockets, p50 (p95)",
+            f"{r['event_p50_ms']:.0f} ms ({r['event_p95_ms']:.0f} ms)",
+            "no peer: against the goal",
+            f"{r['event_p95_ms'] / r['goal_p95_ms']:.2f}× goal",
+            f"p95 ≤ {r['goal_p95_ms'] / 1000:.0f} s",
+        ),
+        (
+            f"Team store: {r['users']} users ask for one new repo at once",
+            f"{'one transfer' if single else 'MORE THAN ONE TRANSFER'}: {r['entries']} entry, {r['gets']} GET, "
+            f"{r['bytes_fetched']:,} of {r['file_size']:,} bytes",
+            "–",
+            "–",
+            "exactly one transfer",
+        ),
+    ]
+
+
 def import_rows(r: dict[str, Any]) -> list[Row]:
     return [
         (
@@ -302,6 +323,7 @@ FORMATTERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "bench_estimates": estimates_rows,
     "bench_server": server_rows,
     "bench_server_postgres": server_postgres_rows,
+    "bench_team": team_rows,
     "bench_import": import_rows,
     "bench_preview": preview_rows,
     "bench_server_memory": memory_rows,
@@ -540,6 +562,10 @@ def server_postgres_figures(r: dict[str, Any], runs: list[history.Run]) -> dict[
     }
 
 
+def team_figures(r: dict[str, Any], runs: list[history.Run]) -> dict[str, str]:
+    return {"team_sockets": str(r["sockets"]), "team_event_p95": f"{r['event_p95_ms']:.0f} ms"}
+
+
 def server_memory_figures(r: dict[str, Any], runs: list[history.Run]) -> dict[str, str]:
     return {
         "server_growth": f"{r['server_peak_growth_bytes'] / 1e6:.1f} MB",
@@ -583,6 +609,7 @@ FIGURES: dict[str, Callable[[dict[str, Any], list[history.Run]], dict[str, str]]
     "bench_estimates": estimates_figures,
     "bench_server": server_figures,
     "bench_server_postgres": server_postgres_figures,
+    "bench_team": team_figures,
     "bench_server_memory": server_memory_figures,
     "bench_cli_startup": cli_startup_figures,
     "bench_wan": wan_figures,

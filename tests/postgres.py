@@ -94,10 +94,10 @@ class PostgresCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
     @contextlib.contextmanager
-    def database(self, *, migrated: bool = True) -> Iterator[str]:
-        """A new database for the duration of the block (copied from the migrated template, or empty);
-        dropped at the end, with any connection still open to it."""
-        name = f"test_{uuid.uuid4().hex[:12]}"
+    def database(self, *, migrated: bool = True, name: str | None = None) -> Iterator[str]:
+        """A new database for the duration of the block (copied from the migrated template, or empty;
+        named `name`, else a random test name); dropped at the end, with any connection still open to it."""
+        name = name or f"test_{uuid.uuid4().hex[:12]}"
         self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE if migrated else "template0"}"')
         try:
             yield self.url(name)

@@ -20,13 +20,16 @@ from jupyterhub.services.auth import HubOAuthCallbackHandler
 from tornado import web
 from tornado.log import access_log
 
-from ..core.errors import InvalidArgument
+from ..core.errors import InvalidArgument, MiStudioError
 from ..core.service import ModelManager
 from ..server.events import EventHub
 from ..server.handlers import RecordJSON, routes
 from .auth import HubAccess, HubSocketAccess
 
 log = logging.getLogger("mistudio.store")
+# What the store writes into the shared cache, every user reads and only the store's account changes:
+# files 0644, folders 0755, whatever umask the service was started with.
+SHARED_UMASK = 0o022
 
 
 class Store:
@@ -83,6 +86,7 @@ def serve(manager: ModelManager | None = None) -> None:
         )
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(asctime)s %(name)s] %(message)s")
     host, port = listen_address(service_url)
+    os.umask(SHARED_UMASK)
     asyncio.run(_serve(Store(manager or ModelManager()), host, port))
 
 
@@ -92,6 +96,17 @@ def _adopt_cache(manager: ModelManager) -> None:
         manager.adopt_cache(if_changed=True)
     except Exception:
         log.warning("adopting the models already in the cache failed", exc_info=True)
+
+
+def _resume_interrupted(manager: ModelManager) -> None:
+    """Resume the downloads whose workers died with an earlier run of the store (a crash, a killed
+    container): nobody else will, since the store is the only writer of the shared cache."""
+    for record in manager.list(status="interrupted"):
+        try:
+            manager.resume(record.id)
+            log.info("resumed the interrupted download of %s (%s)", record.name, record.id)
+        except MiStudioError as error:
+            log.warning("cannot resume the download of %s (%s): %s", record.name, record.id, error)
 
 
 async def _serve(store: Store, host: str, port: int) -> None:
@@ -104,6 +119,7 @@ async def _serve(store: Store, host: str, port: int) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopped.set)
     await loop.run_in_executor(store.slow_executor, _adopt_cache, store.manager)
+    await loop.run_in_executor(store.slow_executor, _resume_interrupted, store.manager)
     await stopped.wait()
     server.stop()
     store.close()

@@ -33,7 +33,7 @@ _SOURCES = [HERE / "fixtures.py", HERE / "spec.py", HERE / "virtual.py", HERE.pa
 _LIBRARIES = ("transformers", "tokenizers", "torch", "safetensors")
 BIG_BYTES = 50 * 1000 * 1000
 BENCH_BYTES = 1 << 30
-WAN_FILE_BYTES = 256 << 20
+WAN_FILE_BYTES = 1 << 30
 WAN_SHARDS = 8
 WAN_SHARD_BYTES = 64 << 20
 WAN_SMALL_SAFETENSORS = 37
@@ -388,7 +388,7 @@ def _bench_repo(build: Path) -> RepoSpec:
 
 
 def _wan_repos(build: Path) -> list[RepoSpec]:
-    """The WAN benchmark's workloads: `bench/wan-one-file` (one 256 MiB safetensors),
+    """The WAN benchmark's workloads: `bench/wan-one-file` (one 1 GiB safetensors),
     `bench/wan-shards` (8 × 64 MiB and their index) and `bench/wan-small-files` (40 files of 20-800 KB).
     Each also has a config.json, and every file is one our download selects, so every tool fetches
     the same files."""

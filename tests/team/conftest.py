@@ -8,24 +8,26 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
+from scripts.team_demo import API, CUSTOM_SCOPES, SERVICE, answers
 from tests.hubserver import HubServer
 from tests.polling import wait_for
 from tests.ports import free_port
 from tests.prerequisites import missing
 
 REPO = Path(__file__).resolve().parents[2]
-SERVICE = "mistudio"
 PASSWORD = "team-store-test-password"
-API = f"/services/{SERVICE}/mistudio/api/v1"
+HF_TOKEN = "hf_test_good"  # the store's own token for the Hub (the test Hub grants it the gated repos)
 # who may do what: alice everything, fred download and delete but not force a delete, bob read and
 # download, carol read only; erin may reach the service but holds no mistudio scope, dave may not even reach it
 ROLES: dict[str, list[str] | None] = {
@@ -69,22 +71,6 @@ c.JupyterHub.load_roles = [
 ]
 """
 
-CUSTOM_SCOPES = {
-    "custom:mistudio:read": {"description": "List models, read their details and follow download events"},
-    "custom:mistudio:download": {
-        "description": "Download, resume and cancel models in the team store",
-        "subscopes": ["custom:mistudio:read"],
-    },
-    "custom:mistudio:delete": {
-        "description": "Delete models, prune the cache and read the audit log",
-        "subscopes": ["custom:mistudio:read"],
-    },
-    "custom:mistudio:admin": {
-        "description": "Force the delete of a model that a running kernel has loaded",
-        "subscopes": ["custom:mistudio:delete"],
-    },
-}
-
 
 @dataclass
 class TeamHub:
@@ -93,6 +79,8 @@ class TeamHub:
     cache_dir: Path
     db_url: str
     log_path: Path
+    hub_pid: int
+    answers: list[bytes] = field(default_factory=list)  # every body the store sent, for the token checks
 
     def call(self, user: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """A request to the store's REST API through the Hub's proxy, as `user` (by API token)."""
@@ -108,8 +96,16 @@ class TeamHub:
                 status, raw = response.status, response.read()
         except urllib.error.HTTPError as error:
             status, raw = error.code, error.read()
-        assert not any(token.encode() in raw for token in self.tokens.values()), "a response carries a token"
+        assert not any(token.encode() in raw for token in [*self.tokens.values(), HF_TOKEN]), "a response has a token"
+        self.answers.append(raw)
         return status, json.loads(raw)
+
+
+def store_process(hub_pid: int) -> psutil.Process:
+    """The store, a managed service: a child process of the Hub."""
+    children = psutil.Process(hub_pid).children()
+    (store,) = (child for child in children if "mistudio_jupyter store" in " ".join(child.cmdline()))
+    return store
 
 
 def _check_prerequisites() -> None:
@@ -133,22 +129,14 @@ def _token(url: str, user: str) -> str:
         return json.loads(response.read())["token"]
 
 
-def _answers(url: str, token: str | None = None) -> bool:
-    """Whether `url` answers 200 (through the proxy: once the Hub has added its route)."""
-    headers = {"Authorization": f"token {token}"} if token else {}
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def team_hub(_hub_server: HubServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamHub]:
     _check_prerequisites()
     root = tmp_path_factory.mktemp("jupyterhub")
     bind_url, store_url = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
-    cache_dir, db_url = root / "cache", f"sqlite:///{root / 'catalog.sqlite'}"
+    shared = Path(tempfile.mkdtemp(prefix="mistudio-shared-"))  # where every user of the machine may look
+    shared.chmod(0o755)
+    cache_dir, db_url = shared / "cache", f"sqlite:///{root / 'catalog.sqlite'}"
     settings = {
         "bind_url": bind_url,
         "hub_bind_url": f"http://127.0.0.1:{free_port()}",
@@ -165,6 +153,7 @@ def team_hub(_hub_server: HubServer, tmp_path_factory: pytest.TempPathFactory) -
             "HF_ENDPOINT": _hub_server.url,
             "HF_HUB_DISABLE_XET": "1",
             "HF_HOME": str(root / "hf-home"),
+            "HF_TOKEN": HF_TOKEN,
             "MISTUDIO_CACHE_DIR": str(cache_dir),
             "MISTUDIO_DB_URL": db_url,
             "MISTUDIO_DOWNLOAD_SUMMARY": "0",
@@ -178,12 +167,13 @@ def team_hub(_hub_server: HubServer, tmp_path_factory: pytest.TempPathFactory) -
             [sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=root, stdout=log, stderr=subprocess.STDOUT
         )
     try:
-        wait_for(lambda: process.poll() is not None or _answers(bind_url + "/hub/api/"), 60, 0.2, "JupyterHub")
+        wait_for(lambda: process.poll() is not None or answers(bind_url + "/hub/api/"), 60, 0.2, "JupyterHub")
         if process.poll() is not None:
             raise AssertionError(f"JupyterHub exited:\n{log_path.read_text()[-4000:]}")
         tokens = {user: _token(bind_url, user) for user in ROLES}
-        wait_for(lambda: _answers(bind_url + API + "/system", tokens["carol"]), 60, 0.2, "the store")
-        yield TeamHub(bind_url, tokens, cache_dir, db_url, log_path)
+        wait_for(lambda: answers(bind_url + API + "/system", tokens["carol"]), 60, 0.2, "the store")
+        yield TeamHub(bind_url, tokens, cache_dir, db_url, log_path, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=30)
+        shutil.rmtree(shared, ignore_errors=True)

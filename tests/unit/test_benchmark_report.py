@@ -111,6 +111,20 @@ def benches() -> list[report.Bench]:
             "bench_server", {"rows": 1000, "p50_ms": 36.7, "p95_ms": 170.8, "page50_p50_ms": 8.3, "goal_p50_ms": 50.0}
         ),
         bench(
+            "bench_team",
+            {
+                "sockets": 50,
+                "event_p50_ms": 261.2,
+                "event_p95_ms": 474.0,
+                "goal_p95_ms": 1000.0,
+                "users": 20,
+                "entries": 1,
+                "gets": 1,
+                "bytes_fetched": 566_856,
+                "file_size": 566_856,
+            },
+        ),
+        bench(
             "bench_server_memory",
             {
                 "downloaded_bytes": 2_150_000_000,
@@ -147,6 +161,7 @@ def test_a_full_run_fills_every_placeholder(benches: list[report.Bench]) -> None
     assert "{" not in text and report.NOT_MEASURED not in text
     assert "Fitted in this run on qwen2-tiny" in text and "applied to pythia-70m, which took no part" in text
     assert "off by -80.4% to -25.9% for 8-bit and 4-bit" in text
+    assert "**Team store events**: p95 474 ms from a progress write to 50 users' sockets." in text
     assert "`accelerate estimate-memory` (this run's figures for the same repos) is off by -44.2% to -18.6%" in text
 
 

@@ -399,10 +399,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _warm_up() -> None:
-    """What every job needs before its request comes: the HTTP session (its TLS context is the costly part)."""
-    from huggingface_hub.utils import get_session
+    """What every job needs, made ready before its request comes (a worker started ahead of its job is
+    idle until then): the HTTP session, its TLS context the costly part, and the modules a job's first
+    request would otherwise wait for."""
+    import filelock  # noqa: F401
+    from huggingface_hub import hf_hub_url  # noqa: F401
+    from huggingface_hub.utils import build_hf_headers, get_session
 
     get_session()
+    build_hf_headers(token=False)
 
 
 def _log_to(path: Path) -> None:
