@@ -19,6 +19,7 @@ _LAZY = {
     "Settings": ("mistudio_jupyter.core.settings", "Settings"),
     "HookPoint": ("mistudio_jupyter.core.anatomy.hooks", "HookPoint"),
     "capture": ("mistudio_jupyter.core.anatomy.hooks", "capture"),
+    "release": ("mistudio_jupyter.core.leases", "release"),
     "shared_manager": ("mistudio_jupyter.shared", "shared_manager"),
 }
 
@@ -57,6 +58,7 @@ __all__ = [
     "Settings",
     "HookPoint",
     "capture",
+    "release",
     "shared_manager",
     "load_ipython_extension",
 ]

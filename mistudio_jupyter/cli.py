@@ -148,6 +148,11 @@ def _resume_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detach", action="store_true", help="resume in the background and return at once")
 
 
+def _delete_arguments(parser: argparse.ArgumentParser) -> None:
+    _id_argument(parser)
+    parser.add_argument("--force", action="store_true", help="delete it even while a running process has it loaded")
+
+
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     _entry_arguments(parser)
     parser.add_argument("--token-env", metavar="VAR", help="read the Hub token from this environment variable")
@@ -159,7 +164,7 @@ ARGUMENTS.update(
     cancel=_cancel_arguments,
     resume=_resume_arguments,
     show=_id_argument,
-    delete=_id_argument,
+    delete=_delete_arguments,
 )
 
 
@@ -200,9 +205,9 @@ def show_model(manager: Any, args: argparse.Namespace) -> ModelRecord:
     return manager.get(_model_id(manager, args.model))
 
 
-@command("delete", "Delete a model and the cached files no other entry uses.")
+@command("delete", "Delete a model and the cached files no other entry uses (refused while a process has it loaded).")
 def delete_model(manager: Any, args: argparse.Namespace) -> dict[str, Any]:
-    return manager.delete(_model_id(manager, args.model))
+    return manager.delete(_model_id(manager, args.model), force=args.force)
 
 
 def _audit_arguments(parser: argparse.ArgumentParser) -> None:

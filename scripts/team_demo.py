@@ -1,10 +1,10 @@
 """`make team-demo`: the team store on one machine. JupyterHub with two users, a PostgreSQL catalog,
 the `mistudio store` service over it and the demo Hub serving small models, until Ctrl-C.
 
-alice may download and delete, bob may read; both can start their own JupyterLab from the Hub, which
-hands their servers the store's URL and the shared cache (read-only for them in a real deployment,
-see docs/team-store.md). Everything runs as the current user, except PostgreSQL, which refuses root
-and runs as the `postgres` user then.
+alice may download and delete (even a model a kernel has loaded), bob may read; both can start their
+own JupyterLab from the Hub, which hands their servers the store's URL and the shared cache (read-only
+for them in a real deployment, see docs/team-store.md). Everything runs as the current user, except
+PostgreSQL, which refuses root and runs as the `postgres` user then.
 
     .venv/bin/python -m scripts.team_demo [--port 8000] [--root .demo/team] [--hub-root .demo/hub]
 """
@@ -37,14 +37,15 @@ from tests.postgres import PostgresCluster, missing_reason  # noqa: E402
 
 SERVICE = "mistudio"
 API = f"/services/{SERVICE}/mistudio/api/v1"
-READ, DOWNLOAD, DELETE = (f"custom:mistudio:{name}" for name in ("read", "download", "delete"))
+READ, DOWNLOAD, DELETE, ADMIN = (f"custom:mistudio:{name}" for name in ("read", "download", "delete", "admin"))
 CUSTOM_SCOPES = {
     READ: {"description": "List models, read their details and follow download events"},
     DOWNLOAD: {"description": "Download, resume and cancel models in the team store", "subscopes": [READ]},
     DELETE: {"description": "Delete models, prune the cache and read the audit log", "subscopes": [READ]},
+    ADMIN: {"description": "Force the delete of a model that a running kernel has loaded", "subscopes": [DELETE]},
 }
 # the demo's users and their mistudio scopes; the first one is a JupyterHub admin
-DEMO_USERS = {"alice": [DOWNLOAD, DELETE], "bob": [READ]}
+DEMO_USERS = {"alice": [DOWNLOAD, ADMIN], "bob": [READ]}
 
 CONFIG = """
 import json, sys

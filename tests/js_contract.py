@@ -23,6 +23,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "js" / "tests" / "fixtures.js"
 ROUTE_OF_FIXTURE = {  # fixtures.js export -> the route and method whose 200 answer it stands for
     "record": ("/models/{id}", "get"),
     "downloading": ("/models/{id}", "get"),
+    "inUse": ("/models/{id}", "get"),
     "preview": ("/models/preview", "post"),
     "architecture": ("/models/{id}/architecture", "get"),
     "estimate": ("/models/{id}/estimate", "get"),

@@ -237,9 +237,10 @@ export class RestModel extends TraitModel implements IDisposable {
 }
 
 /**
- * The traits of one model page: `entry` (the catalog record, live from the list's events), `estimate`
- * (the API's Estimate JSON), `architecture`, `hooks`, `selected` and `error`. The view's
- * `{action: "estimate", context, batch}` asks the server again.
+ * The traits of one model page: `entry` (the catalog record, live from the list's events), `leases` (who
+ * has the model loaded, as `GET /models/{id}` said when the page loaded), `estimate` (the API's Estimate
+ * JSON), `architecture`, `hooks`, `selected` and `error`. The view's `{action: "estimate", context, batch}`
+ * asks the server again.
  */
 export class PageModel extends TraitModel implements IDisposable {
   constructor(
@@ -248,6 +249,7 @@ export class PageModel extends TraitModel implements IDisposable {
   ) {
     super();
     this.set('entry', _list.models().find((m) => m.id === id) ?? null);
+    this.set('leases', []);
     this.set('estimate', null);
     this.set('architecture', null);
     this.set('hooks', []);
@@ -266,7 +268,10 @@ export class PageModel extends TraitModel implements IDisposable {
     await Promise.all(
       [
         this._list.start().catch(() => undefined), // live progress; the page works without it
-        this._request<IRecord>(path).then((entry) => this.set('entry', entry)),
+        this._request<IRecord>(path).then(({ leases, ...entry }) => {
+          this.set('leases', leases ?? []);
+          this.set('entry', entry);
+        }),
         this._estimate({ context: 0, batch: 1 }),
         Promise.all([this._request(`${path}/architecture`), this._request(`${path}/hooks`)]).then(
           ([architecture, hooks]) => {

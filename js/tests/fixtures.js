@@ -37,6 +37,10 @@ export function record(overrides = {}) {
   };
 }
 
+/** `GET /models/{id}` of an entry that a kernel has loaded. */
+export const inUse = (overrides = {}) =>
+  record({ leases: [{ holder: "alice@gpu1 pid 4242 kernel", created_at: "2025-01-02T10:15:00Z" }], ...overrides });
+
 export const downloading = (overrides = {}) =>
   record({
     id: "m2",

@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import { PageModel, RestModel } from "../lab/model.ts";
-import { architecture, downloading, estimate, hooks, preview, record } from "./fixtures.js";
+import { architecture, downloading, estimate, hooks, inUse, preview, record } from "./fixtures.js";
 import { FakeSocket, fakeServer } from "./lab-fakes.js";
 
 const ready = record();
@@ -172,6 +172,19 @@ describe("PageModel: one model page's traits", () => {
       ["GET", "models/m2/estimate", "?context=0&batch=1"],
       ["GET", "models/m2/hooks", ""],
     ]);
+  });
+
+  it("takes who has the model loaded from GET /models/{id} as `leases`, and keeps them as the list changes", async () => {
+    const { leases } = inUse();
+    const { model, socket } = await started({ ...pageRoutes, "GET models/m2": [200, { ...running, leases }] });
+    const page = new PageModel(model, "m2");
+    expect(page.get("leases")).toEqual([]);
+    await page.load();
+    expect(page.get("leases")).toEqual(leases);
+    expect(page.get("entry")).toEqual(running);
+    socket.push({ channel: "model/m2", event: "download_progress", data: { progress: 0.75 } });
+    expect(page.get("entry").progress).toBe(0.75);
+    expect(page.get("leases")).toEqual(leases);
   });
 
   it("asks for the estimate again with the context and batch the view sends", async () => {

@@ -60,4 +60,18 @@ describe("MiStudioSidebar", () => {
     expect(opened).toEqual([["model", "m1"], ["download"]]);
     expect(node.querySelector("form, .mistudio-picker")).toBeNull();
   });
+
+  it("shows why a Delete was refused while a kernel has the model loaded, and keeps the row", async () => {
+    const message = "google/gemma-2-2b is in use by alice@gpu1 pid 4242 kernel since 2025-01-02 10:15:00 UTC";
+    const { node, server } = attach({
+      "GET models": [200, { models: [record()] }],
+      "DELETE models/m1": [409, { error: { code: "conflict", message } }],
+    });
+    await vi.waitFor(() => expect(node.querySelector(".mistudio-item")).not.toBeNull());
+    button(node, "Delete").click();
+    button(node, "Delete").click(); // confirmed
+    await vi.waitFor(() => expect(node.querySelector("[role=alert]")?.textContent).toBe(`conflict: ${message}`));
+    expect(server.requests.map(({ method, path }) => `${method} ${path}`)).toContain("DELETE models/m1");
+    expect(node.querySelectorAll(".mistudio-item")).toHaveLength(1);
+  });
 });

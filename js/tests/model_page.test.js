@@ -3,7 +3,7 @@ import { render } from "../views/model_page.js";
 import { filterHooks } from "../views/hook_picker.js";
 import { FakeModel } from "./fake-model.js";
 import { button, choose, control, facts, mount, type } from "./dom.js";
-import { architecture, downloading, estimate, hooks, record } from "./fixtures.js";
+import { architecture, downloading, estimate, hooks, inUse, record } from "./fixtures.js";
 
 function setup(state = {}, actions = []) {
   const model = new FakeModel({ architecture: architecture(), hooks: hooks(), selected: [], error: null, ...state });
@@ -36,6 +36,17 @@ describe("model page: header, memory, parameters", () => {
     expect(facts(root.querySelector("header"))).toMatchObject({ Parameters: "124M", Hidden: "768", Layers: "12" });
     expect(root.querySelector("h2").textContent).toBe("tiny/gpt2");
     expect(root.querySelector("header [role=progressbar]").getAttribute("aria-valuenow")).toBe("50");
+  });
+
+  it("says who has the model loaded, from the `leases` trait", () => {
+    const { leases, ...entry } = inUse();
+    const { model, root } = setup({ entry, leases });
+    const line = root.querySelector("header [role=status]");
+    expect(line.textContent).toBe("In use by 1 kernel: alice@gpu1 pid 4242 kernel since 2025-01-02 10:15 UTC");
+    model.kernelSet("leases", [...leases, { holder: "bob@cli pid 7 process", created_at: "2025-01-02T11:00:00Z" }]);
+    expect(root.querySelector("header [role=status]").textContent).toMatch(/^In use by 2 processes: alice@.*; bob@/);
+    model.kernelSet("leases", []);
+    expect(root.querySelector("header [role=status]")).toBeNull();
   });
 
   it("without an entry or an estimate trait (the notebook's viewer of a Hub repo), shows neither", () => {

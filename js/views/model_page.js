@@ -15,7 +15,7 @@ const MAX_BATCH = 4096;
 
 /** The entry's header; what the record lacks before its download (dimensions, parameters) comes from
  * the architecture's summary. */
-function header(entry, architecture, team) {
+function header(entry, architecture, team, leases) {
   const summary = architecture?.summary;
   const facts = summary
     ? { ...entry, params: entry.params ?? summary.params, summary: entry.summary ?? summary }
@@ -33,8 +33,22 @@ function header(entry, architecture, team) {
       ? el("p", { class: "mistudio-muted mistudio-truncate" }, `${entry.repo_id}@${entry.revision}`)
       : null,
     modelFacts(facts, { team }),
+    inUseLine(leases),
     ACTIVE.has(entry.status) || entry.error ? progressDetails(entry) : null,
   );
+}
+
+/** `2025-01-02 10:15 UTC` */
+const utcMinute = (iso) => `${new Date(iso).toISOString().slice(0, 16).replace("T", " ")} UTC`;
+
+/** Who has the model loaded (the entry's live leases): deleting it is refused while anyone does. */
+function inUseLine(leases) {
+  if (!leases?.length) return null;
+  const kernels = leases.every((lease) => lease.holder.endsWith(" kernel"));
+  const [one, many] = kernels ? ["kernel", "kernels"] : ["process", "processes"];
+  const noun = leases.length === 1 ? one : many;
+  const holders = leases.map((lease) => `${lease.holder} since ${utcMinute(lease.created_at)}`).join("; ");
+  return el("p", { class: "mistudio-inuse", role: "status" }, `In use by ${leases.length} ${noun}: ${holders}`);
 }
 
 /** A whole number in [min, max], or null for anything else (the input then shows as invalid). */
@@ -96,7 +110,8 @@ function hookActions(model, actions) {
 }
 
 /**
- * Traits read: `entry` (the API's Model JSON, for the header; absent or null: no header), `estimate` (the
+ * Traits read: `entry` (the API's Model JSON, for the header; absent or null: no header), `leases` (the
+ * `leases` of `GET /models/{id}`: who has the model loaded; absent or empty: not in use), `estimate` (the
  * API's Estimate JSON; absent: no memory section), `architecture` (the API's Architecture JSON | null),
  * `error`, and the hook picker's `hooks` and `selected` (which it writes and saves). Messages sent:
  * `{action: "estimate", context, batch}` when the user changes the context or batch of the estimate.
@@ -115,9 +130,10 @@ export function render({ model, el: root, actions = [] }) {
 
   function updateHead() {
     const entry = model.get("entry");
-    keepFocus(head, () =>
-      head.replaceChildren(...(entry ? [header(entry, model.get("architecture"), Boolean(model.get("team")))] : [])),
-    );
+    const shown = entry
+      ? [header(entry, model.get("architecture"), Boolean(model.get("team")), model.get("leases"))]
+      : [];
+    keepFocus(head, () => head.replaceChildren(...shown));
   }
 
   function update() {
@@ -136,7 +152,7 @@ export function render({ model, el: root, actions = [] }) {
   const cleanups = [
     renderPicker({ model, el: picker }),
     watch(model, ["architecture", "error"], update),
-    watch(model, ["entry", "architecture"], updateHead),
+    watch(model, ["entry", "architecture", "leases"], updateHead),
     watch(model, ["selected"], updateActions),
   ];
   if (memory) cleanups.push(memory.cleanup);

@@ -25,6 +25,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     or_,
     select,
@@ -142,6 +143,30 @@ class AuditEntry(Base):
 
 
 AUDIT_ACTIONS = ("download", "resume", "cancel", "delete", "prune")
+
+
+class Lease(Base):
+    """A process's hold on an entry while it has the entry's model loaded (see `leases`): renewed by the
+    holder's heartbeat, it counts only while that heartbeat is fresh."""
+
+    __tablename__ = "leases"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    model_id: Mapped[str] = mapped_column(String(36), index=True)
+    commit: Mapped[str | None] = mapped_column(String(64))
+    holder: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "model_id": self.model_id,
+            "commit": self.commit,
+            "holder": self.holder,
+            "created_at": self.created_at.isoformat(),
+            "heartbeat_at": self.heartbeat_at.isoformat(),
+        }
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -271,11 +296,13 @@ class Catalog:
         return self.get(model_id)
 
     def delete(self, model_id: str) -> ModelRecord:
+        """Remove an entry and its leases."""
         with self._session() as session, session.begin():
             record = session.get(ModelRecord, model_id)
             if record is None:
                 raise NotFound(f"no model with id {model_id!r} in the catalog")
             session.delete(record)
+            session.execute(delete(Lease).where(Lease.model_id == model_id))
         return record
 
     def list(self, **filters: Any) -> list[ModelRecord]:

@@ -19,6 +19,7 @@ from .changes import CatalogChanges, CatalogPoller
 from .downloads.cache import RepoCache
 from .downloads.manager import DownloadHandle
 from .errors import InvalidArgument, MiStudioError, NotFound, StoreUnreachable, error_from
+from .leases import Leases, process_description
 from .options import ACTIVE_STATUSES, LoadChoice
 from .records import RecordView, valid_id
 from .settings import Settings
@@ -85,6 +86,43 @@ class RemoteChangeTracker:
         """Nothing is held between looks."""
 
 
+class RemoteLease:
+    """A lease as the store answers it."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+        self.id: str = data.get("id", "")
+        self.holder: str = data["holder"]
+        self.created_at = dt.datetime.fromisoformat(data["created_at"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class RemoteLeases(Leases):
+    """The store's leases, taken over its REST API: the store names the holder by the user's name."""
+
+    def __init__(self, store: RemoteStore, timeout_s: float) -> None:
+        self._store = store
+        self.timeout_s = timeout_s
+
+    def holder(self) -> str:
+        return process_description()
+
+    def acquire(self, model_id: str, holder: str) -> RemoteLease:
+        return RemoteLease(self._store._call("POST", f"/models/{model_id}/leases", body={"holder": holder}))
+
+    def renew(self, lease_id: str) -> RemoteLease:
+        return RemoteLease(self._store._call("PUT", f"/leases/{valid_id(lease_id)}", body={}))
+
+    def release(self, lease_id: str) -> None:
+        self._store._call("DELETE", f"/leases/{valid_id(lease_id)}")
+
+    def live(self, model_id: str) -> list[RemoteLease]:  # type: ignore[override]
+        leases = self._store._call("GET", f"/models/{model_id}").get("leases", [])
+        return [RemoteLease(lease) for lease in leases]
+
+
 class RemoteStore:
     """A team store reached over its REST API (`{store_url}/mistudio/api/v1`) with the user's token."""
 
@@ -98,6 +136,7 @@ class RemoteStore:
         )
         self._listed: dict[str, RemoteRecord] = {}
         self.changes = CatalogPoller(RemoteChangeTracker(self))
+        self.leases = RemoteLeases(self, settings.heartbeat_timeout_s)
 
     def close(self) -> None:
         self._client.close()
@@ -201,8 +240,8 @@ class RemoteStore:
     def cancel(self, model_id: str, *, discard: bool = False) -> RemoteRecord:
         return self._record(self._call("POST", f"/models/{model_id}/cancel", body={"discard": discard}))
 
-    def delete(self, model_id: str) -> dict[str, Any]:
-        return self._call("DELETE", f"/models/{model_id}")  # type: ignore[no-any-return]
+    def delete(self, model_id: str, *, force: bool = False) -> dict[str, Any]:
+        return self._call("DELETE", f"/models/{model_id}", force=force or None)  # type: ignore[no-any-return]
 
     def record_action(self, user: str, action: str, record: RecordView | None = None) -> None:
         """The store records what each user does through it."""

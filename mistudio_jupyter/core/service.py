@@ -38,6 +38,7 @@ class ModelManager:
         self.hub = HubClient(self.settings)
         self.store: ModelStore = open_store(self.settings, self.hub)
         self.changes = self.store.changes  # one poller for this manager's download handles, widgets and events
+        self.leases = self.store.leases
 
     def close(self) -> None:
         self.store.close()
@@ -170,9 +171,12 @@ class ModelManager:
         """Stop a download within a second, from any process; `discard` also removes its partial files."""
         return self.store.cancel(valid_id(model_id), discard=discard)  # type: ignore[return-value]
 
-    def delete(self, model_id: str) -> dict[str, Any]:
-        """Remove an entry and the cached files no other entry shares: {id, freed_bytes}."""
-        return self.store.delete(valid_id(model_id))
+    def delete(self, model_id: str, *, force: bool = False) -> dict[str, Any]:
+        """Remove an entry and the cached files no other entry shares: {id, freed_bytes}.
+
+        An entry that a running process has loaded (it holds a lease) is a Conflict naming who, unless `force`.
+        """
+        return self.store.delete(valid_id(model_id), force=force)
 
     def record_action(self, user: str, action: str, record: ModelRecord | None = None) -> None:
         """Add to the audit log that `user` did `action` (download, resume, cancel, delete, prune); a team
@@ -273,7 +277,9 @@ class ModelManager:
 
         `option` names how, as the memory table does (fp32 … bnb-4bit-dq), or the older `quantization` and
         `dtype` do, each defaulting to the entry's own. The measured memory (footprint + quant state) and load
-        time are recorded on the entry. A download in progress is waited for.
+        time are recorded on the entry. A download in progress is waited for. While the model lives, this
+        process holds a lease on the entry, so it is not deleted under it (`mistudio_jupyter.release(model)`
+        ends the lease sooner).
         """
         from .loading import load_model
 
@@ -284,14 +290,16 @@ class ModelManager:
         record = self.store.refresh(record)
         if record.status in ACTIVE_STATUSES and record.worker:
             record = self.store.join(record).wait()
-        loaded = load_model(
-            snapshot_path(record),
-            quantization=choice.quantization,
-            dtype=choice.dtype,
-            device_map=device_map,
-            double_quant=double_quant or choice.double_quant,
-            trust_remote_code=trust_remote_code,
-        )
+        with self.leases.holding(record) as lease:
+            loaded = load_model(
+                snapshot_path(record),
+                quantization=choice.quantization,
+                dtype=choice.dtype,
+                device_map=device_map,
+                double_quant=double_quant or choice.double_quant,
+                trust_remote_code=trust_remote_code,
+            )
+            lease.attach(loaded.model)
         self.store.record_load(record.id, loaded.measured_memory_bytes, loaded.load_time_s)
         return loaded.model, loaded.tokenizer
 

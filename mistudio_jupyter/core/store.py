@@ -19,6 +19,7 @@ from .catalog import Catalog, ModelRecord
 from .changes import CatalogPoller, change_tracker
 from .errors import MiStudioError, NotFound
 from .hub import validate_repo_id, validate_revision
+from .leases import LeaseBook, Leases
 from .options import LoadChoice, entry_choice
 from .records import RecordView, resolve, valid_id
 
@@ -32,6 +33,7 @@ class ModelStore(Protocol):
     """The catalog and download operations, wherever they run. Arguments are validated by the caller."""
 
     changes: CatalogPoller
+    leases: Leases
 
     def get(self, model_id: str) -> RecordView: ...
 
@@ -57,7 +59,7 @@ class ModelStore(Protocol):
 
     def cancel(self, model_id: str, *, discard: bool = False) -> RecordView: ...
 
-    def delete(self, model_id: str) -> dict[str, Any]: ...
+    def delete(self, model_id: str, *, force: bool = False) -> dict[str, Any]: ...
 
     def record_action(self, user: str, action: str, record: RecordView | None = None) -> None: ...
 
@@ -98,6 +100,7 @@ class LocalStore:
         self._adoption_lock = threading.Lock()
         self._adopted_fingerprint: str | None = None
         self.changes = CatalogPoller(change_tracker(self))
+        self.leases = LeaseBook(self.catalog, settings.heartbeat_timeout_s)
 
     @property
     def downloads(self) -> DownloadManager:
@@ -227,8 +230,10 @@ class LocalStore:
     def cancel(self, model_id: str, *, discard: bool = False) -> ModelRecord:
         return self.downloads.cancel(valid_id(model_id), discard=discard)
 
-    def delete(self, model_id: str) -> dict[str, Any]:
-        return self.downloads.delete(valid_id(model_id))
+    def delete(self, model_id: str, *, force: bool = False) -> dict[str, Any]:
+        if not force:
+            self.leases.refuse_delete(self.catalog.get(model_id))
+        return self.downloads.delete(model_id)
 
     def record_action(self, user: str, action: str, record: RecordView | None = None) -> None:
         self.catalog.record_action(user, action, record)  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web, websocket
 
-from ..core.catalog import ModelRecord
+from ..core.catalog import Lease, ModelRecord
 from ..core.errors import InvalidArgument, MiStudioError
 from . import openapi
 from .errors import PayloadTooLarge, error_response, redact
@@ -38,7 +38,8 @@ AUTH_RESOURCE = "mistudio"
 MAX_BODY_BYTES = 64 * 1024
 _QUERY_AUTH_ARGUMENTS = frozenset({"token", "_xsrf"})  # Jupyter's own, not the operation's
 
-READ, DOWNLOAD, DELETE = "read", "download", "delete"  # the team store's scopes: custom:mistudio:<name>
+# the team store's scopes, custom:mistudio:<name>; a forced delete (of an entry in use) needs admin
+READ, DOWNLOAD, DELETE, ADMIN = "read", "download", "delete", "admin"
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -116,6 +117,7 @@ class ApiHandler(JSONErrors):
     `user_name`, `log` and `check_access`; `route` is the path template in the OpenAPI document."""
 
     route: ClassVar[str]
+    path_argument: ClassVar[str] = "model_id"  # the name the `{id}` of `route` is passed by
     app: Backend
     user_name: str
     check_access: Callable[[str], Awaitable[None]]
@@ -200,16 +202,54 @@ class ModelHandler(ApiHandler):
     @web.authenticated
     @requires(READ)
     async def get(self, model_id: str) -> None:
-        self.reply((await self.record(model_id)).to_dict())
+        record = await self.record(model_id)
+        leases = await self.quick(self.manager.leases.live, record.id)
+        self.reply({**record.to_dict(), "leases": [lease_holding(lease) for lease in leases]})
 
     @web.authenticated
     @requires(DELETE)
     async def delete(self, model_id: str) -> None:
-        record = await self.record(model_id)
-        result = await self.slow(self.manager.delete, record.id)
+        force, record = self.query().get("force", False), await self.record(model_id)
+        if force:
+            await self.check_access(ADMIN)
+        result = await self.slow(self.manager.delete, record.id, force=force)
         await self.quick(self.manager.record_action, self.user_name, "delete", record)
         self.app.events.model_deleted(record.id)
         self.reply(result)
+
+
+class ModelLeasesHandler(ApiHandler):
+    route = "/models/{id}/leases"
+
+    @web.authenticated
+    @requires(READ)
+    async def post(self, model_id: str) -> None:
+        body, record = self.json_body(), await self.record(model_id)
+        holder = f"{self.user_name}@{body['holder']}" if body.get("holder") else self.user_name
+        self.reply((await self.quick(self.manager.leases.acquire, record.id, holder)).to_dict(), 201)
+
+
+class LeaseHandler(ApiHandler):
+    route = "/leases/{id}"
+    path_argument = "lease_id"
+
+    @web.authenticated
+    @requires(READ)
+    async def put(self, lease_id: str) -> None:
+        self.json_body()
+        self.reply((await self.quick(self.manager.leases.renew, lease_id)).to_dict())
+
+    @web.authenticated
+    @requires(READ)
+    async def delete(self, lease_id: str) -> None:
+        await self.quick(self.manager.leases.release, lease_id)
+        self.reply({"id": lease_id})
+
+
+def lease_holding(lease: Lease) -> dict[str, str]:
+    """What a model's record tells of a lease on it: who holds it and since when (never its id, which
+    lets whoever has it renew or release the lease)."""
+    return {"holder": lease.holder, "created_at": lease.created_at.isoformat()}
 
 
 class DownloadHandler(ApiHandler):
@@ -408,6 +448,8 @@ HANDLERS: tuple[type[ApiHandler | EventsHandler], ...] = (
     ModelsHandler,
     PreviewHandler,
     ModelHandler,
+    ModelLeasesHandler,
+    LeaseHandler,
     DownloadHandler,
     CancelHandler,
     ResumeHandler,
@@ -456,7 +498,7 @@ def routes(access: type, socket_access: type) -> list[tuple[str, type]]:
     the prefix."""
     matched = [
         (
-            API_PREFIX + handler.route.replace("{id}", "(?P<model_id>[^/]+)"),
+            API_PREFIX + handler.route.replace("{id}", f"(?P<{getattr(handler, 'path_argument', 'model_id')}>[^/]+)"),
             type(handler.__name__, (handler, socket_access if handler is EventsHandler else access), {}),
         )
         for handler in HANDLERS

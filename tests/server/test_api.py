@@ -34,10 +34,9 @@ REPO = Path(__file__).resolve().parents[2]
 def test_openapi_document_is_valid_and_matches_the_routes() -> None:
     document = openapi.document()
     validate_openapi(document)
-    served = {
-        handler.route: {m for m in ("get", "post", "delete") if m in vars(handler)} for handler in handlers.HANDLERS
-    }
-    documented = {path: {m for m in item if m in ("get", "post", "delete")} for path, item in document["paths"].items()}
+    methods = ("get", "post", "put", "delete")
+    served = {handler.route: {m for m in methods if m in vars(handler)} for handler in handlers.HANDLERS}
+    documented = {path: {m for m in item if m in methods} for path, item in document["paths"].items()}
     assert served == documented
 
 
@@ -98,7 +97,7 @@ async def test_create_get_and_list(api: Api) -> None:
     await api("POST", "/models", {"repo_id": "tiny/llama", "revision": "main", "dtype": "bfloat16"})
 
     status, fetched = await api("GET", f"/models/{record['id']}")
-    assert status == 200 and fetched == record
+    assert status == 200 and fetched == {**record, "leases": []}
     status, listing = await api("GET", "/models")
     assert status == 200 and len(listing["models"]) == 2
     _, filtered = await api("GET", "/models", params={"quantization": "bnb-4bit", "q": "small", "sort": "-name"})
@@ -114,6 +113,32 @@ async def test_create_takes_a_load_option_by_its_estimate_name(api: Api) -> None
     assert same[1]["id"] == record["id"]
     status, body = await api("POST", "/models", {"repo_id": "tiny/gpt2", "option": "bf16", "quantization": "bnb-4bit"})
     assert status == 400 and body["error"]["code"] == "invalid_argument" and "option 'bf16'" in body["error"]["message"]
+
+
+async def test_a_leased_entry_is_a_409_conflict_to_delete_unless_forced(api: Api) -> None:
+    _, record = await api("POST", "/models", {"repo_id": "tiny/gpt2"})
+    path = f"/models/{record['id']}"
+    status, lease = await api("POST", f"{path}/leases", {"holder": "gpu1 pid 4242 kernel"})
+    assert status == 201 and lease["holder"].endswith("@gpu1 pid 4242 kernel") and lease["model_id"] == record["id"]
+    _, fetched = await api("GET", path)
+    assert fetched["leases"] == [{"holder": lease["holder"], "created_at": lease["created_at"]}]
+
+    status, refused = await api("DELETE", path)
+    assert status == 409 and refused["error"]["code"] == "conflict"
+    assert f"in use by {lease['holder']} since " in refused["error"]["message"]
+    status, renewed = await api("PUT", f"/leases/{lease['id']}")
+    assert status == 200 and renewed["heartbeat_at"] >= lease["heartbeat_at"]
+    assert await api("DELETE", f"/leases/{lease['id']}") == (200, {"id": lease["id"]})
+    assert (await api("DELETE", f"/leases/{lease['id']}"))[0] == 404
+    assert (await api("PUT", f"/leases/{lease['id']}"))[0] == 404
+    assert (await api("GET", path))[1]["leases"] == []
+
+    _, lease = await api("POST", f"{path}/leases")
+    assert (await api("DELETE", path, params={"force": "maybe"}))[0] == 400
+    assert (await api("DELETE", path, params={"force": "true"}))[0] == 200  # a single user may force
+    assert (await api("PUT", f"/leases/{lease['id']}"))[0] == 404
+    status, missing = await api("POST", f"{path}/leases")
+    assert status == 404 and missing["error"]["code"] == "not_found"
 
 
 @pytest.fixture

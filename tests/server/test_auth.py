@@ -25,7 +25,7 @@ ROUTES = [
     for path, item in openapi.document()["paths"].items()
     if path != "/events"
     for method in item
-    if method in ("get", "post", "delete")
+    if method in ("get", "post", "put", "delete")
 ]
 
 
@@ -42,7 +42,7 @@ def test_check_auth_script_passes() -> None:
 
 
 def test_every_documented_route_is_probed() -> None:
-    assert len(ROUTES) == 15
+    assert len(ROUTES) == 18
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
@@ -59,7 +59,7 @@ async def test_route_refuses_unauthenticated_requests(
         method=method,
         headers=headers,
         raise_error=False,
-        body=b"{}" if method == "POST" else None,
+        body=b"{}" if method in ("POST", "PUT") else None,
         allow_nonstandard_methods=True,
         follow_redirects=False,
     )

@@ -28,10 +28,11 @@ from tests.prerequisites import missing
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "team-store-test-password"
 HF_TOKEN = "hf_test_good"  # the store's own token for the Hub (the test Hub grants it the gated repos)
-# who may do what: alice everything, bob read and download, carol read only; erin may reach the
-# service but holds no mistudio scope, dave may not even reach it
+# who may do what: alice everything, fred download and delete but not force a delete, bob read and
+# download, carol read only; erin may reach the service but holds no mistudio scope, dave may not even reach it
 ROLES: dict[str, list[str] | None] = {
-    "alice": ["custom:mistudio:delete", "custom:mistudio:download"],
+    "alice": ["custom:mistudio:admin", "custom:mistudio:download"],
+    "fred": ["custom:mistudio:delete", "custom:mistudio:download"],
     "bob": ["custom:mistudio:download"],
     "carol": ["custom:mistudio:read"],
     "erin": [],

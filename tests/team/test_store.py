@@ -158,3 +158,34 @@ def test_a_browser_session_reaches_the_store_through_hub_oauth(team_hub: TeamHub
     with browser.open(login, data=form, timeout=30) as response:
         assert response.status == 200 and response.url == team_hub.url + API + "/models"
         assert {model["repo_id"] for model in json.loads(response.read())["models"]} >= {REPO_ID}
+
+
+def test_a_kernels_lease_blocks_a_delete_and_only_an_admin_forces_it(team_hub: TeamHub) -> None:
+    status, record = team_hub.call("bob", "POST", "/models", {"repo_id": "tiny/qwen2"})
+    model_id = record["id"]
+    status, lease = team_hub.call("carol", "POST", f"/models/{model_id}/leases", {"holder": "gpu1 pid 4242 kernel"})
+    assert status == 201 and lease["holder"] == "carol@gpu1 pid 4242 kernel", lease  # a reader may run experiments
+    check_response(f"/models/{model_id}/leases", "POST", status, lease)
+    status, renewed = team_hub.call("carol", "PUT", f"/leases/{lease['id']}", {})
+    assert status == 200 and renewed["heartbeat_at"] >= lease["heartbeat_at"]
+    assert [held["holder"] for held in team_hub.call("bob", "GET", f"/models/{model_id}")[1]["leases"]] == [
+        "carol@gpu1 pid 4242 kernel"
+    ]
+
+    status, refused = team_hub.call("fred", "DELETE", f"/models/{model_id}")
+    assert status == 409 and refused["error"]["code"] == "conflict", refused
+    assert "in use by carol@gpu1 pid 4242 kernel since" in refused["error"]["message"]
+    status, forbidden = team_hub.call("fred", "DELETE", f"/models/{model_id}?force=true")
+    assert status == 403 and forbidden["error"]["code"] == "forbidden"
+    assert "custom:mistudio:admin" in forbidden["error"]["message"]
+    check_response(f"/models/{model_id}", "DELETE", status, forbidden)
+
+    status, deleted = team_hub.call("alice", "DELETE", f"/models/{model_id}?force=true")
+    assert status == 200 and deleted["id"] == model_id
+    status, gone = team_hub.call("carol", "PUT", f"/leases/{lease['id']}", {})
+    assert status == 404 and gone["error"]["code"] == "not_found"
+    done = [
+        (entry["user"], entry["action"], entry["model_id"])
+        for entry in team_hub.call("alice", "GET", "/audit")[1]["entries"]
+    ]
+    assert ("alice", "delete", model_id) in done and ("fred", "delete", model_id) not in done

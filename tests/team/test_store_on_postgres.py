@@ -124,6 +124,18 @@ def test_a_store_killed_mid_download_resumes_when_the_hub_restarts_it(team: Team
     assert (snapshot / BIG_FILE).read_bytes() == big.read_bytes()
 
 
+def test_a_kernels_lease_blocks_a_delete_on_postgresql(team: Team) -> None:
+    status, record = team.api.call("alice", "POST", "/models", {"repo_id": "tiny/gpt2"})
+    path = f"/models/{record['id']}"
+    status, lease = team.api.call("bob", "POST", f"{path}/leases", {"holder": "gpu1 pid 4242 kernel"})
+    assert status == 201, lease
+    status, refused = team.api.call("alice", "DELETE", path)
+    assert status == 409 and "in use by bob@gpu1 pid 4242 kernel since" in refused["error"]["message"]
+    assert team.api.call("alice", "DELETE", f"{path}?force=true")[0] == 403  # alice may delete, not force
+    assert team.api.call("bob", "DELETE", f"/leases/{lease['id']}")[0] == 200
+    assert team.api.call("alice", "DELETE", path)[0] == 200
+
+
 def test_no_token_in_the_catalog_the_audit_log_the_store_log_or_a_response(team: Team) -> None:
     status, gated = team.api.call("alice", "POST", "/models", {"repo_id": "tiny/gated"})
     assert status == 200 and team.api.call("alice", "POST", f"/models/{gated['id']}/download", {})[0] == 202

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from mistudio_jupyter import capture
-from mistudio_jupyter.core.errors import Cancelled, Forbidden
+from mistudio_jupyter import capture, release
+from mistudio_jupyter.core.errors import Cancelled, Conflict, Forbidden
+from mistudio_jupyter.core.leases import process_description
 from mistudio_jupyter.core.service import ModelManager
 from mistudio_jupyter.core.settings import Settings
 from mistudio_jupyter.widgets import ModelsPanel
@@ -100,6 +102,13 @@ def test_a_reader_loads_from_the_read_only_cache_offline_and_captures(
     assert acts[hook].shape[0] == 1 and acts[hook].shape[-1] == model.config.hidden_size
     assert _tree(carol.settings.cache_dir) == before, "loading wrote to the shared cache"
     assert _hub_server.log == [], "loading from the store's cache asked the Hub"
+
+    # carol's kernel holds a lease in the store while the model lives: nobody deletes it under her
+    (held,) = managers["alice"].leases.live(record.id)
+    assert held.holder == f"carol@{process_description()}"
+    with pytest.raises(Conflict, match=f"in use by carol@{re.escape(process_description())} since"):
+        managers["alice"].delete(record.id)
+    assert release(model) and managers["alice"].leases.live(record.id) == []
 
 
 def test_a_reader_is_forbidden_to_download_from_the_manager(managers: dict[str, ModelManager]) -> None:

@@ -62,8 +62,8 @@ def test_migrations_create_the_schema_from_empty(fresh_db_url, catalog_backend):
                 assert list(triggers) == ["mistudio_models_changed"]
     finally:
         engine.dispose()
-    assert {"models", "cache_scans", "audit", "alembic_version"} <= tables
-    assert version == HEAD == "0006"
+    assert {"models", "cache_scans", "audit", "leases", "alembic_version"} <= tables
+    assert version == HEAD == "0007"
     Catalog(fresh_db_url).close()  # reopening an up-to-date catalog is a no-op
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas
 import pytest
 
@@ -131,3 +133,15 @@ def test_load_returns_the_model(manager, shown):
     record = manager.download("tiny/gpt2").wait(timeout=30)
     model = shown(f"load {record.id}")
     assert type(model).__name__ == "GPT2LMHeadModel"
+
+
+def test_a_model_the_kernel_has_loaded_is_deleted_only_with_force(manager, shown, capsys):
+    model_id = manager.download("tiny/gpt2").wait(timeout=60).id
+    model = shown(f"load {model_id} --device-map cpu")
+    capsys.readouterr()
+    assert shown(f"delete {model_id}") is None
+    out = capsys.readouterr().out
+    assert out.startswith("mistudio: error: tiny/gpt2 is in use by ") and f"pid {os.getpid()} " in out, out
+    assert shown(f"delete {model_id} --force") is None
+    assert capsys.readouterr().out.startswith(f"Deleted {model_id}; freed ")
+    del model
