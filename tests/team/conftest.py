@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
 from scripts.team_demo import API, CUSTOM_SCOPES, SERVICE, answers
 from tests.hubserver import HubServer
 from tests.polling import wait_for
 from tests.ports import free_port
+from tests.postgres import PostgresCluster
 from tests.prerequisites import missing
 
 REPO = Path(__file__).resolve().parents[2]
@@ -130,13 +133,20 @@ def _token(url: str, user: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def team_hub(_hub_server: HubServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamHub]:
+def team_hub(
+    _hub_server: HubServer, postgres_server: PostgresCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TeamHub]:
+    """The team as it runs: the store's catalog on PostgreSQL (the single-user suites keep SQLite)."""
     _check_prerequisites()
-    root = tmp_path_factory.mktemp("jupyterhub")
+    with postgres_server.database() as db_url:
+        yield from _team_hub(_hub_server, db_url, tmp_path_factory.mktemp("jupyterhub"))
+
+
+def _team_hub(_hub_server: HubServer, db_url: str, root: Path) -> Iterator[TeamHub]:
     bind_url, store_url = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
     shared = Path(tempfile.mkdtemp(prefix="mistudio-shared-"))  # where every user of the machine may look
     shared.chmod(0o755)
-    cache_dir, db_url = shared / "cache", f"sqlite:///{root / 'catalog.sqlite'}"
+    cache_dir = shared / "cache"
     settings = {
         "bind_url": bind_url,
         "hub_bind_url": f"http://127.0.0.1:{free_port()}",
@@ -177,3 +187,15 @@ def team_hub(_hub_server: HubServer, tmp_path_factory: pytest.TempPathFactory) -
         process.terminate()
         process.wait(timeout=30)
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def catalog_rows(db_url: str) -> str:
+    """Every row of every table of a PostgreSQL catalog, as text."""
+    url = make_url(db_url)
+    connection = psycopg.connect(
+        host=url.query["host"], port=int(str(url.query["port"])), user=url.username, dbname=url.database
+    )
+    with connection:
+        tables = [name for (name,) in connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        assert {"models", "audit"} <= set(tables)
+        return "\n".join(str(row) for table in tables for row in connection.execute(f'SELECT * FROM "{table}"'))

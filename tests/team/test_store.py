@@ -10,14 +10,13 @@ import subprocess
 import sys
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import websocket
 
 from tests.polling import wait_for
 from tests.server.conftest import check_response
 
-from .conftest import API, HF_TOKEN, PASSWORD, TeamHub, store_process
+from .conftest import API, HF_TOKEN, PASSWORD, TeamHub, catalog_rows, store_process
 
 REPO_ID = "tiny/gpt2"
 
@@ -84,13 +83,12 @@ def test_delete_and_the_audit_log(team_hub: TeamHub) -> None:
 def test_no_token_is_written_to_the_catalog_or_the_log(team_hub: TeamHub) -> None:
     """Neither the users' tokens, nor the store's own Hub token, nor its HF_TOKEN."""
     assert team_hub.call("alice", "GET", "/audit")[0] == 200
-    catalog = team_hub.db_url.split(":///", 1)[1]
-    stored = b"".join(path.read_bytes() for path in Path(catalog).parent.glob("catalog.sqlite*"))
+    stored = catalog_rows(team_hub.db_url)
     logged = team_hub.log_path.read_text()
-    assert catalog.endswith("catalog.sqlite") and stored
+    assert "alice" in stored
     store_token = store_process(team_hub.hub_pid).environ()["JUPYTERHUB_API_TOKEN"]
     for token in [*team_hub.tokens.values(), store_token, HF_TOKEN]:
-        assert token.encode() not in stored and token not in logged
+        assert token not in stored and token not in logged
 
 
 def _socket(team_hub: TeamHub, user: str) -> websocket.WebSocket:

@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
 from mistudio_jupyter.core.downloads.cache import RepoCache
 from scripts.team_demo import DELETE, DOWNLOAD, READ, TeamDemo
@@ -25,7 +23,7 @@ from tests.polling import wait_for
 from tests.ports import free_port
 from tests.prerequisites import missing
 
-from .conftest import HF_TOKEN, TeamHub, _check_prerequisites, store_process
+from .conftest import HF_TOKEN, TeamHub, _check_prerequisites, catalog_rows, store_process
 
 BIG, BIG_FILE, ONE_REPO = "tiny/big", "model.safetensors", "tiny/llama"
 USERS = {"alice": [DOWNLOAD, DELETE], "bob": [READ], **{f"user{i:02d}": [DOWNLOAD] for i in range(8)}}
@@ -146,7 +144,7 @@ def test_no_token_in_the_catalog_the_audit_log_the_store_log_or_a_response(team:
     store_token = team.store_process().environ()["JUPYTERHUB_API_TOKEN"]
     secrets = [*team.api.tokens.values(), store_token, HF_TOKEN]
 
-    rows = _catalog_rows(team.demo.db_url)
+    rows = catalog_rows(team.demo.db_url)
     logs = team.demo.log_path.read_text() + "".join(
         path.read_text() for path in team.demo.store_runtime_dir.rglob("*.log")
     )
@@ -154,15 +152,3 @@ def test_no_token_in_the_catalog_the_audit_log_the_store_log_or_a_response(team:
     for secret in secrets:
         assert secret not in rows and secret not in logs
         assert not any(secret.encode() in answer for answer in team.api.answers)
-
-
-def _catalog_rows(db_url: str) -> str:
-    """Every row of every table of the catalog, as text."""
-    url = make_url(db_url)
-    connection = psycopg.connect(
-        host=url.query["host"], port=int(str(url.query["port"])), user=url.username, dbname=url.database
-    )
-    with connection:
-        tables = [name for (name,) in connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
-        assert {"models", "audit"} <= set(tables)
-        return "\n".join(str(row) for table in tables for row in connection.execute(f'SELECT * FROM "{table}"'))
