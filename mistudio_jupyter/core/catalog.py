@@ -29,10 +29,9 @@ from sqlalchemy import (
     event,
     or_,
     select,
-    type_coerce,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.sql import Select
@@ -311,14 +310,13 @@ class Catalog:
         with self._session() as session:
             return list(session.scalars(_listing(select(ModelRecord), **filters)))
 
-    def list_versions(self, **filters: Any) -> list[tuple[str, dt.datetime]]:
+    def list_versions(self, **filters: Any) -> list[tuple[str, Any]]:
         """The id and version of each entry `list(**filters)` returns, in its order: what a cache of
         entries checks itself against without reading whole rows. A version is the entry's last update
-        as the database stores it (UTC, without a zone: converting 10,000 of them costs more than the
-        query), and every write moves it."""
-        stored = type_coerce(ModelRecord.updated_at, DateTime())
+        as the database driver returns it (to compare, never to read: converting 10,000 of them costs
+        more than the query), and every write moves it."""
         with self.engine.connect() as connection:
-            return list(connection.execute(_listing(select(ModelRecord.id, stored), **filters)).tuples())
+            return _fetch_all(connection, _listing(select(ModelRecord.id, ModelRecord.updated_at), **filters))
 
     def claim(self, model_id: str, worker: str, *, stale_after_s: float = 30.0) -> bool:
         """Atomically make `worker` the downloader of an entry; exactly one of racing claimants wins.
@@ -450,6 +448,21 @@ class Catalog:
         query = select(ModelRecord.id).where(ModelRecord.repo_id == repo_id, ModelRecord.commit == commit)
         with self._session() as session:
             return session.scalars(query).first() is not None
+
+
+def _fetch_all(connection: Connection, statement: Select[Any]) -> list[tuple[Any, ...]]:
+    """The rows of `statement` as the database driver returns them: for a listing of 10,000 entries,
+    SQLAlchemy's row objects and type conversions cost more than the query itself."""
+    compiled = statement.compile(connection, compile_kwargs={"render_postcompile": True})
+    params: Any = compiled.params
+    if compiled.positional:
+        params = [params[name] for name in compiled.positiontup or ()]
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(str(compiled), params)
+        return cursor.fetchall()  # type: ignore[no-any-return]
+    finally:
+        cursor.close()
 
 
 def _listing(
