@@ -53,19 +53,27 @@ class RecordJSON:
 
     def __init__(self) -> None:
         self._cache: dict[str, tuple[Any, str]] = {}
+        self._last: tuple[list[tuple[str, Any]], str] = ([], "[]")  # the versions of a listing, and it
 
     def listing(self, manager: ModelManager, filters: dict[str, Any]) -> str:
         """A JSON array of the `to_dict()`s of the entries `manager.list(**filters)` returns."""
         if len(self._cache) > self.MAX_ENTRIES:  # ids of deleted entries pile up; start over
             self._cache = {}
         versions = manager.list_versions(**filters)
+        last_versions, last_listing = self._last
+        if versions == last_versions:  # the same entries at the same versions: what a poll mostly sees
+            return last_listing
         stale = {model_id: at for model_id, at in versions if self._cache.get(model_id, (None,))[0] != at}
         for record in manager.get_many(list(stale)) if stale else []:
             # Keyed by the version listed: a row updated since is read again next time.
             self._cache[record.id] = (stale[record.id], json.dumps(record.to_dict()))
         # An entry deleted between the two reads is left out, not shown as it was.
         parts = ((self._cache.get(model_id), at) for model_id, at in versions)
-        return "[" + ",".join(part[1] for part, at in parts if part is not None and part[0] == at) + "]"
+        shown = [part[1] for part, at in parts if part is not None and part[0] == at]
+        listing = "[" + ",".join(shown) + "]"
+        if len(shown) == len(versions):
+            self._last = (versions, listing)
+        return listing
 
 
 class JSONErrors:
