@@ -39,7 +39,7 @@ def _partial_size(cache: Path, etag: str) -> int:
 
 def _assert_complete(cache: Path, repo_id: str, record: dict, sha256: str) -> None:
     """Ready, byte-identical to the Hub's file, and no partial file left anywhere in the cache."""
-    assert record["status"] == "ready", record
+    assert record["status"] == "ready", (record["status"], record.get("error"), record.get("note"))
     blob = RepoCache(cache, repo_id).blob(sha256)
     assert sha256_of(blob) == sha256
     pointer = Path(record["file_path"]) / "model.safetensors"
@@ -140,9 +140,10 @@ def test_hub_process_dies_mid_download_and_comes_back(
             assert server.record(model_id)["status"] == "downloading"  # retrying, not failed
             hub = HubProcess(port=hub.port, faults=faults).start()
             final = server.wait_status(model_id, {"ready", "failed", "cancelled", "interrupted"}, 60)
+            logs = "".join(path.read_text() for path in server.worker_logs.glob("*.log"))
+            assert final["status"] == "ready", (final.get("error"), logs[-3000:])
             _assert_complete(server.cache, BIG, final, big.sha256)
             assert cut_at < big.size
-            logs = "".join(path.read_text() for path in server.worker_logs.glob("*.log"))
             assert "retrying model.safetensors" in logs
     finally:
         hub.kill()
