@@ -1,21 +1,27 @@
-"""The parts of the download engine below the HTTP level: range sets, the journal, and the hash that
-follows the written prefix of a file written out of order."""
+"""The parts of the download engine below the HTTP level (range sets, the journal, the hash that
+follows the written prefix of a file written out of order), and the hand-over of receive blocks to
+the hash when a connection breaks."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mistudio_jupyter.core.downloads.cache import RepoCache
+from mistudio_jupyter.core.downloads.engine import Engine
 from mistudio_jupyter.core.downloads.journal import Journal, journal_path, read_written
 from mistudio_jupyter.core.downloads.partial import BLOCK_BYTES, BlockPool, HashThreads, MemoryBudget, PartialFile
 from mistudio_jupyter.core.downloads.ranges import RangeSet
 from mistudio_jupyter.core.errors import DownloadFailed
-from mistudio_jupyter.core.hub import PlannedFile
+from mistudio_jupyter.core.hub import HubClient, PlannedFile
+from mistudio_jupyter.core.settings import Settings
+from tests.hubserver import HubServer, RepoSpec
 
 CONTENT = os.urandom(5 * BLOCK_BYTES + 12345)
 
@@ -91,3 +97,27 @@ def test_a_file_that_shrank_fails_the_download_instead_of_hanging_it(tmp_path: P
 
     assert done.wait(10), "the hash never reported back"
     assert isinstance(target.error, DownloadFailed) and target.digest is None
+
+
+def test_a_connection_cut_mid_block_never_reuses_the_block_the_hash_holds(
+    settings: Settings, hub: HubServer, fixture_repos: dict[str, RepoSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cut hands the bytes received so far to the hash; the retry must receive into another block.
+    With the hash thread slowed, a stream that went on with the handed block would overwrite bytes
+    before they are hashed: the file would fail verification and be fetched again."""
+    hash_in_order = PartialFile.hash
+
+    def slow_hash(self: PartialFile, generation: int, offset: int, *rest: Any) -> None:
+        if offset < BLOCK_BYTES:
+            time.sleep(0.2)
+        hash_in_order(self, generation, offset, *rest)
+
+    monkeypatch.setattr(PartialFile, "hash", slow_hash)
+    hub.faults.set(path="/cdn/", cut_after_bytes=300_000, cut_times=3)  # three cuts inside the first block
+    weights = fixture_repos["tiny/big"].files["model.safetensors"]
+
+    plan = HubClient(settings).file_plan("tiny/big")
+    snapshot = Engine(settings.cache_dir, endpoint=hub.url, token=None, backoff_s=0.0).fetch(plan)
+
+    assert hashlib.sha256((snapshot / "model.safetensors").read_bytes()).hexdigest() == weights.sha256
+    assert sum(record.bytes_sent for record in hub.cdn_gets("model.safetensors")) == weights.size

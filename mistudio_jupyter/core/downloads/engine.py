@@ -125,6 +125,15 @@ class _Range:
         return (self.end - self.received) * elapsed / received
 
 
+class _Buffer:
+    """The block a stream receives into, shared by reference down the stream's calls: once the hash
+    takes a block, every frame (one unwinding with an exception too) sees its replacement, and none
+    can write into the taken block again."""
+
+    def __init__(self) -> None:
+        self.block: memoryview | None = None
+
+
 class Engine:
     """Downloads the files of `FilePlan`s into `cache_dir`.
 
@@ -455,18 +464,18 @@ class _Download:
                 stream.start()
 
     def _stream(self) -> None:
-        block = None
+        buffer = _Buffer()
         try:
-            block = self.pool.take(self.engine.stop)
+            buffer.block = self.pool.take(self.engine.stop)
             while (job := self._next_range()) is not None:
-                block = self._fetch_range(job, block)
+                self._fetch_range(job, buffer)
         except BaseException as error:  # noqa: BLE001 - reaches the main thread, which raises it
             with self._cond:
                 self._error = self._error or error
                 self._cond.notify_all()
         finally:
-            if block is not None:
-                self.pool.give(block)
+            if buffer.block is not None:
+                self.pool.give(buffer.block)
 
     def _next_range(self) -> _Range | None:
         """The next range for a stream: queued, else half of the largest running one; None to stop."""
@@ -501,18 +510,18 @@ class _Download:
         job.end = middle
         return second
 
-    def _fetch_range(self, job: _Range, block: memoryview) -> memoryview:
-        """Fetch what is left of `job`, retrying transient failures; returns the block to go on with."""
+    def _fetch_range(self, job: _Range, buffer: _Buffer) -> None:
+        """Fetch what is left of `job`, retrying transient failures."""
         while job.pos < job.end:
             start = job.pos
             try:
-                block = self._receive(job, block)
+                self._receive(job, buffer)
             except _Expired:
                 job.failures += 1
             except _Retry as error:
                 if error.throttled:  # not a failure: the server asks for fewer requests
                     self._throttled(job, error.retry_after_s)
-                    return block
+                    return
                 job.failures = 0 if job.pos > start else job.failures + 1
                 self._backoff(job, error)
             except OSError as error:  # the connection broke (httpx's errors, a socket shut down)
@@ -531,7 +540,6 @@ class _Download:
         with self._cond:
             self._running.remove(job)
             self._cond.notify_all()
-        return block
 
     def _backoff(self, job: _Range, error: BaseException) -> None:
         log.info("retrying %s of %s from byte %d after %r", job.target.file.path, self.repo.repo_id, job.pos, error)
@@ -552,7 +560,7 @@ class _Download:
         if self.engine.stop.wait(retry_after_s or self.engine.backoff_s):
             raise Cancelled("download cancelled")
 
-    def _receive(self, job: _Range, block: memoryview) -> memoryview:
+    def _receive(self, job: _Range, buffer: _Buffer) -> None:
         import httpx2
 
         target, file = job.target, job.target.file
@@ -569,7 +577,7 @@ class _Download:
                 else:
                     _check_content_range(response.headers.get("Content-Range", ""), job.pos, file, self.repo.repo_id)
                     self._ranges_work(target)
-                return self._read_body(job, response, block)
+                self._read_body(job, response, buffer)
         except httpx2.TransportError as error:
             raise OSError(str(error)) from error
 
@@ -616,7 +624,7 @@ class _Download:
         target.restart()
         job.pos, job.end, job.received = 0, target.size, 0
 
-    def _read_body(self, job: _Range, response: Any, block: memoryview) -> memoryview:
+    def _read_body(self, job: _Range, response: Any, buffer: _Buffer) -> None:
         reader = _body_reader(response, self.engine.read_timeout_s, job.end - job.pos >= RAW_SOCKET_MIN_BYTES)
         job.socket = _socket_of(response)
         job.received = job.body_start = job.pos
@@ -626,6 +634,7 @@ class _Download:
             while (wanted := job.end - job.received) > 0:
                 if self.engine.stop.is_set():
                     raise Cancelled("download cancelled")
+                block = buffer.block
                 count = reader(block[filled : min(len(block), filled + wanted)])
                 if not count:
                     raise _Retry("the connection closed before the range was complete")
@@ -633,26 +642,27 @@ class _Download:
                 job.received += count
                 self.engine.progress.add(count)
                 if filled == len(block) or time.monotonic() - flushed_at >= FLUSH_AFTER_S:
-                    block, filled = self._flush(job, block, filled), 0
+                    self._flush(job, buffer, filled)
+                    filled = 0
                     flushed_at = time.monotonic()
             reader(memoryview(bytearray()))  # see the body's end, so that httpx keeps the connection
         finally:
             if filled:
-                block = self._flush(job, block, filled)
+                self._flush(job, buffer, filled)
             job.socket, job.body_started_at = None, 0.0
-        return block
 
-    def _flush(self, job: _Range, block: memoryview, filled: int) -> memoryview:
-        """Write the block's bytes that are still this stream's (another may have taken the rest)."""
+    def _flush(self, job: _Range, buffer: _Buffer, filled: int) -> None:
+        """Write the block's bytes that are still this stream's (another may have taken the rest); a
+        block the hash took is replaced by a free one."""
         with self._cond:
             keep = max(0, min(filled, job.end - job.pos))
             offset = job.pos
             job.pos += keep
         if keep < filled:
             self.engine.progress.add(keep - filled)
-        if keep and job.target.write(offset, block, keep):
-            return self.pool.take(self.engine.stop)
-        return block
+        if keep and job.target.write(offset, buffer.block, keep):
+            buffer.block = None  # the hash thread's now, whatever happens next
+            buffer.block = self.pool.take(self.engine.stop)
 
     def _file_hashed(self, target: PartialFile) -> None:
         with self._cond:
