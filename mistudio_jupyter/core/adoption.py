@@ -78,11 +78,10 @@ def cached_model_revisions(cache_dir: Path) -> Iterator[CachedRevision]:
     """
     if not cache_dir.is_dir():
         return
-    from huggingface_hub import scan_cache_dir
-
+    from .downloads.cache import scan_cache
     from .snapshot import read_json
 
-    for repo in scan_cache_dir(cache_dir).repos:
+    for repo in scan_cache(cache_dir).repos:
         if repo.repo_type != "model" or _being_downloaded(cache_dir, Path(repo.repo_path)):
             continue
         for revision in repo.revisions:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -504,6 +505,27 @@ def test_delete_frees_exactly_the_unshared_blobs(manager, settings, fixture_repo
     assert manager.delete(main.id) == {"id": main.id, "freed_bytes": main.size_bytes}
     assert not RepoCache(settings.cache_dir, "tiny/gpt2").root.exists()
     assert manager.list() == []
+
+
+def test_delete_and_cache_size_look_again_when_another_process_removes_a_repo_meanwhile(manager, settings, monkeypatch):
+    """Another process (a delete, `hf cache rm`) removes a repo folder while the cache is read: the
+    read starts over instead of failing the delete with FileNotFoundError."""
+    ready = manager.download("tiny/gpt2").wait(60)
+    real_iterdir = Path.iterdir
+
+    def removed_while_listed(path: Path):
+        if path.name == "snapshots" and path.parent.name.startswith("models--other--") and path.exists():
+            shutil.rmtree(path.parent)  # gone between the look at the folder and the listing of it
+        return real_iterdir(path)
+
+    monkeypatch.setattr(Path, "iterdir", removed_while_listed)
+    for name in ("a", "b"):
+        (settings.cache_dir / f"models--other--{name}" / "snapshots" / ("0" * 40)).mkdir(parents=True)
+        (settings.cache_dir / f"models--other--{name}" / "blobs").mkdir()
+
+    assert manager.cache_info()["size_bytes"] == ready.size_bytes
+    (settings.cache_dir / "models--other--c" / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    assert manager.delete(ready.id) == {"id": ready.id, "freed_bytes": ready.size_bytes}
 
 
 def test_deleting_a_download_in_progress_is_a_conflict(manager, settings, fixture_repos, hub):

@@ -11,12 +11,14 @@ engine, `blobs/{etag}.mistudio.incomplete`, are moved there when their download 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from ..errors import DownloadFailed, InsufficientDisk, InvalidArgument
 from ..hub import (
@@ -36,6 +38,7 @@ PARTIALS_DIR = (".locks", "mistudio", "partials")
 PARTIAL_SUFFIX = ".part"
 LEGACY_PARTIAL_SUFFIX = ".mistudio.incomplete"
 FREE_BYTES_ENV = "MISTUDIO_FREE_DISK_BYTES"
+SCAN_ATTEMPTS = 20
 _ETAG = f"(?P<etag>{GIT_OBJECT_ID}|{SHA256})"
 _PART_NAME = re.compile(rf"^{_ETAG}\.part$")
 _INCOMPLETE_NAME = re.compile(rf"^{_ETAG}(\.mistudio|\.[0-9a-f]{{8}})?\.incomplete$")
@@ -213,6 +216,17 @@ def sweep_partials(repos: Iterable[RepoCache]) -> tuple[list[str], int]:
     return removed, freed
 
 
+def scan_cache(cache_dir: Path) -> Any:
+    """huggingface_hub's `scan_cache_dir`, looked at again when another process removes a repo folder
+    while it reads the cache (a delete or `hf cache rm` at the same moment)."""
+    from huggingface_hub import scan_cache_dir
+
+    for _ in range(SCAN_ATTEMPTS - 1):
+        with contextlib.suppress(FileNotFoundError):
+            return scan_cache_dir(cache_dir)
+    return scan_cache_dir(cache_dir)
+
+
 def delete_revision(cache_dir: Path, repo_id: str, commit: str) -> int:
     """Delete one cached revision with huggingface_hub's blob-aware strategy; returns bytes freed.
 
@@ -220,9 +234,7 @@ def delete_revision(cache_dir: Path, repo_id: str, commit: str) -> int:
     """
     if not cache_dir.is_dir():
         return 0
-    from huggingface_hub import scan_cache_dir
-
-    info = scan_cache_dir(cache_dir)
+    info = scan_cache(cache_dir)
     known = {
         revision.commit_hash
         for repo in info.repos

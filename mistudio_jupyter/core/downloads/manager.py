@@ -28,7 +28,7 @@ from ..errors import ALL_ERRORS, Cancelled, Conflict, DownloadFailed, MiStudioEr
 from ..hub import FilePlan, HubClient
 from ..jobs import WORKER_MODULE, worker_name
 from ..settings import Settings
-from .cache import RepoCache, delete_revision, free_bytes, repo_caches, sweep_partials
+from .cache import RepoCache, delete_revision, free_bytes, repo_caches, scan_cache, sweep_partials
 from .worker import EXIT_LOST
 
 POLL_S = 0.2  # how often a handle hears from the catalog poller
@@ -335,9 +335,7 @@ class DownloadManager:
         partials = [path for repo in repos for path, _ in repo.partials()]
         size = 0
         if repos:
-            from huggingface_hub import scan_cache_dir
-
-            size = sum(repo.size_on_disk for repo in scan_cache_dir(cache_dir).repos if repo.repo_type == "model")
+            size = sum(repo.size_on_disk for repo in scan_cache(cache_dir).repos if repo.repo_type == "model")
         return {
             "cache_dir": str(cache_dir),
             "repos": len(repos),
