@@ -514,14 +514,18 @@ def test_delete_and_cache_size_look_again_when_another_process_removes_a_repo_me
     real_iterdir = Path.iterdir
 
     def removed_while_listed(path: Path):
+        # Gone between the look at the folder and the listing of it: a repo, or its partials' folder.
         if path.name == "snapshots" and path.parent.name.startswith("models--other--") and path.exists():
-            shutil.rmtree(path.parent)  # gone between the look at the folder and the listing of it
+            shutil.rmtree(path.parent)
+        if path.name.startswith("models--other--") and path.parent.name == "partials" and path.exists():
+            shutil.rmtree(path)
         return real_iterdir(path)
 
     monkeypatch.setattr(Path, "iterdir", removed_while_listed)
     for name in ("a", "b"):
         (settings.cache_dir / f"models--other--{name}" / "snapshots" / ("0" * 40)).mkdir(parents=True)
         (settings.cache_dir / f"models--other--{name}" / "blobs").mkdir()
+        RepoCache(settings.cache_dir, f"other/{name}").partials_dir.mkdir(parents=True)
 
     assert manager.cache_info()["size_bytes"] == ready.size_bytes
     (settings.cache_dir / "models--other--c" / "snapshots" / ("0" * 40)).mkdir(parents=True)

@@ -136,7 +136,11 @@ class RepoCache:
         for folder, pattern in ((self.partials_dir, _PART_NAME), (self.root / "blobs", _INCOMPLETE_NAME)):
             if any(path.is_symlink() for path in (folder, folder.parent)) or not folder.is_dir():
                 continue
-            for path in folder.iterdir():
+            try:
+                entries = list(folder.iterdir())
+            except FileNotFoundError:  # the repo was deleted meanwhile
+                continue
+            for path in entries:
                 match = pattern.match(path.name)
                 if match and not path.is_symlink():
                     yield path, match["etag"]

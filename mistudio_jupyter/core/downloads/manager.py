@@ -178,6 +178,14 @@ class DownloadHandle:
             callback(record)
 
 
+def _size_if_present(path: Path) -> int:
+    """The size of a file that may be gone by now (a partial that became its blob): 0 then."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def _plans(plan: FilePlan, record: ModelRecord) -> bool:
     """Whether `plan` is of `record`'s repo and revision."""
     return plan.repo_id == record.repo_id and plan.revision == (record.revision or "main")
@@ -341,7 +349,7 @@ class DownloadManager:
             "repos": len(repos),
             "size_bytes": size,
             "partial_files": len(partials),
-            "partial_bytes": sum(path.stat().st_size for path in partials),
+            "partial_bytes": sum(_size_if_present(path) for path in partials),
             "free_bytes": free_bytes(cache_dir),
         }
 
