@@ -642,8 +642,8 @@ class _Download:
                 job.received += count
                 self.engine.progress.add(count)
                 if filled == len(block) or time.monotonic() - flushed_at >= FLUSH_AFTER_S:
-                    self._flush(job, buffer, filled)
-                    filled = 0
+                    flushing, filled = filled, 0  # written once, even if the flush raises
+                    self._flush(job, buffer, flushing)
                     flushed_at = time.monotonic()
             reader(memoryview(bytearray()))  # see the body's end, so that httpx keeps the connection
         finally:
