@@ -16,10 +16,9 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser.jupyterlab import Lab, run_cell, running_lab
-from tests.browser.test_sidebar import open_command_palette, open_lab, shot, workspace
+from tests.browser.test_sidebar import find_in_palette, open_lab, shot, workspace
 from tests.hubserver import HubServer
 
 pytestmark = pytest.mark.timeout(300)
@@ -99,19 +98,8 @@ def laid_out(locator: Locator, done: Callable[[float], bool]) -> float:
 
 
 def run_from_palette(page: Page, label: str) -> None:
-    """Find the command `label` in the command palette and run it; again if the palette closed first (a
-    notebook restored with the layout takes the focus when its kernel is ready)."""
-    item = page.locator(".lm-CommandPalette-item", has_text=label)
-    for _ in range(5):
-        open_command_palette(page)
-        try:
-            page.locator(".lm-CommandPalette-input").fill(label.rstrip("…"), timeout=5_000)
-            expect(item).to_be_visible(timeout=5_000)
-            item.click(timeout=5_000)
-            return
-        except (AssertionError, PlaywrightTimeout):
-            page.keyboard.press("Escape")
-    raise AssertionError(f"{label!r} is not in the command palette")
+    """Find the command `label` in the command palette and run it."""
+    find_in_palette(page, label).click(timeout=5_000)
 
 
 def set_theme(page: Page, name: str) -> None:
