@@ -4,8 +4,9 @@ A process that loads a catalog entry's model holds a lease on it, a row in the c
 that process renews every third of the heartbeat timeout while the model object lives. The lease ends
 when the model is garbage-collected, when `release(model)` is called, or when the process exits; a
 killed process stops renewing, and its lease stops counting once its heartbeat is older than the
-timeout (`Settings.heartbeat_timeout_s`, as for download workers). Deleting an entry that a lease holds
-is a `Conflict` naming the holders, unless forced.
+timeout (`Settings.heartbeat_timeout_s`, as for download workers); its row is removed by the first
+lease taken a day later (until then a process that was only suspended takes it up again). Deleting an
+entry that a lease holds is a `Conflict` naming the holders, unless forced.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .records import RecordView, utcnow, valid_id
 log = logging.getLogger(__name__)
 
 BEATS_PER_TIMEOUT = 3
+ROWS_OF_STALE_LEASES_KEPT = dt.timedelta(days=1)
 _HELD: weakref.WeakKeyDictionary[Any, HeldLease] = weakref.WeakKeyDictionary()
 
 
@@ -109,6 +111,7 @@ class LeaseBook(Leases):
                 raise NotFound(f"no model with id {model_id!r} in the catalog")
             lease = Lease(model_id=record.id, commit=record.commit, holder=holder[:255])
             session.add(lease)
+            session.execute(delete(Lease).where(Lease.heartbeat_at < utcnow() - ROWS_OF_STALE_LEASES_KEPT))
         return lease
 
     def renew(self, lease_id: str) -> Lease:

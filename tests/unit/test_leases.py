@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import io
 import json
@@ -14,9 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, select, update
 
 from mistudio_jupyter import cli, release
+from mistudio_jupyter.core.catalog import Lease
 from mistudio_jupyter.core.errors import Conflict, NotFound
+from mistudio_jupyter.core.records import utcnow
 from mistudio_jupyter.core.service import ModelManager
 from mistudio_jupyter.core.settings import Settings
 from tests.hubserver import HubServer
@@ -99,6 +103,27 @@ def test_a_killed_holder_stops_counting_once_its_heartbeat_is_stale(manager, rea
     wait_for(lambda: _deleted(manager, ready_id), 10 * HEARTBEAT_TIMEOUT_S, 0.1, "the killed holder's lease to expire")
     with pytest.raises(NotFound):
         manager.get(ready_id)
+
+
+@pytest.mark.each_backend
+def test_the_rows_of_leases_stale_for_a_day_go_with_the_next_lease(manager, ready_id, settings):
+    """A crashed holder's row stops counting at once; the first lease taken a day later removes it."""
+    crashed, recent = (manager.leases.acquire(ready_id, name) for name in ("crashed kernel", "suspended kernel"))
+    engine = create_engine(settings.db_url)
+    try:
+        with engine.begin() as db:
+            for lease, age in ((crashed, dt.timedelta(days=1, minutes=1)), (recent, dt.timedelta(hours=23))):
+                db.execute(update(Lease).where(Lease.id == lease.id).values(heartbeat_at=utcnow() - age))
+
+        manager.leases.acquire(ready_id, "new kernel")
+
+        with engine.connect() as db:
+            holders = db.execute(select(Lease.holder).order_by(Lease.holder)).scalars().all()
+    finally:
+        engine.dispose()
+    assert holders == ["new kernel", "suspended kernel"]
+    manager.leases.renew(recent.id)  # a suspended process that comes back holds its lease again
+    assert [lease.holder for lease in manager.leases.live(ready_id)] == ["suspended kernel", "new kernel"]
 
 
 @pytest.mark.each_backend
