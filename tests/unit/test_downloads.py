@@ -52,6 +52,15 @@ def on_disk(settings, repo_id: str, file) -> int:
     return RepoCache(settings.cache_dir, repo_id).bytes_on_disk(file)
 
 
+def cancel_and_settle(handle, hub) -> None:
+    """Cancel the job and wait until its worker has exited and the Hub has finished every request of it:
+    none of its bytes can then count towards what a resume fetches."""
+    handle.cancel()
+    with pytest.raises(Cancelled):
+        handle.wait(30)
+    wait_for(lambda: all(r.finished for r in hub.log), timeout=10)
+
+
 def worker_runs(pid: int) -> bool:
     """Whether download worker `pid` still runs (one that exited but was not reaped has no command line)."""
     try:
@@ -171,7 +180,7 @@ def test_resume_with_another_stream_count_fetches_only_the_gaps(manager, setting
     hub.faults.wan = WanProfile(per_conn_bps=2e6, rtt_ms=20)
     handle = manager.download(BIG)
     wait_for(lambda: on_disk(settings, BIG, big) >= big.size // 3, timeout=60)
-    handle.cancel()
+    cancel_and_settle(handle, hub)
     kept = on_disk(settings, BIG, big)
     hub.clear_log()
     hub.faults.reset()
@@ -189,7 +198,7 @@ def test_a_paused_download_whose_partials_were_pruned_starts_again_and_says_so(m
     hub.faults.wan = WanProfile(per_conn_bps=2e6, rtt_ms=20)
     handle = manager.download(BIG)
     wait_for(lambda: (manager.get(handle.model_id).bytes_done or 0) > big.size // 4, timeout=60)
-    handle.cancel()
+    cancel_and_settle(handle, hub)
     assert manager.prune_cache()["freed_bytes"] > 0
     hub.clear_log()
     hub.faults.reset()
