@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.browser.jupyterlab import Lab, run_cell, running_lab
-from tests.browser.test_sidebar import find_in_palette, open_lab, shot, workspace
+from tests.browser.test_sidebar import open_lab, run_from_palette, shot, workspace
 from tests.hubserver import HubServer
 
 pytestmark = pytest.mark.timeout(300)
@@ -95,11 +95,6 @@ def laid_out(locator: Locator, done: Callable[[float], bool]) -> float:
         assert time.monotonic() < deadline, f"still {width} px wide"
         time.sleep(0.1)
     return width
-
-
-def run_from_palette(page: Page, label: str) -> None:
-    """Find the command `label` in the command palette and run it."""
-    find_in_palette(page, label).click(timeout=5_000)
 
 
 def set_theme(page: Page, name: str) -> None:

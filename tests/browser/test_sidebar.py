@@ -206,6 +206,18 @@ def find_in_palette(page: Page, label: str) -> Locator:
     raise AssertionError(f"{label!r} is not in the command palette")
 
 
+def run_from_palette(page: Page, label: str) -> None:
+    """Run the command `label` from the command palette; found again if the palette closed between
+    finding the command and clicking it."""
+    for _ in range(5):
+        try:
+            find_in_palette(page, label).click(timeout=5_000)
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    raise AssertionError(f"{label!r} could not be clicked in the command palette")
+
+
 def test_missing_server_extension_is_explained(browser: Browser, tmp_path: Path, hub: HubServer) -> None:
     with running_lab(tmp_path, hub, with_extension=False) as lab:
         with open_lab(browser, lab, "no-server-extension") as page:
