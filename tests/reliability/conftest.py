@@ -34,3 +34,11 @@ def cdn_bytes(hub: HubServer, repo_id: str, path: str = "model.safetensors") -> 
         for r in hub.log
         if r.method == "GET" and r.path.startswith("/cdn/") and r.path.endswith(f"/{repo_id}/{path}")
     )
+
+
+def assert_fetched_once(hub: HubServer, repo_id: str, size: int, path: str = "model.safetensors") -> None:
+    """The CDN sent the file once: a retried or split range may fetch again what was in flight (a busy
+    CPU can make loopback look like a WAN, where streams split ranges), a second transfer cannot hide
+    within 1%."""
+    sent = cdn_bytes(hub, repo_id, path)
+    assert size <= sent <= size * 1.01, f"{repo_id} {path}: {sent} bytes sent for {size}, a second transfer"

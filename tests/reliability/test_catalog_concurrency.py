@@ -22,7 +22,7 @@ from mistudio_jupyter.core.downloads.cache import RepoCache
 from tests.hubserver import HubServer, RepoSpec
 from tests.polling import wait_for
 
-from .conftest import cdn_bytes, lfs_file
+from .conftest import assert_fetched_once, lfs_file
 from .live import REPO_ROOT, JupyterServer, kill_workers, partials, worker_pids
 
 pytestmark = pytest.mark.each_backend
@@ -71,7 +71,7 @@ def test_server_and_cli_race_downloads_then_deletes(
         final = server.wait_status(model["id"], DONE, 60)
         assert final["status"] == "ready", final
         weights = lfs_file(fixture_repos, model["repo_id"])
-        assert cdn_bytes(hub, model["repo_id"]) == weights.size, f"{model['repo_id']} was transferred twice"
+        assert_fetched_once(hub, model["repo_id"], weights.size)
 
     sizes = {
         m["id"]: sum(p.stat().st_size for p in (RepoCache(server.cache, m["repo_id"]).root / "blobs").iterdir())

@@ -14,7 +14,7 @@ import pytest
 from tests.hubserver import HubServer, RepoSpec
 from tests.polling import wait_for
 
-from .conftest import cdn_bytes, lfs_file
+from .conftest import assert_fetched_once, lfs_file
 from .live import JupyterServer, sha256_of
 
 pytestmark = pytest.mark.each_backend
@@ -73,7 +73,7 @@ def test_downloads_previews_and_sockets_at_once(
             assert final["status"] == "ready", final
             weights = lfs_file(fixture_repos, repo)
             assert sha256_of(Path(final["file_path"]) / "model.safetensors") == weights.sha256
-            assert cdn_bytes(hub, repo) == weights.size
+            assert_fetched_once(hub, repo, weights.size)
         for socket in sockets:
             wait_for(
                 lambda s=socket: all(s.events(i, "download_completed") for i in ids.values()),
