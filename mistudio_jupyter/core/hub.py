@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fnmatch
-import functools
 import json
 import re
-from collections.abc import Iterator
-from typing import Any
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
 
 from .errors import (
     DownloadFailed,
@@ -190,13 +192,6 @@ class HubClient:
         self.settings = settings
         self.endpoint = settings.hub_endpoint
 
-    @functools.cached_property
-    def api(self) -> Any:
-        """huggingface_hub's HfApi, imported on first use: commands that never call the Hub start faster."""
-        from huggingface_hub import HfApi
-
-        return HfApi(endpoint=self.endpoint)
-
     def resolve_token(self, token: str | None = None) -> str | None:
         """The token to use: the argument, else HF_TOKEN (settings), else the huggingface_hub login."""
         if token:
@@ -226,7 +221,26 @@ class HubClient:
             validate_revision(revision)
         token = self.resolve_token(token)
         with self.errors(repo_id, token):
-            return self.api.model_info(repo_id, revision=revision, files_metadata=True, token=token or False)
+            # As `HfApi.model_info(files_metadata=True)` asks, with the request in flight while its module
+            # loads (a tenth of a second in a fresh process, as long as a new connection's round trips).
+            answer = _in_background(self._get, self._api_url(repo_id, revision), token, {"blobs": True})
+            from huggingface_hub import ModelInfo
+            from huggingface_hub.utils import hf_raise_for_status
+
+            response = answer.result()
+            hf_raise_for_status(response)
+            return ModelInfo(**response.json())
+
+    def _api_url(self, repo_id: str, revision: str | None) -> str:
+        if revision is None:
+            return f"{self.endpoint}/api/models/{repo_id}"
+        return f"{self.endpoint}/api/models/{repo_id}/revision/{quote(revision, safe='')}"
+
+    def _get(self, url: str, token: str | None, params: dict[str, Any] | None = None) -> Any:
+        from huggingface_hub.utils import build_hf_headers, get_session
+
+        headers = build_hf_headers(token=token or False)
+        return get_session().get(url, headers=headers, params=params, follow_redirects=True)
 
     def check_downloadable(self, repo_id: str, revision: str | None = None, token: str | None = None) -> Any:
         """The repo's model info, after one round trip; raises what a download would fail with at once:
@@ -242,34 +256,71 @@ class HubClient:
 
     def read_json(self, repo_id: str, commit: str, path: str, token: str | None = None) -> dict[str, Any] | None:
         """A small JSON file of the repo, read over HTTP without touching the cache; None if absent."""
+        return self._read_json_at(repo_id, commit, path, token)[1]
+
+    def _read_json_at(
+        self, repo_id: str, revision: str, path: str, token: str | None = None
+    ) -> tuple[str | None, dict[str, Any] | None]:
+        """`read_json` at any revision, with the commit the Hub read it from (`X-Repo-Commit`)."""
         from huggingface_hub import hf_hub_url
-        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+        from huggingface_hub.utils import hf_raise_for_status
 
         token = self.resolve_token(token)
-        url = hf_hub_url(repo_id, path, revision=commit, endpoint=self.endpoint)
+        url = hf_hub_url(repo_id, path, revision=revision, endpoint=self.endpoint)
         with self.errors(repo_id, token):
-            response = get_session().get(url, headers=build_hf_headers(token=token or False), follow_redirects=True)
+            response = self._get(url, token)
+            commit = response.headers.get("X-Repo-Commit")
             if response.status_code == 404 and response.headers.get("X-Error-Code") == "EntryNotFound":
-                return None
+                return commit, None
             hf_raise_for_status(response)
             try:
-                return json.loads(response.content)
+                return commit, json.loads(response.content)
             except ValueError:
                 raise EntryNotFound(f"{path} in {repo_id} is not valid JSON") from None
+
+    def download_plan(
+        self, repo_id: str, revision: str | None = None, token: str | None = None
+    ) -> tuple[Any, FilePlan | None]:
+        """`check_downloadable`, and the plan of the info it got (None when it cannot be made: the worker
+        asks again and records why). config.json is read at `revision` while the info is asked, so
+        both take one round trip; it is read again by commit if the branch moved in between."""
+        token = self.resolve_token(token)
+        reading = _in_background(self._read_json_at, repo_id, revision or "main", "config.json", token)
+        info = self.check_downloadable(repo_id, revision, token)
+        try:
+            commit, config = reading.result()
+        except MiStudioError:  # refused at the branch: asked again by commit
+            commit, config = None, None
+        try:
+            return info, self.plan_of(info, repo_id, revision, token, config=config if commit == info.sha else False)
+        except MiStudioError:
+            return info, None
 
     def file_plan(self, repo_id: str, revision: str | None = None, token: str | None = None) -> FilePlan:
         """The files a download of this revision fetches, with sizes, hashes and safety flags."""
         return self.plan_of(self.model_info(repo_id, revision, token), repo_id, revision, token)
 
-    def plan_of(self, info: Any, repo_id: str, revision: str | None = None, token: str | None = None) -> FilePlan:
-        """`file_plan` for the model info `info` already asked of the Hub."""
+    def plan_of(
+        self,
+        info: Any,
+        repo_id: str,
+        revision: str | None = None,
+        token: str | None = None,
+        *,
+        config: dict[str, Any] | None | Literal[False] = False,
+    ) -> FilePlan:
+        """`file_plan` for the model info `info` already asked of the Hub; `config` is its config.json
+        when already read at that commit (None: there is none), else (False) it is read now."""
         token = self.resolve_token(token)
         if not isinstance(info.sha, str) or not is_git_object_id(info.sha):
             raise DownloadFailed(f"the Hub answered an invalid commit id for {repo_id}; nothing was downloaded")
         siblings = {sibling.rfilename: sibling for sibling in info.siblings or []}
         selected, warnings, pickle_only = select_files(list(siblings))
         files = [_planned(siblings[path], repo_id) for path in selected]
-        config = self.read_json(repo_id, info.sha, "config.json", token) if "config.json" in siblings else None
+        if "config.json" not in siblings:
+            config = None
+        elif config is False:
+            config = self.read_json(repo_id, info.sha, "config.json", token)
         remote_code = bool(config and config.get("auto_map"))
         if config is None:
             warnings.append("no config.json: the architecture cannot be read and transformers cannot load it")
@@ -460,3 +511,20 @@ def gated_login_required(repo_id: str, endpoint: str) -> GatedLoginRequired:
         f"{repo_id} is gated: log in (`hf auth login`), set HF_TOKEN or pass a token, after requesting access "
         f"at {endpoint}/{repo_id}"
     )
+
+
+_T = TypeVar("_T")
+
+
+def _in_background(function: Callable[..., _T], *args: Any) -> Future[_T]:
+    """`function(*args)` called on a new thread; its result, or what it raised, comes through the future."""
+    future: Future[_T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(function(*args))
+        except BaseException as error:  # noqa: BLE001 - the caller raises it from `result()`
+            future.set_exception(error)
+
+    threading.Thread(target=run, name="mistudio-hub", daemon=True).start()
+    return future

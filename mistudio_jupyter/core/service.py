@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .catalog import Catalog, ModelRecord
 from .errors import EntryNotFound, InvalidArgument, NotFound, UnsafeRepo
-from .hub import HubClient
+from .hub import HubClient, validate_token
 from .options import ACTIVE_STATUSES, LoadChoice, load_choice
 from .records import valid_id
 from .settings import Settings
@@ -148,7 +148,9 @@ class ModelManager:
         user who asked; it is kept on a new entry, or on an existing one that names nobody yet. Through a
         team store, the store downloads and the handle follows it.
         """
-        self.hub.resolve_token(token)  # a token no HTTP header can carry is refused before anything else
+        # A token no HTTP header can carry is refused before anything else. HF_TOKEN and the saved login
+        # are checked where they are first used, after a new download has started its worker.
+        validate_token(token or None)
         request = DownloadRequest(
             revision=revision,
             option=option,

@@ -8,7 +8,6 @@ ends call `ModelManager` and never learn which one is behind it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import threading
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .adoption import cache_fingerprint
 from .catalog import Catalog, ModelRecord
 from .changes import CatalogPoller, change_tracker
-from .errors import MiStudioError, NotFound
+from .errors import NotFound
 from .hub import validate_repo_id, validate_revision
 from .leases import LeaseBook, Leases
 from .options import LoadChoice, entry_choice
@@ -182,15 +181,16 @@ class LocalStore:
         with self.downloads.starting(wanted):
             record = self._entry_by_id(repo_or_id)
             if record is None:
+                # Most likely a new download: its worker starts loading now, while the entry is looked for
+                # and the Hub is asked (and is dismissed if the entry is complete or already running).
+                self.downloads.warm_up()
                 revision, choice = valid_entry(*wanted)
                 record = self.catalog.find(repo_or_id, revision, choice.quantization, choice.dtype)
             plan = None
             if record is None or _never_started(record):
                 self.downloads.warm_up()
                 source = (record.repo_id, record.revision) if record else (repo_or_id, revision)
-                info = self.hub.check_downloadable(*source, request.token)
-                with contextlib.suppress(MiStudioError):  # the worker asks again and records why it cannot
-                    plan = self.hub.plan_of(info, *source, request.token)
+                _, plan = self.hub.download_plan(*source, request.token)
             if record is not None and request.requested_by and not record.requested_by:
                 record = self.catalog.update(record.id, requested_by=request.requested_by)
             if record is None:

@@ -87,7 +87,12 @@ def test_ids_and_names_that_are_not_the_hubs_fail_the_plan_and_write_nothing_out
     assert str(tmp_path) not in failure.value.message
     assert sorted(path.name for path in outside.iterdir()) == ["victim"]
     assert (outside / "victim").read_text() == "precious"
-    assert not any("/resolve/" in record.path or record.path.startswith("/cdn/") for record in hub.log)
+    # Planning reads config.json at the branch while it asks for the file list; no file is fetched.
+    planning = f"/{REPO}/resolve/main/config.json"
+    assert not any(
+        ("/resolve/" in record.path and record.path != planning) or record.path.startswith("/cdn/")
+        for record in hub.log
+    )
     assert [path for path in tree(settings.cache_dir) if "/blobs/" in path] == []
 
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+import time
+
 import pytest
 
 from mistudio_jupyter.core import errors
 from mistudio_jupyter.core.hub import HubClient, select_files, validate_repo_id
 from mistudio_jupyter.core.settings import Settings
 from mistudio_jupyter.core.snapshot import count_params
+from tests.hubserver import HubServer
+from tests.hubserver.fixtures import DEV_BRANCH_REPO
 
 
 @pytest.fixture
@@ -54,6 +60,42 @@ def test_resolve_commit_and_file_plan(client):
     config = next(file for file in plan.files if file.path == "config.json")
     assert config.sha256 is None and config.etag == config.blob_id
     assert plan.download_bytes == sum(file.size for file in plan.files)
+
+
+def config_reads(hub: HubServer) -> list[str]:
+    return [record.path for record in hub.log if record.path.endswith("/config.json")]
+
+
+def test_download_plan_reads_config_at_the_branch_while_the_info_is_asked(client, hub):
+    info, plan = client.download_plan(DEV_BRANCH_REPO)
+    assert config_reads(hub) == [f"/{DEV_BRANCH_REPO}/resolve/main/config.json"]
+    assert plan is not None and plan.commit == info.sha and plan.config["model_type"] == "gpt2"
+
+
+def test_download_plan_reads_config_again_by_commit_when_the_branch_moved_meanwhile(client, hub):
+    """main moves to the dev commit after the info is answered and before config.json is: the config
+    read at main is of another commit, so the plan reads it again by the info's commit."""
+    spec = hub.repos[DEV_BRANCH_REPO]
+    hub.faults.set(path="/resolve/main/config.json", stall_s=1.0)
+    planned: list = []
+    planning = threading.Thread(target=lambda: planned.append(client.download_plan(DEV_BRANCH_REPO)))
+    planning.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not any(record.path.startswith("/api/models/") for record in hub.log):
+            assert time.monotonic() < deadline, "the model info was never asked"
+            time.sleep(0.005)
+        hub.repos[DEV_BRANCH_REPO] = dataclasses.replace(spec, refs={**spec.refs, "main": spec.refs["dev"]})
+        planning.join(10)
+    finally:
+        hub.repos[DEV_BRANCH_REPO] = spec
+    ((info, plan),) = planned
+    assert info.sha == spec.sha != spec.refs["dev"]
+    assert config_reads(hub) == [
+        f"/{DEV_BRANCH_REPO}/resolve/main/config.json",
+        f"/{DEV_BRANCH_REPO}/resolve/{spec.sha}/config.json",
+    ]
+    assert plan is not None and plan.commit == spec.sha and plan.config["model_type"] == "gpt2"
 
 
 def test_sharded_plan_has_every_shard_and_the_index(client):

@@ -47,6 +47,9 @@ class Journal:
 
     def __init__(self, partial: Path, written: RangeSet) -> None:
         self.path = journal_path(partial)
+        if not written:  # nothing to keep: a fresh journal, in one call (a plan opens many small files)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o666)
+            return
         temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         temporary.write_text("".join(f"{start} {end}\n" for start, end in written), encoding="ascii")
         os.replace(temporary, self.path)
