@@ -284,6 +284,8 @@ class HubClient:
         """`check_downloadable`, and the plan of the info it got (None when it cannot be made: the worker
         asks again and records why). config.json is read at `revision` while the info is asked, so
         both take one round trip; it is read again by commit if the branch moved in between."""
+        validate_repo_id(repo_id)
+        validate_revision(revision or "main")
         token = self.resolve_token(token)
         reading = _in_background(self._read_json_at, repo_id, revision or "main", "config.json", token)
         info = self.check_downloadable(repo_id, revision, token)

@@ -40,6 +40,9 @@ def client(settings: Settings) -> HubClient:
 def test_invalid_repo_ids_are_refused_before_any_request(client, hub, bad):
     with pytest.raises(errors.InvalidRepoId):
         client.model_info(bad)
+    with pytest.raises(errors.InvalidRepoId):
+        client.download_plan(bad)
+    time.sleep(0.1)  # a request sent from another thread (download_plan's config read) has arrived by now
     assert hub.log == []
 
 
