@@ -120,10 +120,12 @@ def _complete(cache_dir: Path, repo_id: str, commit: str, snapshot: Path) -> boo
     """Whether the snapshot holds, at their full size, the config and every weight file a download of
     ours would fetch. The revision's file list is the tree listing that huggingface_hub's
     `snapshot_download` keeps; without one, the shards of the index (or any weight file) must do."""
+    from .downloads.cache import size_if_present
+
     expected = _expected_files(cache_dir, repo_id, commit)
     if expected is None:
         return _weights_present(snapshot)
-    return all(_size(snapshot / path) == size for path, size in expected.items())
+    return all(size_if_present(snapshot / path) == size for path, size in expected.items())
 
 
 def _expected_files(cache_dir: Path, repo_id: str, commit: str) -> dict[str, int] | None:
@@ -144,13 +146,6 @@ def _expected_files(cache_dir: Path, repo_id: str, commit: str) -> dict[str, int
         if path == "config.json" or any(fnmatch.fnmatch(path, pattern) for pattern in weights)
     ]
     return {path: tree[path] for path in needed}
-
-
-def _size(path: Path) -> int | None:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None
 
 
 def _weights_present(snapshot: Path) -> bool:

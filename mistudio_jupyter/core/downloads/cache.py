@@ -220,6 +220,14 @@ def sweep_partials(repos: Iterable[RepoCache]) -> tuple[list[str], int]:
     return removed, freed
 
 
+def size_if_present(path: Path) -> int | None:
+    """The size of a file that may be gone, or unreadable, by now (a partial that became its blob); None then."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
 def scan_cache(cache_dir: Path) -> Any:
     """huggingface_hub's `scan_cache_dir`, looked at again when another process removes a repo folder
     while it reads the cache (a delete or `hf cache rm` at the same moment)."""

@@ -28,7 +28,15 @@ from ..errors import ALL_ERRORS, Cancelled, Conflict, DownloadFailed, MiStudioEr
 from ..hub import FilePlan, HubClient
 from ..jobs import WORKER_MODULE, worker_name
 from ..settings import Settings
-from .cache import RepoCache, delete_revision, free_bytes, repo_caches, scan_cache, sweep_partials
+from .cache import (
+    RepoCache,
+    delete_revision,
+    free_bytes,
+    repo_caches,
+    scan_cache,
+    size_if_present,
+    sweep_partials,
+)
 from .worker import EXIT_LOST
 
 POLL_S = 0.2  # how often a handle hears from the catalog poller
@@ -176,14 +184,6 @@ class DownloadHandle:
             return
         for callback in list(self._callbacks):
             callback(record)
-
-
-def _size_if_present(path: Path) -> int:
-    """The size of a file that may be gone by now (a partial that became its blob): 0 then."""
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
 
 
 def _plans(plan: FilePlan, record: ModelRecord) -> bool:
@@ -349,7 +349,7 @@ class DownloadManager:
             "repos": len(repos),
             "size_bytes": size,
             "partial_files": len(partials),
-            "partial_bytes": sum(_size_if_present(path) for path in partials),
+            "partial_bytes": sum(size_if_present(path) or 0 for path in partials),
             "free_bytes": free_bytes(cache_dir),
         }
 
