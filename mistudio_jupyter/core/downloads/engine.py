@@ -67,8 +67,9 @@ SYNC_EVERY_S = 5.0
 POLL_S = 0.2
 MEMORY_PER_STREAM_BYTES = 2 << 20
 # An answer this fast means a local path, where one stream is as fast as many and hashes in order.
-LOCAL_ANSWER_S = 0.005
-PATH_SAMPLES = 4
+# A Python server on a busy loopback takes a few milliseconds; a WAN's round trip takes longer.
+LOCAL_ANSWER_S = 0.008
+PATH_SAMPLES = 8
 # On a local path Linux would grow the receive buffer to tcp_rmem's maximum (often 6-32 MiB), all of it
 # lost on a kill; this much still carries 10 GB/s there.
 LOCAL_RECEIVE_BUFFER_BYTES = 2 << 20
@@ -192,9 +193,12 @@ class Engine:
     # -- HTTP ----------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def open(self, repo_id: str, url: str, start: int, end: int) -> Iterator[tuple[Any, str]]:
+    def open(
+        self, repo_id: str, url: str, start: int, end: int, on_answer: Callable[[float], None]
+    ) -> Iterator[tuple[Any, str]]:
         """GET bytes `[start, end)` of `url`, following redirects ourselves so that `Authorization`
-        never leaves the Hub's host; yields the response and the URL that answered."""
+        never leaves the Hub's host; yields the response and the URL that answered. `on_answer` gets
+        the seconds each hop took to answer, as it answers."""
         import httpx2
 
         headers = {**self.headers, "Range": f"bytes={start}-{end - 1}"}
@@ -205,7 +209,9 @@ class Engine:
         timeout = httpx2.Timeout(self.read_timeout_s, connect=self.read_timeout_s)
         for _ in range(MAX_REDIRECTS + 1):
             request = self.session.build_request("GET", url, headers=headers, timeout=timeout)
+            asked = time.monotonic()
             response = self.session.send(request, stream=True, follow_redirects=False)
+            on_answer(time.monotonic() - asked)
             if not response.is_redirect:
                 break
             response.read()  # read to its end, the connection goes back to the pool for the next request
@@ -565,11 +571,12 @@ class _Download:
 
         target, file = job.target, job.target.file
         url = self._urls.get(file.path) or self._hub_file_url(file)
-        asked = time.monotonic()
         try:
-            with self.engine.open(self.repo.repo_id, url, job.pos, job.end) as (response, answered_by):
+            with self.engine.open(self.repo.repo_id, url, job.pos, job.end, self._learn_path) as (
+                response,
+                answered_by,
+            ):
                 self._urls[file.path] = answered_by
-                self._learn_path(time.monotonic() - asked)
                 if self._local:
                     _keep_receive_buffer_small(response)
                 if response.status_code == 200:
@@ -587,9 +594,10 @@ class _Download:
         return hf_hub_url(self.repo.repo_id, file.path, revision=self.commit, endpoint=self.engine.endpoint)
 
     def _learn_path(self, answer_s: float) -> None:
-        """A local path gets one stream, fetching whole files. One answer within LOCAL_ANSWER_S proves
-        the path local (a WAN cannot answer faster than its round trip); PATH_SAMPLES slower ones rule it
-        out (one slow answer may only mean a busy CPU)."""
+        """A local path gets one stream, fetching whole files. One answer within LOCAL_ANSWER_S, from
+        the Hub or from the host it redirects to, proves the path local (a WAN cannot answer faster
+        than its round trip); PATH_SAMPLES slower ones rule it out (one slow answer may only mean a
+        busy CPU)."""
         with self._cond:
             if self._local is not None:
                 return
