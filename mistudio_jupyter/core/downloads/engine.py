@@ -293,17 +293,29 @@ class _Download:
 
     def run(self) -> None:
         try:
-            for index, file in enumerate(self.files):
+            files, index = enumerate(self.files), -1
+            with self._cond:
+                starting, self._wanted = self._wanted, 1
+            for index, file in files:  # until one file has a range to fetch: its stream asks alone
                 self._start_file(index, file)
-            with self._cond:  # one stream for each file that can start now, within the bounds
-                wanted = min(self.engine.max_connections, max(self._wanted, len(self._queue)))
-                self._wanted = 1
+                if self._queue:
+                    break
             self._spawn_streams()
-            with self._cond:  # a request alone in flight tells a local path; the rest wait that long at most
-                self._cond.wait_for(lambda: self._local is not None or self._error is not None, 2 * LOCAL_ANSWER_S)
-                if not self._local:
-                    self._wanted = wanted
+            alone_until = time.monotonic() + 2 * LOCAL_ANSWER_S
+            for index, file in files:  # the next files get ready while that request is in flight
+                self._start_file(index, file)
+                if self._local is not None or time.monotonic() >= alone_until:
+                    break
+            with self._cond:  # its answer tells a local path; the other streams wait that long at most
+                self._cond.wait_for(
+                    lambda: self._local is not None or self._error is not None, max(0.0, alone_until - time.monotonic())
+                )
+                if not self._local:  # a stream for each file, within the bounds
+                    files_left = len(self._queue) + len(self._running) + len(self.files) - index - 1
+                    self._wanted = min(self.engine.max_connections, max(starting, files_left))
             self._spawn_streams()
+            for index, file in files:  # the streams fetch the files ready while the rest get ready
+                self._start_file(index, file)
             self._supervise()
         except BaseException:
             self._abort()
@@ -464,10 +476,11 @@ class _Download:
         with self._cond:
             self._streams = [stream for stream in self._streams if stream.is_alive()]
             missing = self._wanted - len(self._streams)
-            for _ in range(max(0, missing)):
-                stream = threading.Thread(target=self._stream, name="mistudio-stream", daemon=True)
+        for _ in range(max(0, missing)):  # unlocked: each stream takes its range while the next starts
+            stream = threading.Thread(target=self._stream, name="mistudio-stream", daemon=True)
+            stream.start()
+            with self._cond:
                 self._streams.append(stream)
-                stream.start()
 
     def _stream(self) -> None:
         buffer = _Buffer()
