@@ -130,6 +130,7 @@ def test_sharded_repo_loads_with_transformers_offline_and_gets_its_summary(
     assert len([p for p in got if p.endswith(".safetensors")]) == 6
     assert got == expected_bytes(fixture_repos, "tiny/llama-sharded", record)
     assert record.family == "llama" and record.params and record.params > 0
+    assert record.architecture is None  # `wait()` returns at `ready`, not after the summary (seconds of imports)
     deadline = time.monotonic() + 120  # the summary lands after `ready`, once the worker has built it
     while manager.get(record.id).architecture is None and time.monotonic() < deadline:
         time.sleep(0.2)

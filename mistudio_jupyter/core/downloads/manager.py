@@ -149,6 +149,10 @@ class DownloadHandle:
         record = self._last
         if self._process is not None:
             if self._process.poll() is None:
+                if record is None or record.status in ACTIVE:
+                    return
+                self._notify(record)  # final while its worker runs on: a ready entry's summary comes after
+                self._finish(record)
                 return
             lost = self._process.returncode == EXIT_LOST
             self._process = None
