@@ -7,7 +7,8 @@ connection pays two more round trips, its TCP and TLS handshakes). Workloads: on
 of 64 MiB; 40 small files of 20-800 KB; each with a config.json. Tools, one after another on the same
 Hub, each in its own process, into a fresh directory after `os.sync()`. Besides the whole time, each
 tool's start-up (from its start to its first request for LFS bytes, by the test Hub's clock: asking the
-Hub, starting processes) and the share of the link it reached after that:
+Hub, starting processes) and the share of the link it reached after that. The short workloads run
+several times (`ROUNDS`), each round with the tools in another order; each tool's median run is shown:
 
 - ours: `ModelManager(...).download(repo).wait()` with a fresh cache and catalog; the worker process
   it starts is timed, its interpreter startup included (`MISTUDIO_MAX_CONNECTIONS` is passed on when set);
@@ -62,6 +63,8 @@ LINK_BPS = 96e6
 PROFILE = WanProfile(per_conn_bps=8e6, link_bps=LINK_BPS, rtt_ms=30)
 WORKLOADS = {"one-file": "bench/wan-one-file", "shards": "bench/wan-shards", "small-files": "bench/wan-small-files"}
 PEERS = ("snapshot_download", "hf_transfer", "aria2c")
+# Runs per tool: a short workload varies more from run to run than the one large file.
+ROUNDS = {"one-file": 1, "shards": 3, "small-files": 5}
 RESOLVERS = 8  # files resolved (and, for hf_transfer, fetched) at a time: snapshot_download's max_workers
 CEILING_RANGES = 16
 TOOL_TIMEOUT_S = 300
@@ -282,16 +285,29 @@ def ceiling(hub: HubServer, spec: RepoSpec) -> dict[str, float]:
 
 
 def workload(hub: HubServer, name: str, spec: RepoSpec, work: Path) -> dict[str, Any]:
-    """Every tool on one repo, a table row each as it finishes."""
+    """Every tool on one repo, `ROUNDS[name]` times, each round in another order; per tool its median
+    run (a failed run counts as the slowest), a table row each."""
     size = sum(file.size for file in spec.files.values())
-    label = f"{name} ({len(spec.files)} files, {size / 1e6:.1f} MB)"
+    rounds = ROUNDS[name]
+    label = f"{name} ({len(spec.files)} files, {size / 1e6:.1f} MB)" + (f", median of {rounds}" if rounds > 1 else "")
+    runs: dict[str, list[dict[str, Any]]] = {tool: [] for tool in TOOLS}
+    order = list(TOOLS)
+    for round_index in range(rounds):
+        for tool in order[round_index % len(order) :] + order[: round_index % len(order)]:
+            runs[tool].append(measure(hub, tool, spec, work))
     tools: dict[str, dict[str, Any]] = {}
     for tool in TOOLS:
-        tools[tool] = measure(hub, tool, spec, work)
+        tools[tool] = median_run(runs[tool])
         print(table_row(label, tool, tools[tool], tools["ours"].get("mbps")), flush=True)
     ours_mbps = tools["ours"].get("mbps")
     ratios = {peer: ours_mbps / tools[peer]["mbps"] for peer in PEERS if ours_mbps and tools[peer].get("mbps")}
     return {"repo": spec.repo_id, "files": len(spec.files), "bytes": size, "tools": tools, "ours_vs": ratios}
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median seconds, with every run's seconds beside it."""
+    ranked = sorted(runs, key=lambda run: run.get("seconds", float("inf")))
+    return {**ranked[(len(ranked) - 1) // 2], "runs_s": [run.get("seconds") for run in runs]}
 
 
 def table_row(label: str, tool: str, result: dict[str, Any], ours_mbps: float | None) -> str:
