@@ -1,5 +1,6 @@
-"""Users' JupyterLabs over the team store: the sidebar lists the store's models and names who asked, and
-a download one user starts from their sidebar shows in another's sidebar and kernel as it runs."""
+"""Users' JupyterLabs over the team store: the sidebar lists the store's models, names who asked and offers
+only the actions the user's scopes allow, and a download one user starts from their sidebar shows in
+another's sidebar and kernel as it runs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from mistudio_jupyter.core.service import ModelManager
 from mistudio_jupyter.core.settings import Settings
 from tests.browser.jupyterlab import running_lab
 from tests.browser.test_sidebar import card, open_lab, open_sidebar, progress_of, shot, start_download
-from tests.hubserver import HubServer
+from tests.hubserver import HubServer, WanProfile
 from tests.polling import wait_for
 from tests.team.conftest import (
     TeamHub,
@@ -34,9 +35,12 @@ def test_the_sidebar_names_who_asked_for_each_model(
         bob.close()
     carol = user_environment(team_hub, "carol", tmp_path / "carol")
     with running_lab(tmp_path / "lab", _hub_server, environment=carol) as lab, open_lab(browser, lab, "team") as page:
-        row = card(open_sidebar(page), "tiny/gpt2")
+        sidebar = open_sidebar(page)
+        row = card(sidebar, "tiny/gpt2")
         expect(row.locator(".mistudio-badge")).to_have_text("ready")
         expect(row.locator(".mistudio-item__requester")).to_have_text(" · by bob")
+        expect(row.locator("button")).to_have_text(["Open"])  # carol may read, not delete
+        expect(sidebar.get_by_role("button", name="Download…")).to_be_hidden()
         meta = row.locator(".mistudio-item__meta")
         assert meta.evaluate("(node) => node.scrollWidth <= node.clientWidth"), meta.text_content()
         shot(page, "team-sidebar")
@@ -57,7 +61,7 @@ def test_a_download_started_in_one_users_sidebar_runs_in_anothers_sidebar_and_ke
         open_lab(browser, carol_lab, "team-carol") as carol_page,
     ):
         carol_sidebar = open_sidebar(carol_page)
-        _hub_server.faults.set(path="model.safetensors", throttle_bps=400_000)  # per stream: seconds to watch
+        _hub_server.faults.wan = WanProfile(per_conn_bps=250_000, rtt_ms=20)  # a CDN's path: seconds to watch
         try:
             start_download(open_sidebar(bob_page), "tiny/big")
             clicked = time.monotonic()
