@@ -90,7 +90,7 @@ export abstract class TraitModel implements IWidgetModel {
 }
 
 /**
- * The traits of the models panel (`models`, `filters`, `error`) and of its download form (`preview`,
+ * The traits of the models panel (`models`, `filters`, `error`, `can`) and of its download form (`preview`,
  * `record`), kept in this object. Messages the views send become REST calls whose answers, and the
  * server's events, change the traits. Nothing needs saving: trait writes are local.
  */
@@ -145,9 +145,19 @@ export class RestModel extends TraitModel implements IDisposable {
   }
 
   private async _start(): Promise<void> {
-    await this.refresh();
+    const [, can] = await Promise.all([this.refresh(), this._permissions()]);
+    this.set('can', can);
     this.events.subscribe(ALL_MODELS);
     this.events.connect();
+  }
+
+  /** What the user may do (`GET /me`); null, which shows every action, when the server does not say. */
+  private async _permissions(): Promise<string[] | null> {
+    try {
+      return (await this._request<{ can: string[] }>('me')).can;
+    } catch {
+      return null;
+    }
   }
 
   private async _dispatch(message: Message): Promise<void> {

@@ -3,11 +3,11 @@ import { modelFacts, modelRow } from "../views/card.js";
 import { button, buttonTexts, facts, mount } from "./dom.js";
 import { downloading, record } from "./fixtures.js";
 
-function setup(rec, confirming = false) {
+function setup(rec, confirming = false, can = null) {
   const send = vi.fn();
   const setConfirming = vi.fn();
   const root = mount();
-  root.append(modelRow(rec, { send, confirming, setConfirming }));
+  root.append(modelRow(rec, { send, confirming, setConfirming, can }));
   return { root, send, setConfirming };
 }
 
@@ -86,6 +86,19 @@ describe("model row", () => {
     expect(buttonTexts(root)).toEqual(["Open", "Resume", "Delete"]);
     button(root, "Resume").click();
     expect(send).toHaveBeenCalledWith({ action: "resume", id: "m2" });
+  });
+
+  it("shows only the actions the user may do", () => {
+    expect(buttonTexts(setup(downloading({ status: "failed" }), false, ["read"]).root)).toEqual(["Open"]);
+    expect(buttonTexts(setup(downloading(), false, ["read"]).root)).toEqual(["Open"]);
+    expect(buttonTexts(setup(downloading({ status: "failed" }), false, ["read", "download"]).root)).toEqual([
+      "Open",
+      "Resume",
+    ]);
+    expect(buttonTexts(setup(downloading({ status: "failed" }), false, ["read", "delete"]).root)).toEqual([
+      "Open",
+      "Delete",
+    ]);
   });
 
   it("failed: shows the error line", () => {

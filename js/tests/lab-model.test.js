@@ -54,6 +54,12 @@ describe("RestModel: start", () => {
     expect(socket.sent).toEqual([{ action: "subscribe", channel: "models" }]);
   });
 
+  it("takes what the user may do from GET /me as `can`, and every action (null) when the server does not say", async () => {
+    const { model } = await started({ "GET me": [200, { name: "carol", can: ["read"] }] });
+    expect(model.get("can")).toEqual(["read"]);
+    expect((await started()).model.get("can")).toBeNull();
+  });
+
   it("rejects, with the socket never opened, when the server extension is missing", async () => {
     const model = new RestModel(fakeServer().settings);
     await expect(model.start()).rejects.toMatchObject({ code: "no_extension", unavailable: true });

@@ -170,6 +170,16 @@ describe("models panel", () => {
     expect(document.activeElement).toBe(download);
   });
 
+  it("offers Download and the rows' actions only as trait `can` allows, and follows its changes", () => {
+    const { model, root } = setup({ can: ["read"] });
+    expect(button(root, "Download…").hidden).toBe(true);
+    expect(card(root, "m3").querySelectorAll("button")).toHaveLength(1); // Open
+    model.kernelSet("can", ["read", "download", "delete"]);
+    expect(button(root, "Download…").hidden).toBe(false);
+    button(card(root, "m3"), "Resume").click();
+    expect(model.sent).toEqual([{ action: "resume", id: "m3" }]);
+  });
+
   it("the form's Cancel closes it", () => {
     const { root } = setup();
     button(root, "Download…").click();

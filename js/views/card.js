@@ -1,6 +1,6 @@
 // A model in the list: a compact row (name, status, size, a thin progress bar while downloading,
 // actions), and the facts of a model that the model page shows in its header.
-import { ACTIVE, RESUMABLE, actionButton, compactProgress } from "./progress.js";
+import { ACTIVE, RESUMABLE, actionButton, compactProgress, may } from "./progress.js";
 import { el, formatBytes, formatParams, statusBadge } from "./util.js";
 
 function quantizationText(record) {
@@ -46,14 +46,15 @@ function confirmDelete(record, send, setConfirming) {
   );
 }
 
-function actions(record, send, setConfirming) {
+function actions(record, send, setConfirming, can) {
+  const downloading = may(can, "download");
   return el(
     "div",
     { class: "mistudio-actions mistudio-item__actions" },
     actionButton("Open", "architecture", record, send),
-    ACTIVE.has(record.status) ? actionButton("Cancel download", "cancel", record, send) : null,
-    RESUMABLE.has(record.status) ? actionButton("Resume", "resume", record, send) : null,
-    ACTIVE.has(record.status)
+    downloading && ACTIVE.has(record.status) ? actionButton("Cancel download", "cancel", record, send) : null,
+    downloading && RESUMABLE.has(record.status) ? actionButton("Resume", "resume", record, send) : null,
+    ACTIVE.has(record.status) || !may(can, "delete")
       ? null
       : el(
           "button",
@@ -91,8 +92,9 @@ function meta(record, team) {
 /**
  * One row (`team`: the catalog is a team store's, whose rows name who asked). `send(msg)` receives `{action, id}` for architecture (the Open button)/delete/cancel/resume;
  * Delete first asks for confirmation, whose state the caller keeps (`confirming`, `setConfirming`).
+ * Only the actions that `can` (the API's `GET /me` list; null: unknown) allows are shown.
  */
-export function modelRow(record, { send, confirming = false, setConfirming, team = false }) {
+export function modelRow(record, { send, confirming = false, setConfirming, team = false, can = null }) {
   const origin = record.repo_id !== record.name ? ` (${record.repo_id}@${record.revision})` : "";
   return el(
     "article",
@@ -105,6 +107,6 @@ export function modelRow(record, { send, confirming = false, setConfirming, team
     ),
     el("p", { class: "mistudio-item__meta mistudio-muted" }, meta(record, team)),
     ACTIVE.has(record.status) || record.error ? compactProgress(record) : null,
-    confirming ? confirmDelete(record, send, setConfirming) : actions(record, send, setConfirming),
+    confirming ? confirmDelete(record, send, setConfirming) : actions(record, send, setConfirming, can),
   );
 }

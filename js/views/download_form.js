@@ -146,7 +146,9 @@ export function render({ model, el: root, onClose }) {
   function updateProgress() {
     const record = model.get("record");
     keepFocus(progressSlot, () =>
-      progressSlot.replaceChildren(...(record ? [progressBlock(record, (msg) => model.send(msg))] : [])),
+      progressSlot.replaceChildren(
+        ...(record ? [progressBlock(record, (msg) => model.send(msg), model.get("can"))] : []),
+      ),
     );
   }
 

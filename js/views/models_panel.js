@@ -5,6 +5,7 @@ import { modelRow } from "./card.js";
 import { render as renderDownload } from "./download_form.js";
 import { render as renderModelPage } from "./model_page.js";
 import { QUANTIZATIONS, STATUSES } from "./options.js";
+import { may } from "./progress.js";
 import { el, errorLine, field, focusByKey, keepFocus, optionElements, select, setText, watch } from "./util.js";
 
 const EMPTY_FILTERS = { text: "", family: "", quantization: "", status: "", min_params: null, max_params: null };
@@ -60,7 +61,8 @@ function filterControls(onInput) {
 
 /**
  * Traits read: `models` (list of the API's Model JSON), `filters` (written and saved on every filter edit),
- * `error`, plus the traits of the download form and model page it opens. Messages sent:
+ * `error`, `can` (what the user may do: the API's `GET /me`; null shows every action), plus the traits of
+ * the download form and model page it opens. Messages sent:
  * `{action: "architecture"|"delete"|"cancel"|"resume", id}` from the rows, and the download form's.
  * A host with a place of its own for them passes `onDownload()` (the Download button) and `onOpen(record)`
  * (a row's Open button); the panel then opens neither in place.
@@ -152,6 +154,7 @@ export function render({ model, el: root, onDownload = null, onOpen = null }) {
               confirming: confirming === r.id,
               setConfirming: (on) => setConfirming(on ? r.id : null),
               team: Boolean(model.get("team")),
+              can: model.get("can"),
             }),
           ),
         ),
@@ -228,6 +231,11 @@ export function render({ model, el: root, onDownload = null, onOpen = null }) {
     updateList();
   }
 
+  function onPermissions() {
+    download.hidden = !may(model.get("can"), "download");
+    updateList();
+  }
+
   root.classList.add("mistudio", "mistudio-panel");
   root.replaceChildren(
     el("header", { class: "mistudio-panel__header" }, el("h2", {}, "Models"), download),
@@ -238,10 +246,12 @@ export function render({ model, el: root, onDownload = null, onOpen = null }) {
     list,
   );
   writeInputs();
-  onModels();
+  updateFamilies();
+  onPermissions();
   updateError();
   const unwatch = [
     watch(model, ["models"], onModels),
+    watch(model, ["can"], onPermissions),
     watch(model, ["filters"], onFilters),
     watch(model, ["error"], updateError),
   ];

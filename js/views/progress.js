@@ -15,6 +15,11 @@ import {
 export const ACTIVE = new Set(ACTIVE_STATUSES);
 export const RESUMABLE = new Set(RESUMABLE_STATUSES);
 
+/** Whether `can` (the API's `GET /me` list; unknown: null) allows `permission`: read, download, delete. */
+export function may(can, permission) {
+  return !can || can.includes(permission);
+}
+
 /** A button that sends `{action, id}` for a record; `data-focus` lets re-renders keep focus on it. */
 export function actionButton(label, action, record, send, attrs = {}) {
   return el(
@@ -79,8 +84,9 @@ export function compactProgress(record) {
   );
 }
 
-/** The whole progress block: name, status, details, Cancel / Resume. */
-export function progressBlock(record, send) {
+/** The whole progress block: name, status, details, Cancel / Resume when `can` allows downloading. */
+export function progressBlock(record, send, can = null) {
+  const downloading = may(can, "download");
   return el(
     "section",
     { class: "mistudio-card", "aria-label": `Download of ${record.name}` },
@@ -89,21 +95,21 @@ export function progressBlock(record, send) {
     el(
       "div",
       { class: "mistudio-actions" },
-      ACTIVE.has(record.status) ? actionButton("Cancel download", "cancel", record, send) : null,
-      RESUMABLE.has(record.status) ? actionButton("Resume", "resume", record, send) : null,
+      downloading && ACTIVE.has(record.status) ? actionButton("Cancel download", "cancel", record, send) : null,
+      downloading && RESUMABLE.has(record.status) ? actionButton("Resume", "resume", record, send) : null,
     ),
   );
 }
 
-/** Render the record in trait `record` (null: nothing yet); buttons send cancel/resume. */
+/** Render the record in trait `record` (null: nothing yet); buttons send cancel/resume, as trait `can` allows. */
 export function render({ model, el: root }) {
   const send = (msg) => model.send(msg);
   const update = () =>
     keepFocus(root, () => {
       const record = model.get("record");
-      root.replaceChildren(...(record ? [progressBlock(record, send)] : []));
+      root.replaceChildren(...(record ? [progressBlock(record, send, model.get("can"))] : []));
     });
   root.classList.add("mistudio");
   update();
-  return watch(model, ["record"], update);
+  return watch(model, ["record", "can"], update);
 }

@@ -252,6 +252,9 @@ class RemoteStore:
     def audit(self, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         return self._call("GET", "/audit", limit=limit, offset=offset)["entries"]  # type: ignore[no-any-return]
 
+    def permissions(self) -> list[str]:
+        return [str(permission) for permission in self._call("GET", "/me")["can"]]
+
     def cache_info(self) -> dict[str, Any]:
         return self._call("GET", "/cache")  # type: ignore[no-any-return]
 

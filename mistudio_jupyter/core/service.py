@@ -189,6 +189,11 @@ class ModelManager:
         """The audit log, newest first: {id, at, user, action, model_id, repo_id, revision}."""
         return self.store.audit(limit=limit, offset=offset)
 
+    def permissions(self) -> list[str]:
+        """What this user may do with the catalog, of `read`, `download`, `delete` and `admin` (a forced
+        delete): everything in single-user mode; with a team store, what the Hub's scopes grant."""
+        return self.store.permissions()
+
     def cache_info(self) -> dict[str, Any]:
         """Size of the model cache, its partial files and the free space on its volume."""
         return self.store.cache_info()

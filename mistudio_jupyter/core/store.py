@@ -22,6 +22,10 @@ from .leases import LeaseBook, Leases
 from .options import LoadChoice, entry_choice
 from .records import RecordView, resolve, valid_id
 
+# What a user may do with a catalog (a team store's custom:mistudio:<name> scopes; everything in single-user mode).
+READ, DOWNLOAD, DELETE, ADMIN = "read", "download", "delete", "admin"
+PERMISSIONS = (READ, DOWNLOAD, DELETE, ADMIN)
+
 if TYPE_CHECKING:
     from .downloads.manager import DownloadHandle, DownloadManager
     from .hub import HubClient
@@ -65,6 +69,8 @@ class ModelStore(Protocol):
     def record_load(self, model_id: str, measured_memory_bytes: int | None, load_time_s: float | None) -> None: ...
 
     def audit(self, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]: ...
+
+    def permissions(self) -> list[str]: ...
 
     def cache_info(self) -> dict[str, Any]: ...
 
@@ -243,6 +249,9 @@ class LocalStore:
 
     def audit(self, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         return [entry.to_dict() for entry in self.catalog.audit(limit=limit, offset=offset)]
+
+    def permissions(self) -> list[str]:
+        return list(PERMISSIONS)
 
     def cache_info(self) -> dict[str, Any]:
         return self.downloads.cache_info()

@@ -25,6 +25,7 @@ from tornado import web, websocket
 
 from ..core.catalog import Lease, ModelRecord
 from ..core.errors import InvalidArgument, MiStudioError
+from ..core.store import ADMIN, DELETE, DOWNLOAD, READ
 from . import openapi
 from .errors import PayloadTooLarge, error_response, redact
 from .events import MAX_SUBSCRIPTIONS, message
@@ -37,9 +38,6 @@ API_PREFIX = "/mistudio/api/v1"
 AUTH_RESOURCE = "mistudio"
 MAX_BODY_BYTES = 64 * 1024
 _QUERY_AUTH_ARGUMENTS = frozenset({"token", "_xsrf"})  # Jupyter's own, not the operation's
-
-# the team store's scopes, custom:mistudio:<name>; a forced delete (of an entry in use) needs admin
-READ, DOWNLOAD, DELETE, ADMIN = "read", "download", "delete", "admin"
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -129,6 +127,7 @@ class ApiHandler(JSONErrors):
     app: Backend
     user_name: str
     check_access: Callable[[str], Awaitable[None]]
+    permissions: Callable[[], Awaitable[list[str]]]
 
     @property
     def manager(self) -> ModelManager:
@@ -336,6 +335,14 @@ class SystemHandler(ApiHandler):
         self.reply(await self.slow(self.manager.system))
 
 
+class MeHandler(ApiHandler):
+    route = "/me"
+
+    @web.authenticated
+    async def get(self) -> None:
+        self.reply({"name": self.user_name, "can": await self.permissions()})
+
+
 class CacheHandler(ApiHandler):
     route = "/cache"
 
@@ -465,6 +472,7 @@ HANDLERS: tuple[type[ApiHandler | EventsHandler], ...] = (
     HooksHandler,
     EstimateHandler,
     SystemHandler,
+    MeHandler,
     CacheHandler,
     PruneCacheHandler,
     AuditHandler,
@@ -488,8 +496,17 @@ class JupyterAccess(ExtensionHandlerMixin, APIHandler):
 
     async def check_access(self, scope: str) -> None:
         action = HTTP_METHOD_TO_AUTH_ACTION[(self.request.method or "GET").upper()]
-        if not await ensure_async(self.authorizer.is_authorized(self, self.current_user, action, AUTH_RESOURCE)):
+        if not await self._authorized(action):
             raise web.HTTPError(403, f"User is not authorized to {action} on resource: {AUTH_RESOURCE}.")
+
+    async def permissions(self) -> list[str]:
+        """Reading needs Jupyter's read action, the rest its write action; with a team store, also its scope."""
+        actions = {action: await self._authorized(action) for action in ("read", "write")}
+        granted = await self.slow(self.manager.permissions)
+        return [scope for scope in granted if actions["read" if scope == READ else "write"]]
+
+    async def _authorized(self, action: str) -> bool:
+        return bool(await ensure_async(self.authorizer.is_authorized(self, self.current_user, action, AUTH_RESOURCE)))
 
 
 class JupyterSocketAccess(ExtensionHandlerMixin, WebSocketMixin, websocket.WebSocketHandler, JupyterHandler):
@@ -498,6 +515,7 @@ class JupyterSocketAccess(ExtensionHandlerMixin, WebSocketMixin, websocket.WebSo
     auth_resource = AUTH_RESOURCE
     app = JupyterAccess.app
     check_access = JupyterAccess.check_access
+    _authorized = JupyterAccess._authorized
 
 
 def routes(access: type, socket_access: type) -> list[tuple[str, type]]:

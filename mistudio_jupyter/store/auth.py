@@ -10,6 +10,7 @@ from tornado import web, websocket
 from tornado.log import app_log
 
 from ..core.errors import Forbidden
+from ..core.store import PERMISSIONS
 from ..server.handlers import Backend
 
 SCOPE_PREFIX = "custom:mistudio:"
@@ -23,6 +24,12 @@ def require_scope(user: dict[str, Any], scope: str) -> None:
             f"{user.get('kind', 'user')} {user.get('name')!r} lacks the {needed} scope; "
             "a JupyterHub admin grants it with a role"
         )
+
+
+def granted(user: dict[str, Any]) -> list[str]:
+    """The permissions whose `custom:mistudio:<name>` scope the Hub granted `user`."""
+    scopes = user.get("scopes", ())
+    return [permission for permission in PERMISSIONS if SCOPE_PREFIX + permission in scopes]
 
 
 class HubAccess(HubOAuthenticated, web.RequestHandler):
@@ -42,6 +49,9 @@ class HubAccess(HubOAuthenticated, web.RequestHandler):
 
     async def check_access(self, scope: str) -> None:
         require_scope(self.current_user, scope)
+
+    async def permissions(self) -> list[str]:
+        return granted(self.current_user)
 
 
 class HubSocketAccess(HubOAuthenticated, websocket.WebSocketHandler):

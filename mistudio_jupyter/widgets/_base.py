@@ -53,6 +53,8 @@ class ManagerWidget(anywidget.AnyWidget):
 
     error = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
     team = traitlets.Bool(False).tag(sync=True)  # the catalog is a team store's: views name who asked for a model
+    # what the user may do (`ModelManager.permissions()`): views show only those actions; None shows every one
+    can = traitlets.List(traitlets.Unicode(), allow_none=True, default_value=None).tag(sync=True)
     _css = STATIC / "styles.css"
     _actions: dict[str, str] = {}
     _closed = True  # until __init__ completes, so that close() (also from __del__) has nothing to stop
@@ -73,6 +75,13 @@ class ManagerWidget(anywidget.AnyWidget):
         super().__init__(team=self.manager.remote, **kwargs)
         self._closed = False
         self.on_msg(self._on_message)
+        self.run("permissions", self._learn_permissions)
+
+    def _learn_permissions(self) -> None:
+        can = self.manager.permissions()
+        with self.changes() as open_:
+            if open_:
+                self.can = can
 
     @contextmanager
     def changes(self) -> Iterator[bool]:

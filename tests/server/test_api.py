@@ -106,6 +106,11 @@ async def test_create_get_and_list(api: Api) -> None:
     assert [m["repo_id"] for m in page["models"]] == ["tiny/llama"]
 
 
+async def test_a_single_user_may_do_everything(api: Api) -> None:
+    status, me = await api("GET", "/me")
+    assert status == 200 and me["can"] == ["read", "download", "delete", "admin"] and me["name"]
+
+
 async def test_create_takes_a_load_option_by_its_estimate_name(api: Api) -> None:
     status, record = await api("POST", "/models", {"repo_id": "tiny/gpt2", "option": "bf16"})
     assert status == 200 and (record["quantization"], record["dtype"]) == ("none", "bfloat16")

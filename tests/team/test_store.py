@@ -58,6 +58,20 @@ def test_a_missing_scope_is_403_forbidden(team_hub: TeamHub) -> None:
     assert team_hub.call("carol", "GET", f"/models/{record['id']}")[1]["status"] == "pending"
 
 
+def test_me_lists_what_the_hubs_scopes_grant_each_user(team_hub: TeamHub) -> None:
+    granted = {
+        "alice": ["read", "download", "delete", "admin"],
+        "fred": ["read", "download", "delete"],
+        "bob": ["read", "download"],
+        "carol": ["read"],
+        "erin": [],
+    }
+    for user, can in granted.items():
+        status, me = team_hub.call(user, "GET", "/me")
+        assert status == 200 and me == {"name": user, "can": can}, (user, me)
+        check_response("/me", "GET", status, me)
+
+
 def test_a_user_without_any_mistudio_scope_is_refused(team_hub: TeamHub) -> None:
     for user in ("erin", "dave"):  # with and without access to the service
         for method, path, body in (("GET", "/models", None), ("POST", "/models", {"repo_id": REPO_ID})):

@@ -179,6 +179,7 @@ def test_a_readers_jupyterlab_goes_through_the_store_and_answers_403_forbidden(
         assert qwen["requested_by"] == "bob"
         with urllib.request.urlopen(f"{url}lab?token={token}", timeout=30) as page:
             assert '"mistudioTeam": true' in page.read().decode(), "the page does not say the catalog is a team's"
+        assert _jupyter_call(url, token, "GET", "/me")[1]["can"] == ["read"]  # the sidebar offers only reading
         status, refused = _jupyter_call(url, token, "POST", "/models", {"repo_id": "tiny/gemma"})
         assert status == 403 and refused["error"]["code"] == "forbidden", refused
         assert "custom:mistudio:download" in refused["error"]["message"]
@@ -225,6 +226,7 @@ def test_a_readers_widgets_list_through_the_store_and_show_the_refusal(managers:
     panel = ModelsPanel(manager=managers["carol"])
     try:
         assert panel.team, "the views are not told that rows name who asked"
+        assert wait_for(lambda: panel.can, 30, 0.1, "the permissions") == ["read"]  # the views offer only reading
         listed = wait_for(lambda: {model["repo_id"]: model for model in panel.models}, 30, 0.1, "the models")
         assert listed["tiny/qwen2"]["requested_by"] == "bob" and listed["tiny/qwen2"]["status"] == "ready"
         send(panel, action="download", repo_id="tiny/gemma", revision="main")

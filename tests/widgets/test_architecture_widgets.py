@@ -62,6 +62,7 @@ def test_panel_lists_models_live_and_opens_an_architecture(manager, widgets):
     panel = ModelsPanel(manager=manager)
     widgets.append(panel)
     assert [model["id"] for model in panel.models] == [ready.id]
+    assert wait_for(lambda: panel.can, what="the permissions") == ["read", "download", "delete", "admin"]
     added = manager.add("tiny/pythia")  # from elsewhere: the panel sees it on its next poll
     wait_for(lambda: len(panel.models) == 2, timeout=30, what="the new entry")
 
