@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from mistudio_jupyter.core.downloads.cache import RepoCache
-from mistudio_jupyter.core.downloads.engine import Engine
+from mistudio_jupyter.core.downloads.engine import Engine, is_nearby_address
 from mistudio_jupyter.core.downloads.journal import Journal, journal_path, read_written
 from mistudio_jupyter.core.downloads.partial import BLOCK_BYTES, BlockPool, HashThreads, MemoryBudget, PartialFile
 from mistudio_jupyter.core.downloads.ranges import RangeSet
@@ -121,3 +121,21 @@ def test_a_connection_cut_mid_block_never_reuses_the_block_the_hash_holds(
 
     assert hashlib.sha256((snapshot / "model.safetensors").read_bytes()).hexdigest() == weights.sha256
     assert sum(record.bytes_sent for record in hub.cdn_gets("model.safetensors")) == weights.size
+
+
+@pytest.mark.parametrize(
+    ("host", "nearby"),
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("10.1.2.3", True),
+        ("192.168.0.7", True),
+        ("fd00::1", True),
+        ("169.254.1.1", True),
+        ("18.154.10.1", False),  # a CDN edge: as fast as a mirror when it is near, but each connection capped
+        ("2600:9000::1", False),
+        ("cdn-lfs.hf.co", False),
+    ],
+)
+def test_only_a_loopback_private_or_link_local_host_can_make_a_path_local(host: str, nearby: bool) -> None:
+    assert is_nearby_address(host) is nearby

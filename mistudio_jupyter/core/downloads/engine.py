@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 import os
 import re
@@ -194,11 +195,11 @@ class Engine:
 
     @contextlib.contextmanager
     def open(
-        self, repo_id: str, url: str, start: int, end: int, on_answer: Callable[[float], None]
+        self, repo_id: str, url: str, start: int, end: int, on_answer: Callable[[float, bool], None]
     ) -> Iterator[tuple[Any, str]]:
         """GET bytes `[start, end)` of `url`, following redirects ourselves so that `Authorization`
-        never leaves the Hub's host; yields the response and the URL that answered. `on_answer` gets
-        the seconds each hop took to answer, as it answers."""
+        never leaves the Hub's host; yields the response and the URL that answered. `on_answer` gets,
+        as each hop answers, the seconds it took and whether its host is on this machine or network."""
         import httpx2
 
         headers = {**self.headers, "Range": f"bytes={start}-{end - 1}"}
@@ -211,7 +212,7 @@ class Engine:
             request = self.session.build_request("GET", url, headers=headers, timeout=timeout)
             asked = time.monotonic()
             response = self.session.send(request, stream=True, follow_redirects=False)
-            on_answer(time.monotonic() - asked)
+            on_answer(time.monotonic() - asked, _from_nearby_host(response))
             if not response.is_redirect:
                 break
             response.read()  # read to its end, the connection goes back to the pool for the next request
@@ -606,18 +607,19 @@ class _Download:
 
         return hf_hub_url(self.repo.repo_id, file.path, revision=self.commit, endpoint=self.engine.endpoint)
 
-    def _learn_path(self, answer_s: float) -> None:
+    def _learn_path(self, answer_s: float, nearby: bool) -> None:
         """A local path gets one stream, fetching whole files. One answer within LOCAL_ANSWER_S, from
         the Hub or from the host it redirects to, proves the path local (a WAN cannot answer faster
-        than its round trip); PATH_SAMPLES slower ones rule it out (one slow answer may only mean a
-        busy CPU)."""
+        than its round trip) when that host's address is on this machine or a private network: a CDN
+        edge in the same city can answer as fast, and caps each connection. PATH_SAMPLES other answers
+        rule it out (one slow answer may only mean a busy CPU)."""
         with self._cond:
             if self._local is not None:
                 return
             self._answers += 1
             first = self._answers == 1
             self._cond.notify_all()
-            if answer_s < LOCAL_ANSWER_S:
+            if nearby and answer_s < LOCAL_ANSWER_S:
                 self._local, self._wanted, self._growing = True, 1, False
                 self._queue = collections.deque(_joined(list(self._queue)))  # streams beyond the first retire
                 for target, held in self._held.items():
@@ -746,6 +748,24 @@ def _check_content_range(header: str, start: int, file: PlannedFile, repo_id: st
             f"the server answered a request for {file.path} of {repo_id} from byte {start} "
             f"with Content-Range {header[:80]!r}; nothing from it was kept"
         )
+
+
+def _from_nearby_host(response: Any) -> bool:
+    """Whether `response` came from a loopback, private or link-local address (False when unknown)."""
+    sock = _socket_of(response)
+    try:
+        return sock is not None and is_nearby_address(sock.getpeername()[0])
+    except OSError:  # closed already
+        return False
+
+
+def is_nearby_address(host: str) -> bool:
+    """A loopback, private (RFC 1918, unique local) or link-local IP address; no public one."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_link_local
 
 
 def _socket_of(response: Any) -> socket.socket | None:
