@@ -288,7 +288,9 @@ def wan_rows(r: dict[str, Any]) -> list[Row]:
     ]
     for name, w in r["workloads"].items():
         ours = w["tools"]["ours"]
-        figure = f"WAN download, {name} ({w['files']} files, {w['bytes'] / 1e6:.0f} MB): throughput"
+        runs = len(ours.get("runs_s", ()))
+        median = f", median of {runs} runs" if runs > 1 else ""
+        figure = f"WAN download, {name} ({w['files']} files, {w['bytes'] / 1e6:.0f} MB{median}): throughput"
         mine = _wan_speed(ours) + (f" ({ours['link_share']:.0%} of the link)" if "mbps" in ours else "")
         rows += [
             (
