@@ -83,7 +83,12 @@ def test_a_reader_loads_from_the_read_only_cache_offline_and_captures(
     carol = managers["carol"]
     record = carol.resolve("tiny/qwen2")
     assert record is not None and record.status == "ready"
+    # As a user's pod sets it; huggingface_hub reads the variable once, at import, so its constant is
+    # switched too (and back after the test, which the variable alone would not do).
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     before = _tree(carol.settings.cache_dir)
     _hub_server.clear_log()
     snapshot_root = Path(record.file_path or "").parents[1]
