@@ -16,20 +16,19 @@ from ..server.handlers import Backend
 SCOPE_PREFIX = "custom:mistudio:"
 
 
-def require_scope(user: dict[str, Any], scope: str) -> None:
-    """Forbidden unless the Hub granted `user` (a user or service model) `custom:mistudio:<scope>`."""
-    needed = SCOPE_PREFIX + scope
-    if needed not in user.get("scopes", ()):
-        raise Forbidden(
-            f"{user.get('kind', 'user')} {user.get('name')!r} lacks the {needed} scope; "
-            "a JupyterHub admin grants it with a role"
-        )
-
-
 def granted(user: dict[str, Any]) -> list[str]:
-    """The permissions whose `custom:mistudio:<name>` scope the Hub granted `user`."""
+    """The permissions whose `custom:mistudio:<name>` scope the Hub granted `user` (a user or service model)."""
     scopes = user.get("scopes", ())
     return [permission for permission in PERMISSIONS if SCOPE_PREFIX + permission in scopes]
+
+
+def require_scope(user: dict[str, Any], scope: str) -> None:
+    """Forbidden unless `scope` is among the permissions `granted` to `user`."""
+    if scope not in granted(user):
+        raise Forbidden(
+            f"{user.get('kind', 'user')} {user.get('name')!r} lacks the {SCOPE_PREFIX}{scope} scope; "
+            "a JupyterHub admin grants it with a role"
+        )
 
 
 class HubAccess(HubOAuthenticated, web.RequestHandler):
