@@ -1,6 +1,6 @@
 // A model in the list: a compact row (name, status, size, a thin progress bar while downloading,
 // actions), and the facts of a model that the model page shows in its header.
-import { ACTIVE, RESUMABLE, actionButton, compactProgress, may } from "./progress.js";
+import { ACTIVE, actionButton, compactProgress, downloadActions, may } from "./progress.js";
 import { el, formatBytes, formatParams, statusBadge } from "./util.js";
 
 function quantizationText(record) {
@@ -47,13 +47,11 @@ function confirmDelete(record, send, setConfirming) {
 }
 
 function actions(record, send, setConfirming, can) {
-  const downloading = may(can, "download");
   return el(
     "div",
     { class: "mistudio-actions mistudio-item__actions" },
     actionButton("Open", "architecture", record, send),
-    downloading && ACTIVE.has(record.status) ? actionButton("Cancel download", "cancel", record, send) : null,
-    downloading && RESUMABLE.has(record.status) ? actionButton("Resume", "resume", record, send) : null,
+    ...downloadActions(record, send, can),
     ACTIVE.has(record.status) || !may(can, "delete")
       ? null
       : el(

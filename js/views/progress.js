@@ -84,20 +84,23 @@ export function compactProgress(record) {
   );
 }
 
+/** Cancel (while active) or Resume (once stopped), when `can` allows downloading; nulls otherwise. */
+export function downloadActions(record, send, can = null) {
+  const downloading = may(can, "download");
+  return [
+    downloading && ACTIVE.has(record.status) ? actionButton("Cancel download", "cancel", record, send) : null,
+    downloading && RESUMABLE.has(record.status) ? actionButton("Resume", "resume", record, send) : null,
+  ];
+}
+
 /** The whole progress block: name, status, details, Cancel / Resume when `can` allows downloading. */
 export function progressBlock(record, send, can = null) {
-  const downloading = may(can, "download");
   return el(
     "section",
     { class: "mistudio-card", "aria-label": `Download of ${record.name}` },
     el("header", { class: "mistudio-card__header" }, el("h3", {}, record.name), statusBadge(record.status)),
     progressDetails(record),
-    el(
-      "div",
-      { class: "mistudio-actions" },
-      downloading && ACTIVE.has(record.status) ? actionButton("Cancel download", "cancel", record, send) : null,
-      downloading && RESUMABLE.has(record.status) ? actionButton("Resume", "resume", record, send) : null,
-    ),
+    el("div", { class: "mistudio-actions" }, ...downloadActions(record, send, can)),
   );
 }
 
