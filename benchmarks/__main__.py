@@ -31,7 +31,7 @@ from .common import ENV, ROOT, last_json_line, machine
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 TIMEOUT_S = 600
-FLAGS = {"bench_download": ["--repeat", "3"], "bench_estimates": ["--quick"]}
+FLAGS = {"bench_download": ["--repeat", "5"], "bench_estimates": ["--quick"]}
 
 
 def run(bench: Path) -> dict[str, Any]:

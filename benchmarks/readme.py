@@ -29,6 +29,7 @@ HIGHLIGHTS = (  # figures, by the start of their name, in the order the README s
     r"download [\d.]+ GiB, sha256-verified",
     r"download [\d.]+ GiB, loopback",
     r"ceiling of a sha256-verified download",
+    r"the write every download does",
     r"bytes fetched twice after SIGKILL",
     r"cancel latency",
     r"capture 4 hooks",

@@ -70,6 +70,14 @@ def download_rows(r: dict[str, Any]) -> list[Row]:
             "ours ≥ 90% of it",
         ),
         (
+            f"the write every download does: {size} from memory into a new file, alone",
+            f"{gbps['page_cache_write']:.2f} GB/s",
+            f"sha256 {gbps['sha256_in_memory']:.2f} GB/s",
+            f"{r['page_cache_write_vs_sha256']['slowest']:.1f}× to {r['page_cache_write_vs_sha256']['fastest']:.1f}× "
+            "the hash's speed (slowest, fastest round)",
+            "–",
+        ),
+        (
             "bytes fetched twice after SIGKILL at 50%",
             f"{kill['ours']['fetched_twice']:.2%}",
             f"hf_hub_download {kill['hf_hub_download']['fetched_twice']:.1%}",
@@ -458,6 +466,10 @@ def _mib(value: float) -> str:
     return f"{value / 2**20:g} MiB"
 
 
+def _kib(value: float) -> str:
+    return f"{value / 2**10:g} KiB"
+
+
 def span(values: list[float], show: Callable[[float], str]) -> str:
     """The range of `values` over the recorded runs, e.g. "0.59–0.87× over 7 runs"."""
     if not values:
@@ -490,6 +502,10 @@ def download_figures(r: dict[str, Any], runs: list[history.Run]) -> dict[str, st
         "ours_vs_verified_curl": _times(r["ratio_vs_curl_then_sha256"]),
         "ours_vs_verified_curl_range": ranged(lambda x: x["ratio_vs_curl_then_sha256"], _times),
         "block_size": _mib(engine["block_bytes"]),
+        "write_piece": _kib(engine["write_piece_bytes"]),
+        "write_vs_sha256": _extent(
+            [r["page_cache_write_vs_sha256"][key] for key in ("slowest", "fastest")], lambda v: f"{v:.1f}×"
+        ),
         "refetch_ours": f"{r['refetched_after_kill_at_half']['ours']['fetched_twice']:.2%}",
         "refetch_ours_range": ranged(
             lambda x: x["refetched_after_kill_at_half"]["ours"]["fetched_twice"], lambda v: f"{v:.2%}"

@@ -46,16 +46,17 @@ Loading pretrained config for `tiny/qwen2` from `transformers`...
 
 
 def download_result(ratio_vs_curl: float) -> dict[str, Any]:
-    best = {
-        "ours": 1.0,
-        "curl": ratio_vs_curl,
-        "hf_hub_download": 3.3,
-        "curl_then_sha256": 1.74,
-        "sha256_in_memory": 0.84,
+    rounds = {
+        "ours": [1.2, 1.0],
+        "curl": [ratio_vs_curl],
+        "hf_hub_download": [3.3],
+        "curl_then_sha256": [1.74],
+        "sha256_in_memory": [0.84],
+        "page_cache_write": [0.3, 0.2],
     }
     return bench_download.figures(
         2**30,
-        best,
+        rounds,
         {"fetched_twice": 0.0039, "second_run": 0.5},
         {"fetched_twice": 0.513, "second_run": 1.0},
         {"signal": 0.031, "flag": 0.904},
@@ -162,6 +163,8 @@ def test_a_full_run_fills_every_placeholder(benches: list[report.Bench]) -> None
     assert "Fitted in this run on qwen2-tiny" in text and "applied to pythia-70m, which took no part" in text
     assert "off by -80.4% to -25.9% for 8-bit and 4-bit" in text
     assert "**Team store events**: p95 474 ms from a progress write to 50 users' sockets." in text
+    assert "Writing the file alone, from memory into a new file, runs at 2.8× to 4.2× the speed of the hash" in text
+    assert "in pieces of 256 KiB" in text
     assert "`accelerate estimate-memory` (this run's figures for the same repos) is off by -44.2% to -18.6%" in text
 
 
