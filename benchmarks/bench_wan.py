@@ -69,7 +69,7 @@ PROFILE = WanProfile(per_conn_bps=8e6, link_bps=LINK_BPS, rtt_ms=30)
 WORKLOADS = {"one-file": "bench/wan-one-file", "shards": "bench/wan-shards", "small-files": "bench/wan-small-files"}
 PEERS = ("snapshot_download", "hf_transfer", "aria2c")
 # Runs per tool: a short workload varies more from run to run than the one large file.
-ROUNDS = {"one-file": 1, "shards": 3, "small-files": 5}
+ROUNDS = {"one-file": 1, "shards": 3, "small-files": 7}
 RESOLVERS = 8  # files resolved (and, for hf_transfer, fetched) at a time: snapshot_download's max_workers
 CEILING_RANGES = 16
 TOOL_TIMEOUT_S = 300
