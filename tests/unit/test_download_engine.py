@@ -14,7 +14,12 @@ from typing import Any
 import pytest
 
 from mistudio_jupyter.core.downloads.cache import RepoCache
-from mistudio_jupyter.core.downloads.engine import Engine, is_nearby_address
+from mistudio_jupyter.core.downloads.engine import (
+    LOCAL_STREAM_NICENESS,
+    Engine,
+    _give_way_to_the_hash,
+    is_nearby_address,
+)
 from mistudio_jupyter.core.downloads.journal import Journal, journal_path, read_written
 from mistudio_jupyter.core.downloads.partial import BLOCK_BYTES, BlockPool, HashThreads, MemoryBudget, PartialFile
 from mistudio_jupyter.core.downloads.ranges import RangeSet
@@ -139,3 +144,22 @@ def test_a_connection_cut_mid_block_never_reuses_the_block_the_hash_holds(
 )
 def test_only_a_loopback_private_or_link_local_host_can_make_a_path_local(host: str, nearby: bool) -> None:
     assert is_nearby_address(host) is nearby
+
+
+def test_a_local_stream_gives_way_to_the_hash_once_and_alone() -> None:
+    """The stream thread becomes nicer than the threads beside it (the hash's among them), once."""
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: list[int] = []
+
+    def stream() -> None:
+        thread = threading.get_native_id()
+        seen.append(os.getpriority(os.PRIO_PROCESS, thread))
+        _give_way_to_the_hash()
+        _give_way_to_the_hash()  # a second response on the same stream
+        seen.append(os.getpriority(os.PRIO_PROCESS, thread))
+
+    worker = threading.Thread(target=stream)
+    worker.start()
+    worker.join()
+    assert seen == [own, min(19, own + LOCAL_STREAM_NICENESS)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
