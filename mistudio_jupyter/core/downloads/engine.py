@@ -8,9 +8,10 @@ that can start (at least START_CONNECTIONS), grows while the aggregate rate grow
 and never exceeds `max_connections`. A host on a loopback or private address that answers within
 LOCAL_ANSWER_S (the test Hub, a mirror in the same rack) is bound by the CPU, not by connections:
 there one stream fetches each file whole, in order, with its receive buffer kept small so that a kill
-loses little, and a lower priority than the hash, the step that bounds it. When no range is left to start, an idle stream takes the second half of the range that
-needs longest to finish, so a slow or stalled stream never holds up the end of a download; a read
-that times out is retried on a new connection from the byte it reached.
+loses little, and a lower priority than the hash, the step that bounds it. When no range is left to
+start, an idle stream takes the second half of the range that needs longest to finish, so a slow or
+stalled stream never holds up the end of a download; a read that times out is retried on a new
+connection from the byte it reached.
 
 Each stream writes at its offset into the file's stable partial file and records the range in the
 journal beside it, so a resume from any process, with any stream count, fetches only the gaps; the
