@@ -6,7 +6,7 @@ Throughput of our engine (with sha256 verification) vs `huggingface_hub.hf_hub_d
 verification) vs `curl -o` (none either) vs `curl -o` then `openssl dgst -sha256` (the same
 guarantee as ours), and the ceiling any verified download has on this CPU: hashlib's sha256 over the
 same number of bytes already in memory, no I/O. Beside it, the write every download does: the same
-number of bytes from memory into a new file, no network, no hash. Each tool's clock starts once its
+number of bytes from memory into a new file in writes of 1 MiB, no network, no hash. Each tool's clock starts once its
 libraries are imported. Then bytes fetched again after a SIGKILL at 50% and a resume (ours vs
 huggingface_hub, which restarts from zero); cancel latency (signal, and catalog flag only). Prints one
 line per figure, then one JSON line with all of them. Goals: ≥0.9× the sha256 ceiling, ≥1.5×
@@ -271,8 +271,8 @@ def figures(
     hf_refetch: dict[str, float],
     latency: dict[str, float],
 ) -> dict[str, Any]:
-    """The JSON line: the measurements (best seconds per tool, re-fetch shares, cancel latencies) and the
-    ratios between them."""
+    """The JSON line: the measurements (every round's seconds per tool and the best of them, re-fetch
+    shares, cancel latencies) and the ratios between the best."""
     best = {name: min(values) for name, values in rounds.items()}
     return {
         "file_bytes": size,

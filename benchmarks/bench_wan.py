@@ -8,8 +8,7 @@ of 64 MiB; 40 small files of 20-800 KB; each with a config.json. Tools, one afte
 Hub, each in its own process, into a fresh directory after `os.sync()`. Besides the whole time, each
 tool's start-up (from its start to its first request for LFS bytes, by the test Hub's clock: asking the
 Hub, starting processes) and the share of the link it reached after that. The short workloads run
-several times (`ROUNDS`), each round with the tools in another order; each tool's median run is shown:
-
+several times (`ROUNDS`), each round with the tools in another order; each tool's median run is shown.
 Each tool's clock starts once its process has imported its Python libraries (huggingface_hub's client;
 `requests` for the URL lookups of hf_transfer and aria2c), as in a notebook or server that has used
 them before; everything after that is timed:

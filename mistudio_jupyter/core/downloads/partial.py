@@ -30,10 +30,10 @@ from .journal import Journal, read_written
 from .ranges import RangeSet
 
 BLOCK_BYTES = 1 << 20
-# A block goes to the file in pieces this large. Linux gives a write as large as a block, at an offset
-# aligned to it, a page-cache folio as large; on a VM that returns free memory to its host (free page
-# reporting) such folios came back from the host page by page: writing 1 GiB in 1 MiB pieces cost 2-4x
-# the CPU of the same bytes in these pieces, which cost three more system calls per block.
+# A block goes to the file in pieces this large. On a VM that returns free memory to its host (free page
+# reporting), a download writing 1 GiB in 1 MiB pieces at 1 MiB offsets spent 2-4x the CPU in the write
+# of the same bytes in these pieces, most likely because Linux gives such writes page-cache folios as
+# large, which the host backs again page by page. The cost here: three more system calls per block.
 WRITE_PIECE_BYTES = 256 << 10
 DISK_WINDOW_BYTES = 8 << 20
 POLL_S = 0.2
