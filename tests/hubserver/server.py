@@ -441,6 +441,9 @@ class _Listener(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # As the Hub's and CDNs' servers send: with Nagle's algorithm, a small body written after its headers
+    # on a reused connection waited for the client's delayed ACK (40 ms on Linux).
+    disable_nagle_algorithm = True
     server: _Listener
     _wan: WanConnection | None = None
 
