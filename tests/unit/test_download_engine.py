@@ -19,6 +19,7 @@ from mistudio_jupyter.core.downloads.engine import (
     Engine,
     _give_way_to_the_hash,
     is_nearby_address,
+    resolve_url,
 )
 from mistudio_jupyter.core.downloads.journal import Journal, journal_path, read_written
 from mistudio_jupyter.core.downloads.partial import BLOCK_BYTES, BlockPool, HashThreads, MemoryBudget, PartialFile
@@ -126,6 +127,21 @@ def test_a_connection_cut_mid_block_never_reuses_the_block_the_hash_holds(
 
     assert hashlib.sha256((snapshot / "model.safetensors").read_bytes()).hexdigest() == weights.sha256
     assert sum(record.bytes_sent for record in hub.cdn_gets("model.safetensors")) == weights.size
+
+
+@pytest.mark.parametrize(
+    ("revision", "path"),
+    [
+        ("main", "config.json"),
+        ("refs/pr/1", "tokenizer/vocab.json"),
+        ("a" * 40, "sub dir/ä #1?.safetensors"),
+    ],
+)
+def test_the_resolve_url_is_the_one_huggingface_hub_makes(revision: str, path: str) -> None:
+    from huggingface_hub import hf_hub_url
+
+    expected = hf_hub_url("org/model", path, revision=revision, endpoint="https://hub.example")
+    assert resolve_url("https://hub.example", "org/model", revision, path) == expected
 
 
 @pytest.mark.parametrize(

@@ -403,7 +403,6 @@ def _warm_up() -> None:
     idle until then): the HTTP session, its TLS context the costly part, and the modules a job's first
     request would otherwise wait for."""
     import filelock  # noqa: F401
-    from huggingface_hub import hf_hub_url  # noqa: F401
     from huggingface_hub.utils import build_hf_headers, get_session
 
     get_session()
