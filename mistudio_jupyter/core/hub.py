@@ -12,6 +12,7 @@ import fnmatch
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any, Literal, TypeVar
@@ -191,6 +192,8 @@ class HubClient:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.endpoint = settings.hub_endpoint
+        # Seconds the Hub took to answer the latest request (None before any): what the path to it is like.
+        self.answer_s: float | None = None
 
     def resolve_token(self, token: str | None = None) -> str | None:
         """The token to use: the argument, else HF_TOKEN (settings), else the huggingface_hub login."""
@@ -240,7 +243,10 @@ class HubClient:
         from huggingface_hub.utils import build_hf_headers, get_session
 
         headers = build_hf_headers(token=token or False)
-        return get_session().get(url, headers=headers, params=params, follow_redirects=True)
+        asked = time.monotonic()
+        response = get_session().get(url, headers=headers, params=params, follow_redirects=True)
+        self.answer_s = time.monotonic() - asked
+        return response
 
     def check_downloadable(self, repo_id: str, revision: str | None = None, token: str | None = None) -> Any:
         """The repo's model info, after one round trip; raises what a download would fail with at once:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from mistudio_jupyter.core.downloads import engine
 from mistudio_jupyter.core.downloads.cache import RepoCache
 from mistudio_jupyter.core.downloads.engine import (
     LOCAL_STREAM_NICENESS,
@@ -28,6 +29,7 @@ from mistudio_jupyter.core.errors import DownloadFailed
 from mistudio_jupyter.core.hub import HubClient, PlannedFile
 from mistudio_jupyter.core.settings import Settings
 from tests.hubserver import HubServer, RepoSpec
+from tests.hubserver.wan import WanProfile
 
 CONTENT = os.urandom(5 * BLOCK_BYTES + 12345)
 
@@ -127,6 +129,25 @@ def test_a_connection_cut_mid_block_never_reuses_the_block_the_hash_holds(
 
     assert hashlib.sha256((snapshot / "model.safetensors").read_bytes()).hexdigest() == weights.sha256
     assert sum(record.bytes_sent for record in hub.cdn_gets("model.safetensors")) == weights.size
+
+
+@pytest.mark.parametrize(("hub_answer_s", "asks_alone"), [(None, True), (3.0, False)])
+def test_a_hub_known_to_be_far_spares_the_first_stream_asking_alone(
+    settings: Settings, hub: HubServer, monkeypatch: pytest.MonkeyPatch, hub_answer_s: float | None, asks_alone: bool
+) -> None:
+    """The first stream asks alone for a moment, so that a local path gets one stream; a slow answer the
+    caller had from the Hub tells a far path at once, and the other streams start beside it."""
+    monkeypatch.setattr(engine, "LOCAL_ANSWER_S", 0.5)  # the first stream may ask alone for a second
+    monkeypatch.setattr(engine, "FAR_ANSWER_S", 2.0)
+    plan = HubClient(settings).file_plan("tiny/llama-sharded")
+    hub.faults.wan = WanProfile(rtt_ms=700, connect_rtts=0)  # no answer is fast enough for a local path
+    hub.clear_log()
+
+    Engine(settings.cache_dir, endpoint=hub.url, token=None, hub_answer_s=hub_answer_s).fetch(plan)
+
+    asked = sorted(record.at for record in hub.log if "/resolve/" in record.path)
+    before_the_first_answer = [at for at in asked if at < asked[0] + 0.5]
+    assert (len(before_the_first_answer) == 1) is asks_alone
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from mistudio_jupyter.core.settings import Settings
 from mistudio_jupyter.core.snapshot import count_params
 from tests.hubserver import HubServer
 from tests.hubserver.fixtures import DEV_BRANCH_REPO
+from tests.hubserver.wan import WanProfile
 
 
 @pytest.fixture
@@ -67,6 +68,16 @@ def test_resolve_commit_and_file_plan(client):
 
 def config_reads(hub: HubServer) -> list[str]:
     return [record.path for record in hub.log if record.path.endswith("/config.json")]
+
+
+def test_the_client_keeps_how_long_the_hub_took_to_answer(client, hub):
+    """A download's worker learns from it that the Hub is far before its own first answer."""
+    assert client.answer_s is None
+    hub.faults.wan = WanProfile(rtt_ms=150, connect_rtts=0)
+
+    client.model_info("tiny/gpt2")
+
+    assert 0.15 <= client.answer_s < 5
 
 
 def test_download_plan_reads_config_at_the_branch_while_the_info_is_asked(client, hub):

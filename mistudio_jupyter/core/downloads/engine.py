@@ -73,6 +73,9 @@ MEMORY_PER_STREAM_BYTES = 2 << 20
 # A Python server on a busy loopback takes a few milliseconds; a WAN's round trip takes longer.
 LOCAL_ANSWER_S = 0.008
 PATH_SAMPLES = 8
+# The caller's plan request took this long: the Hub is far (a round trip, or a new connection's
+# handshakes, on a WAN) and the first stream need not ask alone.
+FAR_ANSWER_S = 4 * LOCAL_ANSWER_S
 # On a local path Linux would grow the receive buffer to tcp_rmem's maximum (often 6-32 MiB), all of it
 # lost on a kill; this much still carries 10 GB/s there.
 LOCAL_RECEIVE_BUFFER_BYTES = 2 << 20
@@ -147,7 +150,8 @@ class Engine:
     """Downloads the files of `FilePlan`s into `cache_dir`.
 
     `stop` is checked between blocks and during waits; once set, the engine raises `Cancelled` and
-    leaves partial files and journals in place for a later resume.
+    leaves partial files and journals in place for a later resume. `hub_answer_s`, how long the Hub
+    took to answer the caller's plan request, tells a far Hub before the first answer does.
     """
 
     def __init__(
@@ -161,6 +165,7 @@ class Engine:
         max_retries: int = 5,
         backoff_s: float = 0.5,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        hub_answer_s: float | None = None,
     ) -> None:
         from huggingface_hub import constants
         from huggingface_hub.utils import build_hf_headers, get_session
@@ -173,6 +178,7 @@ class Engine:
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.max_connections = max(1, max_connections)
+        self.hub_answer_s = hub_answer_s
         self.session = get_session()
         self.read_timeout_s = float(constants.HF_HUB_DOWNLOAD_TIMEOUT)
         self.headers = dict(build_hf_headers(token=token or False, library_name="mistudio-jupyter"))
@@ -310,7 +316,7 @@ class _Download:
                 if self._queue:
                     break
             self._spawn_streams()
-            alone_until = time.monotonic() + 2 * LOCAL_ANSWER_S
+            alone_until = time.monotonic() + (0.0 if self._hub_is_far() else 2 * LOCAL_ANSWER_S)
             for index, file in files:  # the next files get ready while that request is in flight
                 self._start_file(index, file)
                 if self._local is not None or time.monotonic() >= alone_until:
@@ -331,6 +337,11 @@ class _Download:
             raise
         finally:
             self._shut_down()
+
+    def _hub_is_far(self) -> bool:
+        """Whether an earlier answer of the Hub (the caller's, as it asked for the plan) rules out a local
+        path, so that the first stream need not ask alone."""
+        return self.engine.hub_answer_s is not None and self.engine.hub_answer_s >= FAR_ANSWER_S
 
     def _start_file(self, index: int, file: PlannedFile) -> None:
         if not file.etag:

@@ -264,6 +264,7 @@ class DownloadManager:
             "allow_pickle": allow_pickle,
             "allow_remote_code": allow_remote_code,
             "plan": plan.to_json() if plan is not None and _plans(plan, record) else None,
+            "hub_answer_s": self.hub.answer_s,
             "model_id": record.id,
             "log": str(log_dir(self.settings) / f"{record.id}.log"),
         }

@@ -199,6 +199,7 @@ class Job:
         plan: FilePlan | None = None,
         allow_pickle: bool = False,
         allow_remote_code: bool = False,
+        hub_answer_s: float | None = None,
     ) -> None:
         self.settings = settings
         self.model_id = model_id
@@ -207,6 +208,7 @@ class Job:
         self.allow_pickle = allow_pickle
         self.allow_remote_code = allow_remote_code
         self.hub = HubClient(settings)
+        self.hub.answer_s = hub_answer_s  # the parent's, until this process asks the Hub itself
         self.worker = worker_name()
         self.interrupt = _Interrupt()
         self.progress = Progress()
@@ -249,6 +251,7 @@ class Job:
                 stop=self.interrupt.stop,
                 progress=self.progress,
                 max_connections=self.settings.max_connections,
+                hub_answer_s=self.hub.answer_s,
             )
             snapshot = engine.fetch(plan, on_start=self.reporter.open)
         return completion_fields(plan, snapshot)
@@ -394,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         plan=FilePlan.from_json(plan) if plan else None,
         allow_pickle=request.get("allow_pickle", False),
         allow_remote_code=request.get("allow_remote_code", False),
+        hub_answer_s=request.get("hub_answer_s"),
     )
     return job.run()
 
