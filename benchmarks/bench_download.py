@@ -6,10 +6,10 @@ Throughput of our engine (with sha256 verification) vs `huggingface_hub.hf_hub_d
 verification) vs `curl -o` (none either) vs `curl -o` then `openssl dgst -sha256` (the same
 guarantee as ours), and the ceiling any verified download has on this CPU: hashlib's sha256 over the
 same number of bytes already in memory, no I/O. Beside it, the write every download does: the same
-number of bytes from memory into a new file in writes of 1 MiB, no network, no hash. Each tool's clock starts once its
-libraries are imported. Then bytes fetched again after a SIGKILL at 50% and a resume (ours vs
-huggingface_hub, which restarts from zero); cancel latency (signal, and catalog flag only). Prints one
-line per figure, then one JSON line with all of them. Goals: ≥0.9× the sha256 ceiling, ≥1.5×
+number of bytes from memory into a new file in writes of 1 MiB, no network, no hash. Each tool's clock
+starts once its libraries are imported. Then bytes fetched again after a SIGKILL at 50% and a resume
+(ours vs huggingface_hub, which restarts from zero); cancel latency (signal, and catalog flag only).
+Prints one line per figure, then one JSON line with all of them. Goals: ≥0.9× the sha256 ceiling, ≥1.5×
 hf_hub_download, ≤1% re-fetched, cancel ≤1 s.
 """
 
@@ -64,7 +64,6 @@ OURS_SCRIPT = """
 import json, sys, time
 from pathlib import Path
 import filelock, httpx2
-from huggingface_hub import hf_hub_url
 from mistudio_jupyter.core.downloads.cache import RepoCache
 from mistudio_jupyter.core.downloads.engine import Engine
 from mistudio_jupyter.core.hub import PlannedFile

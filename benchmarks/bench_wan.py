@@ -48,7 +48,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import urljoin
 
 os.environ.update(
     {
@@ -61,6 +61,7 @@ os.environ.update(
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mistudio_jupyter.core.hub import resolve_url  # noqa: E402
 from tests.hubserver import HubServer, RepoSpec, WanProfile, build_fixtures, default_root  # noqa: E402
 
 LINK_BPS = 96e6
@@ -78,8 +79,7 @@ TOOL_TIMEOUT_S = 300
 
 
 def ours(endpoint: str, repo: str, dest: Path, files: list[str]) -> tuple[float, float, Path]:
-    import huggingface_hub.file_download  # noqa: F401 - what download() asks the Hub with, imported before the clock
-    import huggingface_hub.hf_api  # noqa: F401
+    import huggingface_hub.hf_api  # noqa: F401 - what download() asks the Hub with, imported before the clock
 
     from mistudio_jupyter.core.service import ModelManager
     from mistudio_jupyter.core.settings import Settings
@@ -117,7 +117,7 @@ def hf_transfer(endpoint: str, repo: str, dest: Path, files: list[str]) -> tuple
         target = out / path
         target.parent.mkdir(parents=True, exist_ok=True)
         transfer.download(
-            resolve(_resolve_url(endpoint, repo, path)),
+            resolve(resolve_url(endpoint, repo, "main", path)),
             str(target),
             max_files=100,
             chunk_size=10 * 1024 * 1024,
@@ -136,7 +136,7 @@ def aria2c(endpoint: str, repo: str, dest: Path, files: list[str]) -> tuple[floa
     out, listing = dest / "files", dest / "aria2c-input.txt"
     started = time.monotonic()
     with ThreadPoolExecutor(RESOLVERS) as pool:
-        urls = list(pool.map(lambda path: resolve(_resolve_url(endpoint, repo, path)), files))
+        urls = list(pool.map(lambda path: resolve(resolve_url(endpoint, repo, "main", path)), files))
     listing.write_text("".join(f"{url}\n  out={path}\n" for url, path in zip(urls, files)))
     subprocess.run(
         [
@@ -162,10 +162,6 @@ TOOLS: dict[str, Callable[[str, str, Path, list[str]], tuple[float, float, Path]
     "hf_transfer": hf_transfer,
     "aria2c": aria2c,
 }
-
-
-def _resolve_url(endpoint: str, repo: str, path: str) -> str:
-    return f"{endpoint}/{repo}/resolve/main/{quote(path)}"
 
 
 def _resolver() -> Callable[[str], str]:
@@ -268,7 +264,7 @@ def ceiling(hub: HubServer, spec: RepoSpec) -> dict[str, float]:
     """The test Hub's own ceiling through the same WAN: one curl, the largest file in 16 ranges at once."""
     file = max(spec.files.values(), key=lambda f: f.size)
     hub.faults.wan = PROFILE
-    location = _resolver()(_resolve_url(hub.url, spec.repo_id, file.path))
+    location = _resolver()(resolve_url(hub.url, spec.repo_id, "main", file.path))
     part = -(-file.size // CEILING_RANGES)
     ranges = [
         ["-r", f"{start}-{min(file.size, start + part) - 1}", "-o", "/dev/null", location]

@@ -20,13 +20,12 @@ from mistudio_jupyter.core.downloads.engine import (
     Engine,
     _give_way_to_the_hash,
     is_nearby_address,
-    resolve_url,
 )
 from mistudio_jupyter.core.downloads.journal import Journal, journal_path, read_written
 from mistudio_jupyter.core.downloads.partial import BLOCK_BYTES, BlockPool, HashThreads, MemoryBudget, PartialFile
 from mistudio_jupyter.core.downloads.ranges import RangeSet
 from mistudio_jupyter.core.errors import DownloadFailed
-from mistudio_jupyter.core.hub import HubClient, PlannedFile
+from mistudio_jupyter.core.hub import HubClient, PlannedFile, resolve_url
 from mistudio_jupyter.core.settings import Settings
 from tests.hubserver import HubServer, RepoSpec
 from tests.hubserver.wan import WanProfile

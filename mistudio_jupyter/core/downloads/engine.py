@@ -37,10 +37,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin, urlparse
+from urllib.parse import urljoin, urlparse
 
 from ..errors import Cancelled, DownloadFailed, HubUnreachable
-from ..hub import FilePlan, PlannedFile, map_hub_error
+from ..hub import FilePlan, PlannedFile, map_hub_error, resolve_url
 from .cache import RepoCache
 from .partial import BLOCK_BYTES, BlockPool, HashThreads, MemoryBudget, PartialFile
 
@@ -778,12 +778,6 @@ def _check_content_range(header: str, start: int, file: PlannedFile, repo_id: st
             f"the server answered a request for {file.path} of {repo_id} from byte {start} "
             f"with Content-Range {header[:80]!r}; nothing from it was kept"
         )
-
-
-def resolve_url(endpoint: str, repo_id: str, revision: str, path: str) -> str:
-    """A model file's `resolve` URL, as `huggingface_hub.hf_hub_url` makes it (whose module would make a
-    worker's start-up 40 ms longer)."""
-    return f"{endpoint}/{repo_id}/resolve/{quote(revision, safe='')}/{quote(path)}"
 
 
 def _from_nearby_host(response: Any) -> bool:
